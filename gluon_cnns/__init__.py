@@ -1,0 +1,22 @@
+"""gluon_cnns: the classic convolutional networks as hybridizable MXNet Gluon blocks.
+
+    >>> import gluon_cnns
+    >>> net = gluon_cnns.get_model('googlenet')
+    >>> gluon_cnns.list_models()[:3]
+    ['lenet', 'lenet_bn', 'alexnet']
+
+The source articles' constructors (``LeNet()``, ``AlexNet()``, ``VGGNet(arch)``,
+``NiNNet()``, ``GoogLeNet(num_class)``, ``ResNet(num_classes)``) are importable
+from here and return the corrected networks. The tutorial helpers
+(``load_data_fashion_mnist``, ``train``, ...) live in :mod:`gluon_cnns.utils`.
+"""
+__version__ = "0.1.0"
+
+from .errors import DataError, GluonCNNsError, InputTooSmallError, UnknownModelError
+from .models import (AlexNet, GoogLeNet, LeNet, NiNNet, ResNet, VGGNet, get_model, list_models,
+                     model_spec)
+from .shapes import count_parameters, summary, trace
+
+__all__ = ["AlexNet", "DataError", "GluonCNNsError", "GoogLeNet", "InputTooSmallError", "LeNet",
+           "NiNNet", "ResNet", "UnknownModelError", "VGGNet", "count_parameters", "get_model",
+           "list_models", "model_spec", "summary", "trace"]

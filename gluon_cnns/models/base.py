@@ -1,0 +1,94 @@
+"""What every network of the zoo shares: a ``HybridSequential`` of top-level
+blocks that refuses inputs too small for it with one clear error.
+
+Being a ``HybridSequential`` keeps the d2l idiom working::
+
+    for blk in net:
+        X = blk(X)
+        print(blk.name, 'output shape:', X.shape)
+
+and makes the top-level blocks the natural unit of the shape trace.
+"""
+import mxnet as mx
+from mxnet.gluon import nn
+
+from ..errors import InputTooSmallError
+
+# Largest side the minimum-input search tries; every net of the zoo fits well below it.
+_MAX_SEARCHED_SIDE = 1024
+
+
+class ClassicNet(nn.HybridSequential):
+    """A ``HybridSequential`` that checks the spatial size of its input.
+
+    MXNet reports an input that shrinks to nothing somewhere inside the net as a
+    long shape-inference traceback from deep inside the graph; this class finds
+    the net's smallest usable side once (by symbolic shape inference, no
+    compute) and raises :class:`InputTooSmallError` naming it instead.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._min_side_cache = {}
+
+    def min_input_size(self, channels=1):
+        """Smallest side ``s`` such that an input of shape (1, channels, s, s) runs."""
+        if channels not in self._min_side_cache:
+            self._min_side_cache[channels] = _search_min_side(self, channels)
+        return self._min_side_cache[channels]
+
+    def check_input_shape(self, shape):
+        """Raise :class:`InputTooSmallError` if an NCHW ``shape`` is too small for this net."""
+        if len(shape) != 4:
+            raise InputTooSmallError(
+                "%s expects a 4-D NCHW batch, got shape %s; add a batch axis "
+                "(x.expand_dims(0)) or a channel axis as needed"
+                % (type(self).__name__, tuple(shape)))
+        side = min(shape[2], shape[3])
+        need = self.min_input_size(shape[1])
+        if side < need:
+            raise InputTooSmallError(
+                "%s needs inputs of at least %dx%d pixels, got %dx%d; resize the "
+                "images (e.g. --resize %d)" % (type(self).__name__, need, need,
+                                                shape[2], shape[3], need))
+
+    def forward(self, x, *args):
+        if isinstance(x, mx.nd.NDArray):
+            self.check_input_shape(x.shape)
+        return super().forward(x, *args)
+
+
+def infer_shapes(symbol, input_shape):
+    """``symbol.infer_shape(data=input_shape)`` without the lines MXNet prints on failure.
+
+    Raises ``MXNetError`` when the shapes do not fit.
+    """
+    # Symbol.infer_shape prints "infer_shape error. Arguments: ..." before re-raising;
+    # the implementation it wraps raises the same error silently.
+    return symbol._infer_shape_impl(False, data=tuple(input_shape))  # pylint: disable=protected-access
+
+
+def _output_shape(net, input_shape):
+    """Output shape of ``net`` for ``input_shape`` by symbolic inference, or None if it fails."""
+    out = net(mx.sym.var("data"))
+    try:
+        _, out_shapes, _ = infer_shapes(out, input_shape)
+    except mx.base.MXNetError:
+        return None
+    if out_shapes is None or any(d <= 0 for d in out_shapes[0]):
+        return None
+    return out_shapes[0]
+
+
+def _search_min_side(net, channels):
+    """Binary search for the smallest square side the net accepts (shape inference only)."""
+    if _output_shape(net, (1, channels, _MAX_SEARCHED_SIDE, _MAX_SEARCHED_SIDE)) is None:
+        return _MAX_SEARCHED_SIDE
+    lo, hi = 1, _MAX_SEARCHED_SIDE  # hi always works
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _output_shape(net, (1, channels, mid, mid)) is None:
+            lo = mid + 1
+        else:
+            hi = mid
+    return hi

@@ -15,8 +15,8 @@ __version__ = "0.1.0"
 from .errors import DataError, GluonCNNsError, InputTooSmallError, UnknownModelError
 from .models import (AlexNet, GoogLeNet, LeNet, NiNNet, ResNet, VGGNet, get_model, list_models,
                      model_spec)
-from .shapes import count_parameters, summary, trace
+from .shapes import count_parameters, flops, summary, trace
 
 __all__ = ["AlexNet", "DataError", "GluonCNNsError", "GoogLeNet", "InputTooSmallError", "LeNet",
-           "NiNNet", "ResNet", "UnknownModelError", "VGGNet", "count_parameters", "get_model",
+           "NiNNet", "ResNet", "UnknownModelError", "VGGNet", "count_parameters", "flops", "get_model",
            "list_models", "model_spec", "summary", "trace"]

@@ -284,3 +284,18 @@ def test_lenet_bn_activation_selectable():
 def test_cifar_resnet_rejects_bad_depth():
     with pytest.raises(ValueError, match="6n\\+2"):
         models.CIFARResNet(21)
+
+
+def test_min_input_size_after_loading_parameters(tmp_path):
+    # Loaded parameters fix the Dense weight shapes; the minimum side must still be
+    # the architecture's, and a correct input must still pass the check.
+    trained = built("lenet", (1, 1, 28, 28))
+    path = str(tmp_path / "lenet.params")
+    trained.save_parameters(path)
+    net = gluon_cnns.get_model("lenet")
+    net.load_parameters(path)
+    assert net.min_input_size(1) == 12
+    np.testing.assert_allclose(net(mx.nd.ones((1, 1, 28, 28))).asnumpy(),
+                               trained(mx.nd.ones((1, 1, 28, 28))).asnumpy(), rtol=1e-6)
+    with pytest.raises(gluon_cnns.InputTooSmallError):
+        net(mx.nd.ones((1, 1, 8, 8)))

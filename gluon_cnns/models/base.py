@@ -9,6 +9,8 @@ Being a ``HybridSequential`` keeps the d2l idiom working::
 
 and makes the top-level blocks the natural unit of the shape trace.
 """
+import json
+
 import mxnet as mx
 from mxnet.gluon import nn
 
@@ -68,11 +70,24 @@ def infer_shapes(symbol, input_shape):
     return symbol._infer_shape_impl(False, data=tuple(input_shape))  # pylint: disable=protected-access
 
 
-def _output_shape(net, input_shape):
-    """Output shape of ``net`` for ``input_shape`` by symbolic inference, or None if it fails."""
-    out = net(mx.sym.var("data"))
+def _structure_only(symbol):
+    """``symbol`` with the shapes of its parameters forgotten.
+
+    Once parameters are initialized or loaded, their variables carry fixed shapes
+    (a Dense weight fixes the flattened size), and every other input side would
+    "fail"; the minimum side is a property of the architecture, so search on it.
+    """
+    graph = json.loads(symbol.tojson())
+    for node in graph["nodes"]:
+        if node["op"] == "null":
+            node.get("attrs", {}).pop("__shape__", None)
+    return mx.sym.load_json(json.dumps(graph))
+
+
+def _output_shape(symbol, input_shape):
+    """Output shape of ``symbol`` for ``input_shape`` by symbolic inference, or None if it fails."""
     try:
-        _, out_shapes, _ = infer_shapes(out, input_shape)
+        _, out_shapes, _ = infer_shapes(symbol, input_shape)
     except mx.base.MXNetError:
         return None
     if out_shapes is None or any(d <= 0 for d in out_shapes[0]):
@@ -82,12 +97,13 @@ def _output_shape(net, input_shape):
 
 def _search_min_side(net, channels):
     """Binary search for the smallest square side the net accepts (shape inference only)."""
-    if _output_shape(net, (1, channels, _MAX_SEARCHED_SIDE, _MAX_SEARCHED_SIDE)) is None:
+    symbol = _structure_only(net(mx.sym.var("data")))
+    if _output_shape(symbol, (1, channels, _MAX_SEARCHED_SIDE, _MAX_SEARCHED_SIDE)) is None:
         return _MAX_SEARCHED_SIDE
     lo, hi = 1, _MAX_SEARCHED_SIDE  # hi always works
     while lo < hi:
         mid = (lo + hi) // 2
-        if _output_shape(net, (1, channels, mid, mid)) is None:
+        if _output_shape(symbol, (1, channels, mid, mid)) is None:
             lo = mid + 1
         else:
             hi = mid

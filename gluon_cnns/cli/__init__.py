@@ -1,0 +1,1 @@
+"""Command-line tools (``gluon-cnns-train``)."""

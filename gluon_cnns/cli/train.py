@@ -1,0 +1,536 @@
+"""``gluon-cnns-train``: train any net of the zoo with the recipe of its tutorial.
+
+    gluon-cnns-train --net lenet --epochs 1
+    gluon-cnns-train --net resnet20_cifar --ctx gpu --save-dir runs/r20
+    gluon-cnns-train --save-dir runs/r20 --resume      # continue after a crash
+
+Every setting left out comes from the net's recipe (``model_spec(net).recipe``);
+``--help`` lists them all. A user mistake ends with one line on stderr and
+exit code 2, never a traceback.
+"""
+import argparse
+import math
+import os
+import random
+import sys
+
+from ..errors import GluonCNNsError
+
+PROG = "gluon-cnns-train"
+DEFAULT_NET = "lenet_bn"
+
+# (channels, side) of each dataset's images before any --resize.
+_NATIVE_SHAPE = {"fashion-mnist": (1, 28), "mnist": (1, 28), "cifar10": (3, 32)}
+
+# Settings that a recipe provides; a flag left out falls back to these.
+_RECIPE_KEYS = ("dataset", "epochs", "batch_size", "lr", "optimizer", "momentum", "wd",
+                "resize", "lr_schedule", "lr_steps", "lr_factor")
+# Settings that --resume may also take from the saved config.json.
+_SAVED_KEYS = _RECIPE_KEYS + ("limit_train", "limit_test", "seed", "data_dir")
+# Settings that --resume must not change: the saved optimizer state, learning-rate
+# schedule and data order were made with them.
+_FIXED_ON_RESUME = ("dataset", "batch_size", "lr", "optimizer", "momentum", "wd", "resize",
+                    "lr_schedule", "lr_steps", "lr_factor", "limit_train", "limit_test")
+
+CONFIG, CHECKPOINT, LOG, BEST, CURVES = ("config.json", "checkpoint.json", "log.jsonl",
+                                         "best.params", "curves.png")
+
+
+class UsageError(GluonCNNsError):
+    """A user mistake found by this script; ``main`` turns it into one stderr line."""
+
+
+# ---------------------------------------------------------------- argument types
+# argparse calls these on the raw strings, so a bad value is reported as
+# "argument --lr: ..." before anything heavy (MXNet, data) is loaded.
+
+def positive_int(text):
+    """An integer > 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a positive integer, got %r" % text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be a positive integer, got %r" % text)
+    return value
+
+
+def positive_float(text):
+    """A finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a positive number, got %r" % text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError("must be a positive number, got %r" % text)
+    return value
+
+
+def non_negative_float(text):
+    """A finite number >= 0 (weight decay)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a number >= 0, got %r" % text)
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError("must be a number >= 0, got %r" % text)
+    return value
+
+
+def momentum_value(text):
+    """A number in [0, 1): momentum 1 or more never forgets and diverges."""
+    value = non_negative_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError("must be in [0, 1), got %r" % text)
+    return value
+
+
+def epoch_list(text):
+    """Comma-separated, strictly increasing positive epochs, e.g. ``100,150``."""
+    try:
+        steps = tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected epochs like 100,150, got %r" % text)
+    if any(s <= 0 for s in steps) or any(a >= b for a, b in zip(steps, steps[1:])):
+        raise argparse.ArgumentTypeError(
+            "epochs must be positive and increasing, like 100,150; got %r" % text)
+    return steps
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are a single line (the usage is in --help)."""
+
+    def error(self, message):
+        self.exit(2, "%s: error: %s (see --help)\n" % (self.prog, message))
+
+
+def _recipe_table():
+    """The --help epilog: every net with the recipe its flags default to."""
+    from ..models import list_models, model_spec
+    rows = [("net", "dataset", "epochs", "batch", "lr", "optimizer", "resize", "lr schedule")]
+    for name in list_models():
+        r = model_spec(name).recipe
+        schedule = r.lr_schedule
+        if r.lr_schedule == "step":
+            schedule = "step x%g at %s" % (r.lr_factor, ",".join(map(str, r.lr_steps)))
+        rows.append((name, r.dataset, str(r.epochs), str(r.batch_size), "%g" % r.lr,
+                     r.optimizer, str(r.resize or "-"), schedule))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    return ("Recipes (what each net trains with when a flag is left out):\n  "
+            + "\n  ".join(lines))
+
+
+def build_parser():
+    """The argument parser; every recipe flag defaults to None, meaning "from the recipe"."""
+    parser = _Parser(
+        prog=PROG, usage="%(prog)s [--net NAME] [options]  (--list for the nets)",
+        description="Train a classic CNN of the gluon_cnns zoo with its tutorial recipe.",
+        epilog=_recipe_table(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    recipe = " (default: the net's recipe)"
+    add = parser.add_argument
+    add("--net", help="network name, see --list (default: %s)" % DEFAULT_NET)
+    add("--list", action="store_true", help="list the networks and exit")
+    add("--ctx", choices=("cpu", "gpu"), help="device to train on (default: cpu)")
+    add("--gpus", type=positive_int, metavar="N", help="train on N GPUs in data parallel")
+    add("--epochs", type=positive_int, metavar="N", help="total number of epochs" + recipe)
+    add("--batch-size", type=positive_int, metavar="N", help="examples per batch" + recipe)
+    add("--lr", type=positive_float, help="learning rate" + recipe)
+    add("--optimizer", choices=("sgd", "nag", "adam"), help="optimizer" + recipe)
+    add("--momentum", type=momentum_value, metavar="M", help="momentum of sgd/nag" + recipe)
+    add("--wd", type=non_negative_float, help="weight decay" + recipe)
+    add("--lr-schedule", choices=("none", "step", "cosine"), help="learning-rate schedule" + recipe)
+    add("--lr-steps", type=epoch_list, metavar="E1,E2",
+        help="epochs after which the step schedule multiplies the lr by --lr-factor" + recipe)
+    add("--lr-factor", type=positive_float, metavar="F", help="factor of the step schedule" + recipe)
+    add("--resize", type=positive_int, metavar="SIDE", help="resize images to SIDE x SIDE" + recipe)
+    add("--dataset", choices=tuple(_NATIVE_SHAPE), help="dataset" + recipe)
+    add("--data-dir", metavar="DIR", help="folder with the dataset files")
+    add("--no-hybridize", action="store_true", help="run imperatively (slower, easier to debug)")
+    add("--seed", type=int, metavar="N", help="seed mxnet, numpy and random for a repeatable run")
+    add("--limit-train", type=positive_int, metavar="N", help="train on the first N examples only")
+    add("--limit-test", type=positive_int, metavar="N", help="test on the first N examples only")
+    add("--save-dir", metavar="DIR",
+        help="write config, per-epoch checkpoints, best.params, log.jsonl and curves.png here")
+    add("--resume", action="store_true", help="continue from the last checkpoint in --save-dir")
+    add("--quiet", action="store_true", help="no progress bar or extra information")
+    return parser
+
+
+# ---------------------------------------------------------------- settings
+
+def resolve_settings(args, saved=None):
+    """Merge explicit flags, the saved config (when resuming) and the net's recipe.
+
+    Precedence: a flag given on the command line, then ``saved``, then the recipe.
+    """
+    from ..models import model_spec
+    net = args.net or (saved or {}).get("net") or DEFAULT_NET
+    recipe = model_spec(net).recipe._asdict()  # raises UnknownModelError with close matches
+    settings = {"net": net}
+    for key in _SAVED_KEYS:
+        given = getattr(args, key)
+        if given is not None:
+            settings[key] = given
+        elif saved is not None and key in saved:
+            settings[key] = saved[key]
+        else:
+            settings[key] = recipe.get(key)
+    # JSON has no tuples; keep one type so that comparisons with config.json work.
+    settings["lr_steps"] = list(settings["lr_steps"] or ())
+
+    if settings["optimizer"] == "adam":
+        if args.momentum is not None:
+            raise UsageError("--momentum applies to sgd and nag, not adam; drop --momentum")
+        settings["momentum"] = None
+    if settings["lr_schedule"] == "step" and not settings["lr_steps"]:
+        raise UsageError("--lr-schedule step needs --lr-steps, e.g. --lr-steps 100,150")
+    if args.lr_steps is not None and settings["lr_schedule"] != "step":
+        raise UsageError("--lr-steps only applies to --lr-schedule step; add --lr-schedule step")
+    return settings
+
+
+def _check_resume_changes(args, saved, save_dir):
+    """Refuse flags that would silently disagree with the saved optimizer state."""
+    if args.net is not None and args.net != saved.get("net"):
+        raise UsageError("checkpoint in %s is for net %s, not %s; use --net %s or another "
+                         "--save-dir" % (save_dir, saved.get("net"), args.net, saved.get("net")))
+    for key in _FIXED_ON_RESUME:
+        given = getattr(args, key)
+        if given is None:
+            continue
+        if isinstance(given, tuple):
+            given = list(given)
+        if given != saved.get(key):
+            raise UsageError("--%s cannot change on --resume (the checkpoint in %s used %s); "
+                             "start a new --save-dir instead"
+                             % (key.replace("_", "-"), save_dir, saved.get(key)))
+    if (args.epochs is not None and saved.get("lr_schedule") == "cosine"
+            and args.epochs != saved.get("epochs")):
+        raise UsageError("--epochs cannot change on --resume with a cosine schedule (it decays "
+                         "over %s epochs); start a new --save-dir" % saved.get("epochs"))
+
+
+def _contexts(args):
+    """The list of contexts to train on, from --ctx and --gpus."""
+    import mxnet as mx
+    from ..utils.training import try_all_gpus, try_gpu
+    if args.gpus is not None:
+        if args.ctx == "cpu":
+            raise UsageError("--gpus trains on GPUs; drop --ctx cpu")
+        gpus = [c for c in try_all_gpus() if c.device_type == "gpu"]
+        if args.gpus > len(gpus):
+            fix = ("use --gpus %d or fewer" % len(gpus) if gpus
+                   else "drop --gpus to train on the CPU")
+            raise UsageError("--gpus %d but only %d usable GPU(s) found; %s"
+                             % (args.gpus, len(gpus), fix))
+        return gpus[:args.gpus]
+    if args.ctx == "gpu":
+        ctx = try_gpu()
+        if ctx.device_type != "gpu":
+            print("warning: --ctx gpu but no usable GPU found; training on %s" % ctx,
+                  file=sys.stderr)
+        return [ctx]
+    return [mx.cpu()]
+
+
+def _seed(seed):
+    """Seed every random generator a run uses: MXNet's, NumPy's and Python's."""
+    import mxnet as mx
+    import numpy as np
+    mx.random.seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def make_lr_scheduler(settings, batches_per_epoch):
+    """An ``mx.lr_scheduler`` for the settings, or None; it counts updates, i.e. batches."""
+    import mxnet as mx
+    lr = settings["lr"]
+    if settings["lr_schedule"] == "step":
+        steps = [e * batches_per_epoch for e in settings["lr_steps"]]
+        return mx.lr_scheduler.MultiFactorScheduler(step=steps, factor=settings["lr_factor"],
+                                                    base_lr=lr)
+    if settings["lr_schedule"] == "cosine":
+        return mx.lr_scheduler.CosineScheduler(max_update=settings["epochs"] * batches_per_epoch,
+                                               base_lr=lr, final_lr=0)
+    return None
+
+
+def make_trainer(net, settings, batches_per_epoch):
+    """The gluon.Trainer the settings describe."""
+    from mxnet import gluon
+    params = {"learning_rate": settings["lr"], "wd": settings["wd"]}
+    if settings["optimizer"] in ("sgd", "nag"):
+        params["momentum"] = settings["momentum"]
+    scheduler = make_lr_scheduler(settings, batches_per_epoch)
+    if scheduler is not None:
+        params["lr_scheduler"] = scheduler
+    return gluon.Trainer(net.collect_params(), settings["optimizer"], params)
+
+
+# ---------------------------------------------------------------- save dir
+
+def _prepare_save_dir(save_dir, resume):
+    """Create the folder; refuse to overwrite someone's checkpoint without --resume."""
+    try:
+        os.makedirs(save_dir, exist_ok=True)
+    except OSError as e:
+        raise UsageError("cannot create --save-dir %s: %s; choose a writable folder"
+                         % (save_dir, e.strerror or e))
+    if not resume and os.path.exists(os.path.join(save_dir, CHECKPOINT)):
+        raise UsageError("%s already holds a checkpoint; add --resume to continue it or "
+                         "choose another --save-dir" % save_dir)
+
+
+def _load_checkpoint(save_dir):
+    """Read config.json and checkpoint.json of ``save_dir``, checking that they make sense."""
+    from ..utils.io import read_json
+    if not os.path.exists(os.path.join(save_dir, CHECKPOINT)):
+        raise UsageError("--resume: no checkpoint in %s (no %s); train without --resume first"
+                         % (save_dir, CHECKPOINT))
+    try:
+        config = read_json(os.path.join(save_dir, CONFIG))
+        ckpt = read_json(os.path.join(save_dir, CHECKPOINT))
+        if not isinstance(config.get("net"), str) or not isinstance(ckpt.get("epoch"), int):
+            raise ValueError("missing 'net' or 'epoch'")
+        for key in ("params", "trainer"):
+            path = os.path.join(save_dir, ckpt[key])
+            if not os.path.isfile(path):
+                raise ValueError("%s is missing" % ckpt[key])
+    except (OSError, ValueError, KeyError, AttributeError) as e:
+        raise UsageError("--resume: the checkpoint in %s is corrupt (%s); start a new "
+                         "--save-dir" % (save_dir, _first_line(e)))
+    return config, ckpt
+
+
+def _restore(save_dir, ckpt, net, trainer, ctxs):
+    """Load parameters and trainer state of the checkpoint into ``net`` and ``trainer``."""
+    try:
+        net.load_parameters(os.path.join(save_dir, ckpt["params"]), ctx=ctxs)
+        trainer.load_states(os.path.join(save_dir, ckpt["trainer"]))
+    except Exception as e:  # MXNetError, AssertionError, pickle errors...: all mean "unusable"
+        raise UsageError("--resume: cannot load the checkpoint in %s (%s); start a new "
+                         "--save-dir" % (save_dir, _first_line(e)))
+
+
+def _read_log(save_dir, last_epoch):
+    """Log records up to ``last_epoch``: a crash after the log write but before the
+    checkpoint write leaves one record too many, which the resumed run redoes."""
+    from ..utils.io import read_jsonl
+    try:
+        records = read_jsonl(os.path.join(save_dir, LOG))
+    except (OSError, ValueError):
+        return []
+    return [r for r in records if isinstance(r, dict) and r.get("epoch", 0) <= last_epoch]
+
+
+def save_curves(history, path):
+    """Plot loss and train/test accuracy per epoch to a PNG (atomically)."""
+    # The object-oriented API with the Agg canvas: no pyplot, so importing this
+    # never changes the backend of a notebook that uses the package.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+    from ..utils.io import atomic_write
+    epochs = [r["epoch"] for r in history]
+    fig = Figure(figsize=(9, 3.5))
+    FigureCanvasAgg(fig)
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    ax_loss.plot(epochs, [r["loss"] for r in history], "o-", label="train loss")
+    ax_acc.plot(epochs, [r["train_acc"] for r in history], "o-", label="train acc")
+    ax_acc.plot(epochs, [r["test_acc"] for r in history], "s--", label="test acc")
+    for ax, title in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no "epoch 1.5"
+        ax.set_title(title)
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+
+
+class Checkpointer:
+    """The per-epoch callback of ``train``: saves everything of one epoch to ``save_dir``.
+
+    Write order makes a crash at any point recoverable: parameters and trainer
+    state first, then the log, then ``checkpoint.json`` (which points at the new
+    files), and only then the previous epoch's files are deleted.
+    """
+
+    def __init__(self, save_dir, net, trainer, history, best=None):
+        self.save_dir, self.net, self.trainer = save_dir, net, trainer
+        self.history = history  # log records so far, including earlier runs
+        self.best = best or {"test_acc": -1.0, "epoch": None}
+        self.previous = None    # file names of the last checkpoint
+
+    def path(self, name):
+        return os.path.join(self.save_dir, name)
+
+    def __call__(self, record):
+        from ..utils.io import atomic_write, write_json, write_jsonl
+        epoch = record["epoch"]
+        files = {"params": "epoch-%04d.params" % epoch, "trainer": "epoch-%04d.states" % epoch}
+        atomic_write(self.path(files["params"]), self.net.save_parameters)
+        atomic_write(self.path(files["trainer"]), self.trainer.save_states)
+        if record["test_acc"] > self.best["test_acc"]:
+            atomic_write(self.path(BEST), self.net.save_parameters)
+            self.best = {"test_acc": record["test_acc"], "epoch": epoch}
+        self.history.append({k: record[k] for k in ("epoch", "loss", "train_acc", "test_acc",
+                                                    "time", "images_per_sec", "lr")})
+        write_jsonl(self.path(LOG), self.history)
+        write_json(self.path(CHECKPOINT), dict(files, epoch=epoch, best_params=BEST,
+                                               best_test_acc=self.best["test_acc"],
+                                               best_epoch=self.best["epoch"], log=LOG))
+        # Keep only the newest checkpoint: a 200-epoch run of a large net would
+        # otherwise fill the disk. best.params keeps the best weights.
+        if self.previous is not None:
+            for name in self.previous.values():
+                if os.path.exists(self.path(name)):
+                    os.remove(self.path(name))
+        self.previous = files
+        save_curves(self.history, self.path(CURVES))
+
+
+# ---------------------------------------------------------------- main
+
+def _first_line(error):
+    """One line of an error message.
+
+    MXNet's errors are a C++ stack trace ending in "MXNetError: <message>";
+    keep that message. Other errors: their first line.
+    """
+    lines = [l.strip() for l in str(error).strip().splitlines() if l.strip()]
+    if not lines:
+        return type(error).__name__
+    for line in reversed(lines):
+        if line.startswith("MXNetError:"):
+            return line[len("MXNetError:"):].strip()
+    return lines[0]
+
+
+def _print_models():
+    from ..models import list_models, model_spec
+    names = list_models()
+    width = max(len(n) for n in names)
+    for name in names:
+        print("%s  %s" % (name.ljust(width), model_spec(name).description))
+
+
+def run(args):
+    """Train as ``args`` says; returns the history. Raises UsageError/GluonCNNsError on mistakes."""
+    import mxnet as mx
+    from mxnet import gluon
+
+    from ..models import get_model
+    from ..utils.data import load_data
+    from ..utils.io import write_json
+    from ..utils.training import train
+
+    saved = ckpt = None
+    if args.resume:
+        if not args.save_dir:
+            raise UsageError("--resume needs --save-dir DIR, the folder of the run to continue")
+        saved, ckpt = _load_checkpoint(args.save_dir)
+        _check_resume_changes(args, saved, args.save_dir)
+    settings = resolve_settings(args, saved)
+    done = ckpt["epoch"] if ckpt else 0
+    if done >= settings["epochs"]:
+        raise UsageError("the checkpoint in %s has already done %d epochs of %d; pass a larger "
+                         "--epochs to train further" % (args.save_dir, done, settings["epochs"]))
+    ctxs = _contexts(args)
+
+    # Catch a too-small input now, not as a shape error deep inside the first batch.
+    net = get_model(settings["net"], classes=10)
+    channels, side = _NATIVE_SHAPE[settings["dataset"]]
+    net.check_input_shape((1, channels, settings["resize"] or side, settings["resize"] or side))
+
+    if args.save_dir:
+        _prepare_save_dir(args.save_dir, args.resume)
+        config = dict(settings, contexts=[str(c) for c in ctxs], hybridize=not args.no_hybridize)
+        try:
+            write_json(os.path.join(args.save_dir, CONFIG), config)
+        except OSError as e:
+            raise UsageError("cannot write to --save-dir %s: %s; choose a writable folder"
+                             % (args.save_dir, e.strerror or e))
+    if settings["seed"] is not None:
+        _seed(settings["seed"])
+
+    # With several devices the batch is split later; keep it on the CPU until then.
+    data_ctx = ctxs[0] if len(ctxs) == 1 else mx.cpu()
+    train_iter, test_iter = load_data(settings["dataset"], settings["batch_size"],
+                                      resize=settings["resize"], root=settings["data_dir"],
+                                      ctx=data_ctx, limit_train=settings["limit_train"],
+                                      limit_test=settings["limit_test"])
+
+    net.initialize(mx.init.Xavier(), ctx=ctxs)
+    if not args.no_hybridize:
+        net.hybridize()
+    trainer = make_trainer(net, settings, len(train_iter))
+    history, best = [], None
+    if ckpt:
+        _restore(args.save_dir, ckpt, net, trainer, ctxs)
+        history = _read_log(args.save_dir, done)
+        best = {"test_acc": ckpt.get("best_test_acc", -1.0), "epoch": ckpt.get("best_epoch")}
+
+    if not args.quiet:
+        _print_summary(settings, train_iter, test_iter, done, args.save_dir)
+    saver = Checkpointer(args.save_dir, net, trainer, history, best) if args.save_dir else None
+    if saver and ckpt:
+        saver.previous = {"params": ckpt["params"], "trainer": ckpt["trainer"]}
+    new = train(train_iter, test_iter, net, gluon.loss.SoftmaxCrossEntropyLoss(), trainer,
+                ctxs if len(ctxs) > 1 else ctxs[0], settings["epochs"],
+                progress=not args.quiet, callback=saver, start_epoch=done)
+
+    print("final test acc %.3f" % new[-1]["test_acc"])
+    if saver:
+        print("saved to %s: best.params (test acc %.3f, epoch %d), %s, %s, %s"
+              % (args.save_dir, saver.best["test_acc"], saver.best["epoch"],
+                 saver.previous["params"], LOG, CURVES))
+    return new
+
+
+def _print_summary(settings, train_iter, test_iter, done, save_dir):
+    """One line of what is about to happen (left out with --quiet)."""
+    s = settings
+    opt = "%s lr %g" % (s["optimizer"], s["lr"])
+    if s["momentum"]:
+        opt += " momentum %g" % s["momentum"]
+    if s["wd"]:
+        opt += " wd %g" % s["wd"]
+    if s["lr_schedule"] != "none":
+        opt += ", %s schedule" % s["lr_schedule"]
+    size = "%dx%d" % (s["resize"], s["resize"]) if s["resize"] else "native size"
+    print("%s on %s (%d train / %d test images, %s): %d epoch%s, batch %d, %s"
+          % (s["net"], s["dataset"], train_iter.num_examples, test_iter.num_examples, size,
+             s["epochs"], "" if s["epochs"] == 1 else "s", s["batch_size"], opt))
+    if done:
+        print("resuming from %s after epoch %d" % (save_dir, done))
+
+
+def main(argv=None):
+    """Entry point of ``gluon-cnns-train``; returns the exit code."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, or a usage error already printed by the parser
+        return e.code
+    if args.list:
+        _print_models()
+        return 0
+    try:
+        run(args)
+    except GluonCNNsError as e:  # includes UsageError
+        print("%s: error: %s" % (PROG, _first_line(e)), file=sys.stderr)
+        return 2
+    except OSError as e:  # e.g. the disk filled up while saving a checkpoint
+        print("%s: error: %s" % (PROG, _first_line(e)), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        hint = "; continue with --resume" if args.save_dir else ""
+        print("%s: interrupted%s" % (PROG, hint), file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

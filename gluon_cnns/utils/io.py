@@ -1,0 +1,103 @@
+"""Crash-safe file writes and small JSON helpers.
+
+A training run can be killed at any moment (Ctrl-C, a preempted machine, a
+full disk). If a checkpoint were written in place, a kill halfway through
+would leave a truncated file and ``--resume`` would have nothing to resume
+from. So every file is written to a temporary file in the same folder,
+flushed to disk, and then renamed over the old one: a rename within one
+folder is atomic, so readers see either the old file or the new one, never
+half of each.
+"""
+import json
+import os
+import tempfile
+
+
+def _current_umask():
+    """The process umask (os.umask can only be read by setting it)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates files readable by the owner only; give the final file the
+# permissions an ordinary open() would have given it.
+_FILE_MODE = 0o666 & ~_current_umask()
+
+
+def atomic_write(path, write_fn):
+    """Write ``path`` atomically: ``write_fn(tmp_path)`` writes a temporary file, which replaces ``path``.
+
+    ``write_fn`` gets a *path* rather than an open file because the writers we
+    need (``net.save_parameters``, ``trainer.save_states``, ``fig.savefig``)
+    take file names. The temporary file lives in the same folder as ``path``
+    because ``os.replace`` is only atomic within one file system.
+    """
+    path = os.path.abspath(path)
+    folder, name = os.path.split(path)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + name + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        write_fn(tmp)
+        # Force the bytes to disk before the rename, else a power cut could
+        # leave the new name pointing at an empty file.
+        with open(tmp, "ab") as f:
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, _FILE_MODE)
+        os.replace(tmp, path)
+    except BaseException:
+        # Also on Ctrl-C: never leave temporary files behind.
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    _fsync_folder(folder)
+    return path
+
+
+def _fsync_folder(folder):
+    """Make the rename itself durable (POSIX only; a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_text(path, text):
+    """Atomically write the string ``text`` (UTF-8) to ``path``."""
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+    return atomic_write(path, write)
+
+
+def write_json(path, obj):
+    """Atomically write ``obj`` as indented JSON."""
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path):
+    """Read a JSON file; raises ``OSError`` or ``ValueError`` if it is missing or corrupt."""
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def write_jsonl(path, records):
+    """Atomically write ``records`` as JSON Lines: one compact JSON object per line.
+
+    Appending in place is not atomic, so "append" means rewriting the whole
+    (small) log with the new record at the end.
+    """
+    return write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+
+
+def read_jsonl(path):
+    """Read a JSON Lines file into a list of objects (blank lines are skipped)."""
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]

@@ -1,0 +1,242 @@
+"""Tests of the gluon-cnns-train command line (gluon_cnns.cli.train, scripts/train.py).
+
+Runs are kept small: LeNet on the first 2048 Fashion-MNIST training images.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from gluon_cnns.cli.train import build_parser, main, make_lr_scheduler
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "scripts", "train.py")
+DATA = "/usr/share/datasets/fashion-mnist"
+
+needs_data = pytest.mark.skipif(
+    not os.path.exists(os.path.join(DATA, "train-images-idx3-ubyte.gz")),
+    reason="Fashion-MNIST not installed in %s" % DATA)
+
+EPOCH_LINE = re.compile(r"^epoch (\d+), loss \d+\.\d{4}, train acc \d\.\d{3}, "
+                        r"test acc (\d\.\d{3}), time \d+\.\d sec$")
+# A setting that learns reliably from 32 batches (plain lr 0.1 and batch 256 is 8 updates).
+SMALL = ["--net", "lenet", "--data-dir", DATA, "--limit-train", "2048", "--limit-test", "512",
+         "--batch-size", "64", "--lr", "0.05", "--momentum", "0.9", "--seed", "0"]
+
+
+def run_main(capsys, argv):
+    """main(argv) in-process: (exit code, stdout lines, stderr lines)."""
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out.splitlines(), err.splitlines()
+
+
+def assert_one_line_error(code, err, *fragments):
+    assert code == 2
+    assert len(err) == 1, err
+    assert err[0].startswith("gluon-cnns-train: error: "), err
+    for fragment in fragments:
+        assert fragment in err[0], err[0]
+
+
+def epoch_lines(out):
+    return [EPOCH_LINE.match(l) for l in out if EPOCH_LINE.match(l)]
+
+
+# ---------------------------------------------------------------- training runs
+
+@needs_data
+def test_one_epoch_learns_and_prints_d2l_lines(capsys):
+    code, out, err = run_main(capsys, SMALL + ["--epochs", "1", "--quiet"])
+    assert code == 0, err
+    assert err == []
+    assert out[0] == "training on cpu(0)"  # --quiet: no summary line before it
+    matches = epoch_lines(out)
+    assert len(matches) == 1 and matches[0].group(1) == "1"
+    assert float(matches[0].group(2)) >= 0.3  # chance is 0.1
+    assert out[-1].startswith("final test acc ")
+
+
+@needs_data
+def test_ctx_gpu_without_gpu_warns_once_and_trains_on_cpu(capsys):
+    code, out, err = run_main(capsys, SMALL + ["--epochs", "1", "--ctx", "gpu",
+                                               "--limit-train", "256", "--limit-test", "64"])
+    assert code == 0
+    assert err == ["warning: --ctx gpu but no usable GPU found; training on cpu(0)"]
+    assert "training on cpu(0)" in out
+    assert len(epoch_lines(out)) == 1
+
+
+@needs_data
+def test_save_dir_then_resume(tmp_path, capsys):
+    run_dir = str(tmp_path / "run")
+    argv = SMALL + ["--save-dir", run_dir, "--quiet", "--lr-schedule", "step", "--lr-steps", "1"]
+    code, out, err = run_main(capsys, argv + ["--epochs", "2"])
+    assert code == 0, err
+    files = sorted(os.listdir(run_dir))
+    assert files == ["best.params", "checkpoint.json", "config.json", "curves.png",
+                     "epoch-0002.params", "epoch-0002.states", "log.jsonl"]
+    config = json.load(open(os.path.join(run_dir, "config.json")))
+    assert config["net"] == "lenet" and config["epochs"] == 2 and config["batch_size"] == 64
+    ckpt = json.load(open(os.path.join(run_dir, "checkpoint.json")))
+    assert ckpt["epoch"] == 2 and ckpt["params"] == "epoch-0002.params"
+    log = [json.loads(l) for l in open(os.path.join(run_dir, "log.jsonl"))]
+    assert [r["epoch"] for r in log] == [1, 2]
+    assert {"epoch", "loss", "train_acc", "test_acc", "time", "lr"} <= set(log[0])
+    # The step schedule divides the lr by 10 after epoch 1 (it counts batches).
+    assert [r["lr"] for r in log] == pytest.approx([0.05, 0.005])
+    with open(os.path.join(run_dir, "curves.png"), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert any(run_dir in line for line in out)  # says where things were saved
+
+    # Resume: continues at epoch 3, with the restored lr schedule, and appends to the log.
+    code, out, err = run_main(capsys, ["--save-dir", run_dir, "--resume", "--epochs", "3",
+                                       "--data-dir", DATA, "--quiet"])
+    assert code == 0, err
+    assert [m.group(1) for m in epoch_lines(out)] == ["3"]
+    log = [json.loads(l) for l in open(os.path.join(run_dir, "log.jsonl"))]
+    assert [r["epoch"] for r in log] == [1, 2, 3]
+    assert log[2]["lr"] == pytest.approx(0.005)
+    assert json.load(open(os.path.join(run_dir, "checkpoint.json")))["epoch"] == 3
+    assert not os.path.exists(os.path.join(run_dir, "epoch-0002.params"))
+
+    # Mistakes with an existing run: another net, nothing left to do, overwriting it.
+    code, _, err = run_main(capsys, ["--save-dir", run_dir, "--resume", "--net", "lenet_bn",
+                                     "--epochs", "4"])
+    assert_one_line_error(code, err, "checkpoint in %s is for net lenet, not lenet_bn" % run_dir)
+    code, _, err = run_main(capsys, ["--save-dir", run_dir, "--resume"])
+    assert_one_line_error(code, err, "already done 3 epochs", "--epochs")
+    code, _, err = run_main(capsys, ["--save-dir", run_dir, "--resume", "--epochs", "4",
+                                     "--lr", "1"])
+    assert_one_line_error(code, err, "--lr cannot change on --resume")
+    code, _, err = run_main(capsys, SMALL + ["--save-dir", run_dir, "--epochs", "1"])
+    assert_one_line_error(code, err, "already holds a checkpoint", "--resume")
+
+    # A damaged checkpoint is reported, not a traceback.
+    params = os.path.join(run_dir, "epoch-0003.params")
+    with open(params, "rb") as f:
+        head = f.read(100)
+    with open(params, "wb") as f:
+        f.write(head)
+    code, _, err = run_main(capsys, ["--save-dir", run_dir, "--resume", "--epochs", "4",
+                                     "--data-dir", DATA])
+    assert_one_line_error(code, err, "cannot load the checkpoint", "Invalid NDArray file")
+    with open(os.path.join(run_dir, "checkpoint.json"), "w") as f:
+        f.write("{not json")
+    code, _, err = run_main(capsys, ["--save-dir", run_dir, "--resume", "--epochs", "4"])
+    assert_one_line_error(code, err, "corrupt")
+
+
+# ---------------------------------------------------------------- user mistakes
+
+BAD_ARGS = {
+    "unknown net": (["--net", "lenett"], "did you mean lenet"),
+    "batch size 0": (["--batch-size", "0"], "--batch-size"),
+    "negative epochs": (["--epochs", "-1"], "--epochs"),
+    "lr 0": (["--lr", "0"], "--lr"),
+    "lr not a number": (["--lr", "fast"], "--lr"),
+    "resize 0": (["--resize", "0"], "--resize"),
+    "limit-train 0": (["--limit-train", "0"], "--limit-train"),
+    "limit-test negative": (["--limit-test", "-5"], "--limit-test"),
+    "resize too small": (["--net", "lenet", "--resize", "4"], "--resize"),
+    "missing data folder": (["--net", "lenet", "--data-dir", "/nonexistent/data"],
+                            "/nonexistent/data"),
+    "too many gpus": (["--gpus", "2"], "--gpus 2 but only 0 usable GPU"),
+    "resume without save dir": (["--resume"], "--resume needs --save-dir"),
+    "adam with momentum": (["--optimizer", "adam", "--momentum", "0.9"], "--momentum"),
+    "step schedule without steps": (["--net", "lenet", "--lr-schedule", "step"], "--lr-steps"),
+    "bad lr steps": (["--lr-steps", "150,100"], "--lr-steps"),
+    "unknown dataset": (["--dataset", "imagenet"], "--dataset"),
+}
+
+
+@pytest.mark.parametrize("argv,fragment", list(BAD_ARGS.values()), ids=list(BAD_ARGS))
+def test_user_mistakes_are_one_line_and_exit_2(capsys, argv, fragment):
+    code, out, err = run_main(capsys, argv)
+    assert_one_line_error(code, err, fragment)
+    assert not any("Traceback" in line for line in out + err)
+    assert not any(EPOCH_LINE.match(l) for l in out)  # nothing was trained
+
+
+def test_ctrl_c_is_one_line_with_a_resume_hint(monkeypatch, capsys):
+    import gluon_cnns.cli.train as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "run", interrupted)
+    code, _, err = run_main(capsys, ["--save-dir", "somewhere"])
+    assert code == 130
+    assert err == ["gluon-cnns-train: interrupted; continue with --resume"]
+
+
+def test_resume_from_an_empty_folder(tmp_path, capsys):
+    code, _, err = run_main(capsys, ["--save-dir", str(tmp_path), "--resume"])
+    assert_one_line_error(code, err, "no checkpoint in %s" % tmp_path)
+
+
+@needs_data
+def test_unwritable_save_dir(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    code, _, err = run_main(capsys, SMALL + ["--save-dir", str(blocker / "run")])
+    assert_one_line_error(code, err, "--save-dir", str(blocker / "run"))
+
+
+@pytest.mark.parametrize("argv,fragment", [(["--batch-size", "0"], "--batch-size"),
+                                           (["--net", "nosuchnet"], "unknown network")])
+def test_script_exits_2_without_traceback(argv, fragment):
+    """The real script, in a fresh interpreter: the exit code and stderr a user sees."""
+    proc = subprocess.run([sys.executable, SCRIPT] + argv, capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gluon-cnns-train: error: ")
+    assert fragment in lines[0]
+
+
+# ---------------------------------------------------------------- --list, --help, schedules
+
+def test_list_prints_every_net(capsys):
+    from gluon_cnns.models import list_models, model_spec
+    code, out, _ = run_main(capsys, ["--list"])
+    assert code == 0
+    assert len(out) == len(list_models())
+    for line, name in zip(out, list_models()):
+        assert line.split()[0] == name and model_spec(name).description in line
+
+
+def test_help_shows_each_recipe(capsys):
+    from gluon_cnns.models import list_models
+    code, out, _ = run_main(capsys, ["--help"])
+    assert code == 0
+    text = "\n".join(out)
+    assert "--lr-schedule" in text and "Recipes" in text
+    table = {line.split()[0]: line.split() for line in out if line.startswith("  ")}
+    for name in list_models():
+        assert name in table, name
+    assert table["resnet20_cifar"][1:6] == ["cifar10", "200", "128", "0.1", "nag"]
+
+
+def test_flags_default_to_none_so_the_recipe_decides():
+    args = build_parser().parse_args([])
+    for key in ("net", "epochs", "batch_size", "lr", "optimizer", "momentum", "wd", "resize",
+                "lr_schedule", "lr_steps", "lr_factor", "dataset"):
+        assert getattr(args, key) is None, key
+
+
+def test_lr_schedulers_count_batches():
+    settings = {"lr": 0.1, "epochs": 3, "lr_schedule": "step", "lr_steps": [1, 2],
+                "lr_factor": 0.1}
+    step = make_lr_scheduler(settings, batches_per_epoch=10)
+    # Update number u (1-based) uses lr(u); epoch 2 starts at update 11.
+    assert [step(u) for u in (1, 10, 11, 20, 21)] == pytest.approx(
+        [0.1, 0.1, 0.01, 0.01, 0.001])
+    cosine = make_lr_scheduler(dict(settings, lr_schedule="cosine"), batches_per_epoch=10)
+    assert cosine(0) == pytest.approx(0.1) and cosine(15) == pytest.approx(0.05)
+    assert cosine(30) == pytest.approx(0.0)
+    assert make_lr_scheduler(dict(settings, lr_schedule="none"), 10) is None

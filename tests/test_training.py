@@ -105,6 +105,20 @@ def test_train_prints_d2l_lines_and_returns_history(capsys):
     assert history[-1]["train_acc"] > 0.6
 
 
+def test_short_last_batch_steps_with_the_nominal_batch_size(capsys):
+    # 32 + 32 + 5 examples: every step must divide by 32, so that the 5 examples of
+    # the last batch get the same per-example weight as all the others.
+    batches = toy_batches(2, batch_size=32) + toy_batches(1, batch_size=5, seed=1)
+    net = small_net()
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.5})
+    steps = []
+    original = trainer.step
+    trainer.step = lambda batch_size, **kw: (steps.append(batch_size), original(batch_size, **kw))
+    train(batches, batches, net, gluon.loss.SoftmaxCrossEntropyLoss(), trainer, mx.cpu(), 1,
+          progress=False)
+    assert steps == [32, 32, 32]
+
+
 def test_train_start_epoch_and_callback(capsys):
     seen = []
     history = fit(small_net(), toy_batches(2), mx.cpu(), epochs=4, start_epoch=2,

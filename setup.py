@@ -32,9 +32,15 @@ setup(
         "Pillow>=8",
         "tqdm>=4.40",
     ],
+    extras_require={
+        # ONNX export; the pins and why: see requirements.txt.
+        "onnx": ["onnx==1.14.1", "onnxruntime==1.18.1", "protobuf>=3.20.2,<8"],
+    },
     entry_points={
         "console_scripts": [
             "gluon-cnns-train=gluon_cnns.cli.train:main",
+            "gluon-cnns-predict=gluon_cnns.cli.predict:main",
+            "gluon-cnns-export=gluon_cnns.cli.export:main",
         ],
     },
     classifiers=[

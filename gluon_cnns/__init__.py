@@ -12,11 +12,14 @@ from here and return the corrected networks. The tutorial helpers
 """
 __version__ = "0.1.0"
 
-from .errors import DataError, GluonCNNsError, InputTooSmallError, UnknownModelError
+from .errors import DataError, ExportError, GluonCNNsError, InputTooSmallError, UnknownModelError
+from .export import export_checkpoint, export_model, load_checkpoint_net, load_exported
 from .models import (AlexNet, GoogLeNet, LeNet, NiNNet, ResNet, VGGNet, get_model, list_models,
                      model_spec)
 from .shapes import count_parameters, flops, summary, trace
 
-__all__ = ["AlexNet", "DataError", "GluonCNNsError", "GoogLeNet", "InputTooSmallError", "LeNet",
-           "NiNNet", "ResNet", "UnknownModelError", "VGGNet", "count_parameters", "flops", "get_model",
-           "list_models", "model_spec", "summary", "trace"]
+__all__ = ["AlexNet", "DataError", "ExportError", "GluonCNNsError", "GoogLeNet",
+           "InputTooSmallError", "LeNet", "NiNNet", "ResNet", "UnknownModelError", "VGGNet",
+           "count_parameters", "export_checkpoint", "export_model", "flops", "get_model",
+           "list_models", "load_checkpoint_net", "load_exported", "model_spec", "summary",
+           "trace"]

@@ -20,3 +20,23 @@ class InputTooSmallError(GluonCNNsError):
 
 class DataError(GluonCNNsError):
     """Data files missing, unreadable or malformed."""
+
+
+class CheckpointError(GluonCNNsError):
+    """A checkpoint that is missing, damaged (checksum mismatch) or does not fit the run."""
+
+
+class NonFiniteLossError(GluonCNNsError):
+    """Training produced a nan or infinite loss (or gradient): the learning rate is too high.
+
+    ``epoch`` and ``batch`` (1-based) name the first bad batch, ``lr`` the
+    learning rate it was trained with and ``value`` its loss.
+    """
+
+    def __init__(self, message, epoch=None, batch=None, lr=None, value=None):
+        super().__init__(message)
+        self.epoch, self.batch, self.lr, self.value = epoch, batch, lr, value
+
+
+class ExportError(GluonCNNsError):
+    """An export that cannot be made or loaded; the message names the file or net and the fix."""

@@ -240,3 +240,33 @@ def test_lr_schedulers_count_batches():
     assert cosine(0) == pytest.approx(0.1) and cosine(15) == pytest.approx(0.05)
     assert cosine(30) == pytest.approx(0.0)
     assert make_lr_scheduler(dict(settings, lr_schedule="none"), 10) is None
+
+
+def test_export_after_training_loads_back(tmp_path, capsys):
+    import mxnet as mx
+    import numpy as np
+
+    import gluon_cnns
+    prefix = str(tmp_path / "out" / "lenet")
+    code, out, err = run_main(capsys, SMALL + ["--epochs", "1", "--quiet", "--export", prefix,
+                                               "--save-dir", str(tmp_path / "run")])
+    assert code == 0, err
+    assert any(line.startswith("exported to ") for line in out)
+    loaded = gluon_cnns.load_exported(prefix)
+    assert loaded.meta["net"] == "lenet" and loaded.meta["input_shape"] == [1, 1, 28, 28]
+    net, _ = gluon_cnns.load_checkpoint_net(str(tmp_path / "run"))
+    # The export is the final net; the run's newest epoch checkpoint holds the same weights.
+    ckpt = json.loads((tmp_path / "run" / "checkpoint.json").read_text())
+    net.load_parameters(str(tmp_path / "run" / ckpt["params"]))
+    x = mx.nd.random.uniform(shape=(4, 1, 28, 28))
+    np.testing.assert_allclose(loaded(x).asnumpy(), net(x).asnumpy(), rtol=1e-5, atol=1e-5)
+    assert os.path.exists(prefix + ".onnx")
+
+
+def test_export_to_unwritable_folder_fails_before_training(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    code, out, err = run_main(capsys, SMALL + ["--epochs", "1", "--quiet",
+                                               "--export", str(blocker / "model")])
+    assert_one_line_error(code, err, "--export")
+    assert not epoch_lines(out)

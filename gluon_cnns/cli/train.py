@@ -133,6 +133,13 @@ def build_parser():
     add("--list", action="store_true", help="list the networks and exit")
     add("--ctx", choices=("cpu", "gpu"), help="device to train on (default: cpu)")
     add("--gpus", type=positive_int, metavar="N", help="train on N GPUs in data parallel")
+    add("--cpus", type=positive_int, metavar="N",
+        help="train on N CPU contexts in data parallel (tests the multi-device path; no speed-up)")
+    add("--kvstore", choices=("device", "local", "dist_sync", "dist_async"),
+        help="how gradients are summed: device or local within this process (default device), "
+             "dist_sync or dist_async across the workers of scripts/launch.py; --batch-size "
+             "stays the global batch (see docs/SCALING.md)")
+    add("--dump-params", metavar="PATH", help=argparse.SUPPRESS)  # tests: each rank's weights
     add("--epochs", type=positive_int, metavar="N", help="total number of epochs" + recipe)
     add("--batch-size", type=positive_int, metavar="N", help="examples per batch" + recipe)
     add("--lr", type=positive_float, help="learning rate" + recipe)
@@ -153,6 +160,9 @@ def build_parser():
     add("--save-dir", metavar="DIR",
         help="write config, per-epoch checkpoints, best.params, log.jsonl and curves.png here")
     add("--resume", action="store_true", help="continue from the last checkpoint in --save-dir")
+    add("--export", metavar="PATH",
+        help="after training, export the net to PATH-symbol.json + PATH-0000.params, "
+             "PATH.onnx and PATH.json (for scripts/predict.py)")
     add("--quiet", action="store_true", help="no progress bar or extra information")
     return parser
 
@@ -212,9 +222,13 @@ def _check_resume_changes(args, saved, save_dir):
 
 
 def _contexts(args):
-    """The list of contexts to train on, from --ctx and --gpus."""
+    """The list of contexts to train on, from --ctx, --gpus and --cpus."""
     import mxnet as mx
     from ..utils.training import try_all_gpus, try_gpu
+    if args.cpus is not None:
+        if args.gpus is not None or args.ctx == "gpu":
+            raise UsageError("--cpus trains on CPU contexts; drop --gpus and --ctx gpu")
+        return [mx.cpu(i) for i in range(args.cpus)]
     if args.gpus is not None:
         if args.ctx == "cpu":
             raise UsageError("--gpus trains on GPUs; drop --ctx cpu")
@@ -257,16 +271,20 @@ def make_lr_scheduler(settings, batches_per_epoch):
     return None
 
 
-def make_trainer(net, settings, batches_per_epoch):
-    """The gluon.Trainer the settings describe."""
-    from mxnet import gluon
+def make_trainer(net, settings, batches_per_epoch, cluster=None):
+    """The gluon.Trainer the settings describe.
+
+    It sums gradients with a ``device`` kvstore over several contexts, or with
+    the distributed kvstore of ``cluster`` (see gluon_cnns.distributed).
+    """
+    from ..distributed import Cluster
     params = {"learning_rate": settings["lr"], "wd": settings["wd"]}
     if settings["optimizer"] in ("sgd", "nag"):
         params["momentum"] = settings["momentum"]
     scheduler = make_lr_scheduler(settings, batches_per_epoch)
     if scheduler is not None:
         params["lr_scheduler"] = scheduler
-    return gluon.Trainer(net.collect_params(), settings["optimizer"], params)
+    return (cluster or Cluster()).trainer(net.collect_params(), settings["optimizer"], params)
 
 
 # ---------------------------------------------------------------- save dir
@@ -281,6 +299,19 @@ def _prepare_save_dir(save_dir, resume):
     if not resume and os.path.exists(os.path.join(save_dir, CHECKPOINT)):
         raise UsageError("%s already holds a checkpoint; add --resume to continue it or "
                          "choose another --save-dir" % save_dir)
+
+
+def _check_export_folder(path):
+    """Refuse an --export PATH whose folder cannot be created or written."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise UsageError("cannot create the --export folder %s: %s; choose a writable folder"
+                         % (folder, e.strerror or e))
+    if not os.access(folder, os.W_OK):
+        raise UsageError("cannot write to the --export folder %s; choose a writable folder"
+                         % folder)
 
 
 def _load_checkpoint(save_dir):
@@ -422,6 +453,7 @@ def run(args):
     import mxnet as mx
     from mxnet import gluon
 
+    from ..distributed import setup as setup_cluster
     from ..models import get_model
     from ..utils.data import load_data
     from ..utils.io import write_json
@@ -439,13 +471,18 @@ def run(args):
         raise UsageError("the checkpoint in %s has already done %d epochs of %d; pass a larger "
                          "--epochs to train further" % (args.save_dir, done, settings["epochs"]))
     ctxs = _contexts(args)
+    if args.export:
+        _check_export_folder(args.export)  # before training, not after hours of it
 
     # Catch a too-small input now, not as a shape error deep inside the first batch.
     net = get_model(settings["net"], classes=10)
     channels, side = _NATIVE_SHAPE[settings["dataset"]]
-    net.check_input_shape((1, channels, settings["resize"] or side, settings["resize"] or side))
+    sample_shape = (1, channels, settings["resize"] or side, settings["resize"] or side)
+    net.check_input_shape(sample_shape)
+    # Joins a distributed job (--kvstore dist_*): blocks until every worker is there.
+    cluster = setup_cluster(args, settings["batch_size"])
 
-    if args.save_dir:
+    if args.save_dir and cluster.is_chief:  # only rank 0 writes
         _prepare_save_dir(args.save_dir, args.resume)
         config = dict(settings, contexts=[str(c) for c in ctxs], hybridize=not args.no_hybridize)
         try:
@@ -458,31 +495,40 @@ def run(args):
 
     # With several devices the batch is split later; keep it on the CPU until then.
     data_ctx = ctxs[0] if len(ctxs) == 1 else mx.cpu()
-    train_iter, test_iter = load_data(settings["dataset"], settings["batch_size"],
+    train_iter, test_iter = load_data(settings["dataset"], cluster.batch_size,
                                       resize=settings["resize"], root=settings["data_dir"],
                                       ctx=data_ctx, limit_train=settings["limit_train"],
                                       limit_test=settings["limit_test"])
+    train_iter = cluster.shard(train_iter)  # a distributed worker's own part
 
     net.initialize(mx.init.Xavier(), ctx=ctxs)
     if not args.no_hybridize:
         net.hybridize()
-    trainer = make_trainer(net, settings, len(train_iter))
+    trainer = make_trainer(net, settings, len(train_iter), cluster)
     history, best = [], None
     if ckpt:
         _restore(args.save_dir, ckpt, net, trainer, ctxs)
         history = _read_log(args.save_dir, done)
         best = {"test_acc": ckpt.get("best_test_acc", -1.0), "epoch": ckpt.get("best_epoch")}
 
-    if not args.quiet:
+    cluster.sync_parameters(net, trainer, sample_shape, ctxs[0])
+
+    if not args.quiet and cluster.is_chief:
         _print_summary(settings, train_iter, test_iter, done, args.save_dir)
-    saver = Checkpointer(args.save_dir, net, trainer, history, best) if args.save_dir else None
+    saver = (Checkpointer(args.save_dir, net, trainer, history, best)
+             if args.save_dir and cluster.is_chief else None)
     if saver and ckpt:
         saver.previous = {"params": ckpt["params"], "trainer": ckpt["trainer"]}
     new = train(train_iter, test_iter, net, gluon.loss.SoftmaxCrossEntropyLoss(), trainer,
                 ctxs if len(ctxs) > 1 else ctxs[0], settings["epochs"],
                 progress=not args.quiet, callback=saver, start_epoch=done)
 
+    cluster.dump_params(net, args.dump_params)
     print("final test acc %.3f" % new[-1]["test_acc"])
+    if args.export:
+        from ..export import export_trained
+        written = export_trained(net, settings, args.export)
+        print("exported to %s" % ", ".join(sorted(written.values())))
     if saver:
         print("saved to %s: best.params (test acc %.3f, epoch %d), %s, %s, %s"
               % (args.save_dir, saver.best["test_acc"], saver.best["epoch"],

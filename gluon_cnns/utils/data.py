@@ -25,6 +25,7 @@ Where the data comes from (first folder that has all files wins):
 ``dataset-fashion-mnist``) or ``/usr/share/datasets/mnist``; only then MXNet's
 downloader is asked to fetch the files into its cache.
 """
+import copy
 import functools
 import gzip
 import os
@@ -453,6 +454,9 @@ class BatchIterator:
         self.ctx = mx.cpu() if ctx is None else ctx
         self.convert = convert
         self.augment = augment
+        # Where the current pass stands (see state()): its order and batches handed out.
+        self._order, self._batch = None, 0
+        self._resume_at = None  # a state() to continue from, set by set_state()
 
     @property
     def num_examples(self):
@@ -462,8 +466,14 @@ class BatchIterator:
         return -(-self.num_examples // self.batch_size)  # ceiling division
 
     def __iter__(self):
-        order = np.random.permutation(self.num_examples) if self.shuffle else None
-        for start in range(0, self.num_examples, self.batch_size):
+        if self._resume_at is not None:
+            order, first = self._resume_at["order"], self._resume_at["batch"]
+            self._resume_at = None
+        else:
+            order = np.random.permutation(self.num_examples) if self.shuffle else None
+            first = 0
+        self._order, self._batch = order, first
+        for start in range(first * self.batch_size, self.num_examples, self.batch_size):
             if order is None:
                 index = slice(start, start + self.batch_size)   # a view, no copy
             else:
@@ -473,7 +483,58 @@ class BatchIterator:
                 images = self.augment(images)
             X = mx.nd.array(images, ctx=self.ctx, dtype=np.uint8)
             y = mx.nd.array(labels, ctx=self.ctx, dtype=np.float32)
+            # Counted before the yield: while the caller trains on batch b, state() says b.
+            self._batch += 1
             yield self.convert(X), y
+        self._order, self._batch = None, 0  # a finished pass: the next one starts afresh
+
+    def state(self):
+        """Where the pass in progress stands: ``{"order": permutation or None, "batch": n}``.
+
+        ``batch`` batches of ``order`` have been handed out. Together with
+        NumPy's random state (which `augment` and the next shuffle draw from),
+        this is all a checkpoint needs to continue the pass exactly; after a
+        finished pass it is ``{"order": None, "batch": 0}``.
+        """
+        return {"order": self._order, "batch": self._batch}
+
+    def set_state(self, state):
+        """Make the next pass continue from ``state`` (what ``state()`` returned)."""
+        order, batch = state.get("order"), state.get("batch", 0)
+        if order is not None:
+            order = np.asarray(order)
+            if (order.shape != (self.num_examples,)
+                    or not np.array_equal(np.sort(order), np.arange(self.num_examples))):
+                raise DataError("the saved shuffle order is not a permutation of the %d "
+                                "examples of this data set; was it saved for another data set "
+                                "or --limit-train?" % self.num_examples)
+        elif self.shuffle and batch:
+            raise DataError("a shuffled pass cannot continue at batch %d without its order"
+                            % batch)
+        if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) \
+                or not 0 <= batch <= len(self):
+            raise DataError("saved batch position %r is outside 0..%d" % (batch, len(self)))
+        self._resume_at = {"order": order, "batch": int(batch)}
+
+    def shard(self, num_parts, index):
+        """Part `index` of `num_parts` contiguous, disjoint parts (one per distributed worker).
+
+        The parts differ in size by at most one example and together are the
+        whole set. A part is cut before any shuffling, so it always holds the
+        same examples and a shuffled pass only reorders them.
+        """
+        num_parts = _check_positive_int(num_parts, "num_parts", "e.g. num_parts=2",
+                                        allow_none=False)
+        if not isinstance(index, (int, np.integer)) or not 0 <= index < num_parts:
+            raise DataError("part index must be in 0..%d, got %r" % (num_parts - 1, index))
+        if num_parts > self.num_examples:
+            raise DataError("cannot split %d examples into %d parts; use fewer parts or more "
+                            "examples" % (self.num_examples, num_parts))
+        start = self.num_examples * index // num_parts
+        stop = self.num_examples * (index + 1) // num_parts
+        part = copy.copy(self)  # same batch size, device, conversion and augmentation
+        part.images, part.labels = self.images[start:stop], self.labels[start:stop]
+        return part
 
     def __repr__(self):
         return ("BatchIterator(%d examples, batch_size=%d, %d batches, shuffle=%s, ctx=%s)"
@@ -578,14 +639,24 @@ def load_data_cifar10(batch_size, augment=True, root=None, ctx=None,
 
 
 def load_data(dataset, batch_size, resize=None, root=None, ctx=None,
-              limit_train=None, limit_test=None, augment=True):
-    """Load 'fashion-mnist', 'mnist' or 'cifar10' by name (augment: CIFAR-10 only)."""
+              limit_train=None, limit_test=None, augment=True, num_parts=1, part_index=0):
+    """Load 'fashion-mnist', 'mnist' or 'cifar10' by name (augment: CIFAR-10 only).
+
+    `num_parts` > 1 keeps only part `part_index` of the training set, cut after
+    `limit_train` and before shuffling (BatchIterator.shard): one disjoint shard
+    per distributed worker. The test set stays whole.
+    """
     key = str(dataset).lower().replace("_", "-")
     if key == "fashion-mnist":
-        return load_data_fashion_mnist(batch_size, resize, root, ctx, limit_train, limit_test)
-    if key == "mnist":
-        return load_data_mnist(batch_size, resize, root, ctx, limit_train, limit_test)
-    if key == "cifar10":
-        return load_data_cifar10(batch_size, augment, root, ctx, limit_train, limit_test,
-                                 resize=resize)
-    raise DataError("unknown dataset %r; choose one of %s" % (dataset, ", ".join(DATASETS)))
+        iters = load_data_fashion_mnist(batch_size, resize, root, ctx, limit_train, limit_test)
+    elif key == "mnist":
+        iters = load_data_mnist(batch_size, resize, root, ctx, limit_train, limit_test)
+    elif key == "cifar10":
+        iters = load_data_cifar10(batch_size, augment, root, ctx, limit_train, limit_test,
+                                  resize=resize)
+    else:
+        raise DataError("unknown dataset %r; choose one of %s" % (dataset, ", ".join(DATASETS)))
+    train_iter, test_iter = iters
+    if num_parts != 1 or part_index != 0:
+        train_iter = train_iter.shard(num_parts, part_index)
+    return train_iter, test_iter

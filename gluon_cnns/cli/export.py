@@ -1,0 +1,74 @@
+"""``export``: turn a training run's --save-dir into files for use elsewhere.
+
+    python scripts/export.py --save-dir runs/lenet --out exports/lenet
+    python scripts/export.py --save-dir runs/r20 --out exports/r20 --formats onnx
+
+writes ``exports/lenet-symbol.json`` + ``exports/lenet-0000.params`` (MXNet),
+``exports/lenet.onnx`` (ONNX) and ``exports/lenet.json`` (input size,
+normalization and class names); see :mod:`gluon_cnns.export`. The run's
+``best.params`` is exported, or its newest epoch's parameters if it has none.
+A user mistake ends with one line on stderr and exit code 2.
+"""
+import argparse
+import sys
+
+from ..errors import GluonCNNsError
+
+PROG = "export"
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are a single line (the usage is in --help)."""
+
+    def error(self, message):
+        self.exit(2, "%s: error: %s (see --help)\n" % (self.prog, message))
+
+
+def _format_list(text):
+    """Comma-separated export formats, e.g. ``symbol,onnx``."""
+    from ..export import FORMATS
+    formats = [f.strip() for f in text.split(",") if f.strip()]
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise argparse.ArgumentTypeError("expected formats from %s separated by commas, got %r"
+                                         % (",".join(FORMATS), text))
+    return formats
+
+
+def build_parser():
+    parser = _Parser(prog=PROG, description="Export the net of a training run (--save-dir) "
+                                            "to MXNet symbol files and/or ONNX.")
+    parser.add_argument("--save-dir", required=True, metavar="DIR",
+                        help="the --save-dir of a scripts/train.py run")
+    parser.add_argument("--out", required=True, metavar="PATH",
+                        help="export prefix: writes PATH-symbol.json, PATH-0000.params, "
+                             "PATH.onnx and PATH.json")
+    parser.add_argument("--formats", type=_format_list, default=["symbol", "onnx"],
+                        metavar="F1,F2", help="symbol, onnx or both (default: symbol,onnx)")
+    return parser
+
+
+def main(argv=None):
+    """Entry point of ``scripts/export.py``; returns the exit code."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, or a usage error already printed by the parser
+        return e.code
+    from ..export import export_checkpoint
+    try:
+        written = export_checkpoint(args.save_dir, args.out, args.formats)
+    except GluonCNNsError as err:
+        lines = str(err).strip().splitlines()
+        print("%s: error: %s" % (PROG, lines[0] if lines else type(err).__name__),
+              file=sys.stderr)
+        return 2
+    except OSError as err:  # e.g. the disk filled up while writing
+        print("%s: error: %s" % (PROG, err), file=sys.stderr)
+        return 2
+    for path in written.values():
+        print("wrote %s" % path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,387 @@
+"""``gluon-cnns-launch``: start a parameter-server training job, locally or over ssh.
+
+    gluon-cnns-launch -n 2 -s 1 -- python scripts/train.py --net lenet --kvstore dist_sync
+    gluon-cnns-launch -n 4 -s 2 -H hosts --host-ip 10.0.0.1 -- python scripts/train.py ...
+
+It does what MXNet's ``tools/launch.py`` does with dmlc-core's local and ssh
+trackers (which the pip wheel of MXNet lacks): it runs the command once per
+process with the ``DMLC_*`` variables that tell MXNet the process's role,
+
+* ``DMLC_ROLE``: ``scheduler``, ``server`` or ``worker``;
+* ``DMLC_PS_ROOT_URI`` / ``DMLC_PS_ROOT_PORT``: where the scheduler listens;
+* ``DMLC_NUM_SERVER`` / ``DMLC_NUM_WORKER``: how many of each to wait for;
+* ``DMLC_NODE_HOST``: the address this process listens on;
+
+forwards every line the processes print with a ``[worker 0]`` / ``[server 0]``
+/ ``[scheduler]`` prefix, and stops everything as soon as one process fails
+(or ``--timeout`` passes), exiting with that process's code.
+
+Without ``--hostfile`` every process runs here and listens on 127.0.0.1 only.
+With it the scheduler runs here and servers, then workers, go round-robin over
+the hosts, each started as ``ssh -o StrictHostKeyChecking=no [-p PORT] HOST
+'cd WORKDIR; export DMLC_...; COMMAND'`` like dmlc's ssh tracker.
+"""
+import argparse
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+PROG = "gluon-cnns-launch"
+EXIT_USAGE, EXIT_TIMEOUT = 2, 124
+# After the last worker ends, how long the servers and the scheduler may take to stop.
+SHUTDOWN_GRACE_S = 30.0
+# How long the workers may outlive a server or scheduler that ended (they cannot finish).
+ORPHAN_GRACE_S = 30.0
+# How long a process gets between SIGTERM and SIGKILL.
+KILL_GRACE_S = 3.0
+_POLL_S = 0.1
+# Forwarded to remote hosts when set here (dmlc's ssh tracker passes the same kind).
+_PASSED_ENV = ("OMP_NUM_THREADS", "MXNET_ENGINE_TYPE", "DMLC_INTERFACE", "PS_VERBOSE")
+
+
+class UsageError(Exception):
+    """A launcher mistake: one line on stderr, exit code 2."""
+
+
+class _Stop(Exception):
+    """SIGTERM or SIGHUP reached the launcher: stop everything."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+# ---------------------------------------------------------------- arguments
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def build_parser():
+    parser = _Parser(
+        prog=PROG, usage="%(prog)s -n WORKERS [-s SERVERS] [options] -- COMMAND [ARGS...]",
+        description="Start a scheduler, servers and workers for MXNet's dist_sync / dist_async "
+                    "kvstore, each running COMMAND, and forward their output.")
+    add = parser.add_argument
+    add("-n", "--num-workers", type=int, required=True, metavar="N", help="number of workers")
+    add("-s", "--num-servers", type=int, metavar="N",
+        help="number of servers (default: as many as workers)")
+    add("-H", "--hostfile", metavar="FILE",
+        help="run servers and workers on these hosts over ssh (one IP per line, optionally "
+             "IP:SSH_PORT); without it everything runs here on 127.0.0.1")
+    add("--host-ip", metavar="IP",
+        help="with --hostfile: this machine's address, where the scheduler listens "
+             "(default: what this host's name resolves to)")
+    add("--port", type=int, default=0, metavar="P",
+        help="the scheduler's port (default: a free one)")
+    add("--workdir", metavar="DIR", help="with --hostfile: folder to cd to on the hosts "
+                                         "(default: the current folder)")
+    add("--env", action="append", default=[], metavar="NAME[=VALUE]",
+        help="also set NAME (to VALUE, or to its value here) for every process; repeatable")
+    add("--timeout", type=float, metavar="SECONDS",
+        help="stop everything and exit 124 after this long (default: no limit)")
+    return parser
+
+
+def parse_args(argv):
+    """(options, command): the launcher's own flags come before ``--``."""
+    if "--" not in argv:
+        if any(a in ("-h", "--help") for a in argv):
+            build_parser().print_help()
+            raise SystemExit(0)
+        raise UsageError("give the command to run after --, e.g. -- python scripts/train.py "
+                         "--kvstore dist_sync")
+    cut = argv.index("--")
+    args, command = build_parser().parse_args(argv[:cut]), argv[cut + 1:]
+    if not command:
+        raise UsageError("no command after --; e.g. -- python scripts/train.py "
+                         "--kvstore dist_sync")
+    if args.num_servers is None:
+        args.num_servers = args.num_workers
+    if args.num_workers < 1:
+        raise UsageError("-n must be at least 1 worker, got %d" % args.num_workers)
+    if args.num_servers < 1:
+        raise UsageError("-s must be at least 1 server, got %d" % args.num_servers)
+    if not 0 <= args.port <= 65535:
+        raise UsageError("--port must be in 0..65535, got %d" % args.port)
+    if args.timeout is not None and not args.timeout > 0:
+        raise UsageError("--timeout must be a positive number of seconds")
+    if args.hostfile is None and (args.host_ip or args.workdir):
+        raise UsageError("--host-ip and --workdir apply with --hostfile only; local jobs use "
+                         "127.0.0.1 and the current folder")
+    args.env = dict(_parse_env(item) for item in args.env)
+    return args, command
+
+
+def _parse_env(item):
+    name, has_value, value = item.partition("=")
+    if not name.isidentifier():
+        raise UsageError("--env expects NAME or NAME=VALUE, got %r" % item)
+    if not has_value:
+        if name not in os.environ:
+            raise UsageError("--env %s: %s is not set here; give --env %s=VALUE"
+                             % (name, name, name))
+        value = os.environ[name]
+    return name, value
+
+
+def read_hostfile(path):
+    """[(host, ssh_port or None)] from a file of ``HOST`` or ``HOST:PORT`` lines ('#' comments)."""
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        raise UsageError("cannot read --hostfile %s: %s" % (path, e.strerror or e))
+    hosts = []
+    for number, line in enumerate(lines, 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        host, _, port = line.partition(":")
+        if not host or (port and not port.isdigit()) or " " in line:
+            raise UsageError("%s line %d: expected HOST or HOST:SSH_PORT, got %r"
+                             % (path, number, line))
+        hosts.append((host, port or None))
+    if not hosts:
+        raise UsageError("--hostfile %s lists no hosts" % path)
+    return hosts
+
+
+# ---------------------------------------------------------------- processes
+
+def free_ports(host, count):
+    """``count`` distinct ports that are free on ``host`` right now, in increasing order.
+
+    The sockets are held open together so that the ports differ; a process
+    that later finds its port taken picks another one itself (ps-lite retries).
+    """
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.bind((host, 0))
+        return sorted(sock.getsockname()[1] for sock in sockets)
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def ssh_command(host, ssh_port, workdir, env, command):
+    """The argv that runs ``command`` on ``host`` in ``workdir`` with ``env`` (dmlc's ssh form)."""
+    exports = "".join("export %s=%s; " % (name, shlex.quote(str(value)))
+                      for name, value in env.items())
+    remote = "cd %s; %s%s" % (shlex.quote(workdir), exports,
+                              " ".join(shlex.quote(arg) for arg in command))
+    argv = ["ssh", "-o", "StrictHostKeyChecking=no"]
+    if ssh_port:
+        argv += ["-p", str(ssh_port)]
+    return argv + [host, remote]
+
+
+class Node:
+    """One process of the job: its label, argv and the environment it adds."""
+
+    def __init__(self, label, argv, env):
+        self.label, self.argv, self.env = label, argv, env
+        self.proc = None
+        self.reader = None
+
+    @property
+    def is_worker(self):
+        return self.label.startswith("worker")
+
+
+def plan(args, command):
+    """The Nodes to start: scheduler, servers, workers (in that order)."""
+    common = {"PYTHONUNBUFFERED": "1"}  # lines as they come, not in 4 KiB blocks
+    common.update(args.env)
+    if args.hostfile is None:
+        host_ip = "127.0.0.1"
+        # One port per process, increasing in start order: ps-lite ranks the
+        # processes of one host by port, so "worker 0" is also kvstore rank 0.
+        ports = free_ports(host_ip, args.num_servers + args.num_workers + 1)
+        root_port = args.port or ports.pop(0)
+    else:
+        hosts = read_hostfile(args.hostfile)
+        host_ip = args.host_ip or _this_host_ip()
+        try:
+            root_port = args.port or free_ports(host_ip, 1)[0]
+        except OSError as e:
+            raise UsageError("the scheduler cannot listen on %s (%s); pass this machine's "
+                             "address as --host-ip" % (host_ip, e.strerror or e))
+    dmlc = {"DMLC_PS_ROOT_URI": host_ip, "DMLC_PS_ROOT_PORT": str(root_port),
+            "DMLC_NUM_SERVER": str(args.num_servers), "DMLC_NUM_WORKER": str(args.num_workers)}
+    nodes = [Node("scheduler", list(command),
+                  dict(common, DMLC_ROLE="scheduler", DMLC_NODE_HOST=host_ip, **dmlc))]
+    roles = ["server"] * args.num_servers + ["worker"] * args.num_workers
+    for i, role in enumerate(roles):
+        index = i if role == "server" else i - args.num_servers
+        env = dict(common, DMLC_ROLE=role, **dmlc)
+        if args.hostfile is None:
+            env.update(DMLC_NODE_HOST=host_ip, PORT=str(ports[i]))
+            nodes.append(Node("%s %d" % (role, index), list(command), env))
+        else:
+            host, ssh_port = hosts[i % len(hosts)]
+            env["DMLC_NODE_HOST"] = host
+            remote_env = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}
+            remote_env.update(env)
+            argv = ssh_command(host, ssh_port, args.workdir or os.getcwd(), remote_env, command)
+            nodes.append(Node("%s %d" % (role, index), argv, {}))
+    return nodes
+
+
+def _this_host_ip():
+    """This machine's address as its own name resolves (no packet is sent)."""
+    try:
+        return socket.gethostbyname(socket.getfqdn())
+    except OSError as e:
+        raise UsageError("cannot find this host's address (%s); pass --host-ip" % e)
+
+
+def _forward(node, out, lock):
+    """Copy the node's output to ``out``, each line prefixed with its label."""
+    prefix = ("[%s] " % node.label).encode()
+    for line in iter(node.proc.stdout.readline, b""):
+        with lock:
+            out.write(prefix + line if line.endswith(b"\n") else prefix + line + b"\n")
+            out.flush()
+    node.proc.stdout.close()
+
+
+def start(nodes, out):
+    """Start every node in its own process group, with a thread forwarding its output."""
+    lock = threading.Lock()
+    for node in nodes:
+        env = dict(os.environ, **node.env)
+        try:
+            node.proc = subprocess.Popen(node.argv, env=env, stdout=subprocess.PIPE,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
+        except OSError as e:
+            raise UsageError("cannot run %s: %s" % (node.argv[0], e.strerror or e))
+        with lock:
+            out.write(("[launch] %s: pid %d\n" % (node.label, node.proc.pid)).encode())
+            out.flush()
+        node.reader = threading.Thread(target=_forward, args=(node, out, lock), daemon=True)
+        node.reader.start()
+
+
+def stop(nodes):
+    """SIGTERM every live process group, then SIGKILL what is left after a grace period."""
+    live = [n for n in nodes if n.proc is not None and n.proc.poll() is None]
+    for node in live:
+        _signal_group(node.proc, signal.SIGTERM)
+    deadline = time.monotonic() + KILL_GRACE_S
+    for node in live:
+        try:
+            node.proc.wait(max(deadline - time.monotonic(), 0.01))
+        except subprocess.TimeoutExpired:
+            pass
+    for node in live:
+        # Only a process not yet reaped: its pid, and so its group id, is still ours.
+        if node.proc.poll() is None:
+            _signal_group(node.proc, signal.SIGKILL)
+            node.proc.wait()
+    for node in nodes:
+        if node.reader is not None:
+            node.reader.join(timeout=2)
+
+
+def _signal_group(proc, signum):
+    try:
+        os.killpg(proc.pid, signum)  # the group id is the pid (start_new_session)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _describe(code):
+    if code < 0:
+        try:
+            return "was killed by %s" % signal.Signals(-code).name
+        except ValueError:
+            return "was killed by signal %d" % -code
+    return "exited with code %d" % code
+
+
+def supervise(nodes, timeout=None):
+    """Wait for the job; return (exit code, reason or None). Never waits past ``timeout``.
+
+    A reason that names a process means that process failed; the caller stops
+    the others.
+    """
+    start_time = time.monotonic()
+    workers_done_at = orphaned_at = None
+    while True:
+        now = time.monotonic()
+        for node in nodes:
+            code = node.proc.poll()
+            if code:  # the first failure ends the job
+                return (code if code > 0 else 128 - code), "%s %s" % (node.label, _describe(code))
+        workers_running = any(n.proc.poll() is None for n in nodes if n.is_worker)
+        servers_running = all(n.proc.poll() is None for n in nodes if not n.is_worker)
+        if not any(n.proc.poll() is None for n in nodes):
+            return 0, None
+        if not workers_running:
+            # Servers and scheduler stop once the workers' kvstores say goodbye.
+            workers_done_at = workers_done_at or now
+            if now - workers_done_at > SHUTDOWN_GRACE_S:
+                return 1, ("the servers or the scheduler did not stop within %.0f s after the "
+                           "workers finished" % SHUTDOWN_GRACE_S)
+        elif not servers_running:
+            # Exit code 0 but too early: the workers would wait for it forever. (At
+            # the normal end it may leave a moment before the last worker does.)
+            orphaned_at = orphaned_at or now
+            if now - orphaned_at > ORPHAN_GRACE_S:
+                return 1, "a server or the scheduler ended while workers were still running"
+        if timeout is not None and now - start_time > timeout:
+            return EXIT_TIMEOUT, "timed out after %g s" % timeout
+        time.sleep(_POLL_S)
+
+
+def _on_signal(signum, frame):
+    raise _Stop(signum)
+
+
+def launch(args, command, out=None):
+    """Run the job; return the exit code. Every process is gone when this returns."""
+    out = out or sys.stdout.buffer
+    nodes = plan(args, command)
+    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        start(nodes, out)
+        code, reason = supervise(nodes, args.timeout)
+    except KeyboardInterrupt:
+        code, reason = 130, "interrupted"
+    except _Stop as e:
+        code, reason = 128 + e.signum, "got %s" % signal.Signals(e.signum).name
+    finally:
+        stop(nodes)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if reason:
+        print("%s: %s; stopped all processes" % (PROG, reason), file=sys.stderr)
+    return code
+
+
+def main(argv=None):
+    """Entry point of ``gluon-cnns-launch``; returns the exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args, command = parse_args(argv)
+        return launch(args, command)
+    except UsageError as e:
+        print("%s: error: %s (see --help)" % (PROG, e), file=sys.stderr)
+        return EXIT_USAGE
+    except SystemExit as e:  # --help
+        return e.code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

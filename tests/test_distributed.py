@@ -1,0 +1,507 @@
+"""Tests of data-parallel and distributed training (gluon_cnns.distributed, cli/launch.py).
+
+Every process these tests start listens on 127.0.0.1 only, is bounded in time
+and is gone when its test ends (the launcher runs in its own process group and
+is stopped, with everything it started, in a ``finally``).
+"""
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import autograd, gluon
+
+from gluon_cnns import get_model
+from gluon_cnns.cli.launch import (Node, free_ports, parse_args, plan, read_hostfile,
+                                   ssh_command, supervise)
+from gluon_cnns.cli.train import main as train_main
+from gluon_cnns.distributed import Cluster, DistributedError, local_batch_size
+from gluon_cnns.utils.data import BatchIterator, load_data
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LAUNCH = os.path.join(ROOT, "scripts", "launch.py")
+TRAIN = os.path.join(ROOT, "scripts", "train.py")
+DATA = "/usr/share/datasets/fashion-mnist"
+PY = sys.executable
+
+needs_data = pytest.mark.skipif(
+    not os.path.exists(os.path.join(DATA, "train-images-idx3-ubyte.gz")),
+    reason="Fashion-MNIST not installed in %s" % DATA)
+
+# The distributed run and its single-process reference: 2 workers x 8 steps of 32.
+SEED, LIMIT, BATCH, LR, MOMENTUM = 0, 512, 64, 0.05, 0.9
+DIST_TRAIN = ["--net", "lenet", "--data-dir", DATA, "--limit-train", str(LIMIT),
+              "--limit-test", "256", "--batch-size", str(BATCH), "--epochs", "1",
+              "--lr", str(LR), "--momentum", str(MOMENTUM), "--wd", "0", "--seed", str(SEED)]
+
+
+# ---------------------------------------------------------------- helpers
+
+class Launch:
+    """``scripts/launch.py ARGS`` in the background, its output collected by a thread."""
+
+    def __init__(self, args, env=None):
+        self.lines = []
+        self.proc = subprocess.Popen([PY, LAUNCH] + args, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                     env=dict(os.environ, **(env or {})), cwd=ROOT,
+                                     start_new_session=True, text=True)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, pattern, timeout):
+        """The first output line matching ``pattern``, waiting at most ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if re.search(pattern, line):
+                    return line
+            if self.proc.poll() is not None and not self.reader.is_alive():
+                break
+            time.sleep(0.1)
+        raise AssertionError("no line matching %r in:\n%s" % (pattern, "\n".join(self.lines)))
+
+    def pids(self):
+        """{label: pid} of the processes the launcher reported."""
+        found = (re.match(r"\[launch\] (.+): pid (\d+)$", l) for l in list(self.lines))
+        return {m.group(1): int(m.group(2)) for m in found if m}
+
+    def finish(self, timeout):
+        """(exit code, stdout lines, stderr text), waiting at most ``timeout`` seconds."""
+        code = self.proc.wait(timeout)
+        self.reader.join(5)
+        return code, self.lines, self.proc.stderr.read()
+
+    def cleanup(self):
+        """Stop the launcher (it stops its processes), then anything it left behind."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        for pid in self.pids().values():
+            if _started_by_a_launcher(pid):  # not a later process that reuses the pid
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+
+
+def _started_by_a_launcher(pid):
+    try:
+        with open("/proc/%d/environ" % pid, "rb") as f:
+            return b"DMLC_PS_ROOT_PORT=" in f.read()
+    except OSError:
+        return False
+
+
+def run_launch(args, timeout=150, env=None):
+    job = Launch(args, env)
+    try:
+        return job.finish(timeout)
+    finally:
+        job.cleanup()
+
+
+def seed_all(seed):
+    """What ``--seed`` does in the training script."""
+    mx.random.seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def load_params(path):
+    return {k: v.asnumpy() for k, v in mx.nd.load(path).items()}
+
+
+def lenet_with(params):
+    net = get_model("lenet", classes=10)
+    net.initialize(ctx=mx.cpu())
+    net(mx.nd.zeros((1, 1, 28, 28)))
+    for name, p in net._collect_params_with_prefix().items():
+        p.set_data(mx.nd.array(params[name]))
+    return net
+
+
+def mean_loss(net, batches):
+    loss = gluon.loss.SoftmaxCrossEntropyLoss()
+    total = sum(loss(net(X), y).sum().asscalar() for X, y in batches)
+    return total / sum(y.shape[0] for _, y in batches)
+
+
+def single_process_on_the_union():
+    """One process training on each step's two worker batches, concatenated.
+
+    It starts from the weights the training script draws with the same seed,
+    and takes each worker's batches the way the worker does: the worker's
+    shard, shuffled by a generator seeded as the worker seeds it.
+    """
+    seed_all(SEED)
+    shards = [load_data("fashion-mnist", BATCH // 2, root=DATA, limit_train=LIMIT,
+                        num_parts=2, part_index=k)[0] for k in (0, 1)]
+    net = get_model("lenet", classes=10)
+    net.initialize(mx.init.Xavier(), ctx=mx.cpu())
+    net.hybridize()
+    net(mx.nd.zeros((1, 1, 28, 28)))
+    initial = {k: p.data().asnumpy() for k, p in net._collect_params_with_prefix().items()}
+    per_worker = []
+    for shard in shards:
+        np.random.seed(SEED)  # each worker process seeded its own generator alike
+        per_worker.append(list(shard))
+    union = [(mx.nd.concat(X0, X1, dim=0), mx.nd.concat(y0, y1, dim=0))
+             for (X0, y0), (X1, y1) in zip(*per_worker)]
+    trainer = gluon.Trainer(net.collect_params(), "sgd",
+                            {"learning_rate": LR, "momentum": MOMENTUM, "wd": 0.0})
+    loss = gluon.loss.SoftmaxCrossEntropyLoss()
+    for X, y in union:
+        with autograd.record():
+            l = loss(net(X), y)
+        l.backward()
+        trainer.step(X.shape[0])
+    final = {k: p.data().asnumpy() for k, p in net._collect_params_with_prefix().items()}
+    return initial, final, union
+
+
+# ---------------------------------------------------------------- sharding
+
+def test_shards_are_disjoint_contiguous_and_cover_the_set():
+    images = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1)
+    data = BatchIterator(images, np.arange(10), batch_size=2, shuffle=True)
+    parts = [data.shard(3, k) for k in range(3)]
+    assert [p.num_examples for p in parts] == [3, 3, 4]
+    assert np.concatenate([p.images.ravel() for p in parts]).tolist() == list(range(10))
+    assert [p.labels.tolist() for p in parts][0] == [0, 1, 2]
+    # The part is fixed before shuffling: a pass only reorders its own examples.
+    seen = sorted(int(v) for X, _ in parts[1] for v in X.asnumpy().ravel() * 255)
+    assert seen == [3, 4, 5]
+    assert parts[2].batch_size == 2 and parts[2].shuffle and len(parts[2]) == 2
+    assert data.num_examples == 10  # the original is untouched
+
+
+@pytest.mark.parametrize("num_parts, index", [(0, 0), (2, 2), (2, -1), (11, 0)])
+def test_bad_shards_are_data_errors(num_parts, index):
+    data = BatchIterator(np.zeros((10, 1, 1, 1), np.uint8), np.zeros(10), batch_size=2)
+    with pytest.raises(ValueError):
+        data.shard(num_parts, index)
+
+
+@needs_data
+def test_load_data_shards_the_training_set_only():
+    full, test_full = load_data("fashion-mnist", 64, root=DATA, limit_train=300, limit_test=50)
+    part, test_part = load_data("fashion-mnist", 64, root=DATA, limit_train=300, limit_test=50,
+                                num_parts=2, part_index=1)
+    assert part.num_examples == 150 and test_part.num_examples == 50
+    np.testing.assert_array_equal(part.images, full.images[150:])
+
+
+def test_workers_make_the_same_number_of_steps():
+    # 9 examples, 2 workers, batch 4: parts of 4 and 5 would be 1 and 2 batches.
+    data = BatchIterator(np.arange(9, dtype=np.uint8).reshape(9, 1, 1, 1), np.zeros(9),
+                         batch_size=4, shuffle=True)
+
+    class FakeKV:
+        num_workers = 2
+
+        def __init__(self, rank):
+            self.rank = rank
+
+    parts = [Cluster("dist_sync", FakeKV(r), 4).shard(data) for r in (0, 1)]
+    assert [len(p) for p in parts] == [1, 1]
+    assert [p.images.ravel().tolist() for p in parts] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert isinstance(parts[1], BatchIterator) and parts[1].shuffle
+    assert Cluster().shard(data) is data
+
+
+def test_global_batch_must_split_evenly():
+    assert local_batch_size(256, 2) == 128
+    with pytest.raises(DistributedError, match="multiple of 3, e.g. 63 or 66"):
+        local_batch_size(64, 3)
+
+
+# ---------------------------------------------------------------- training script
+
+@needs_data
+def test_two_cpu_contexts_train_like_one(tmp_path, capsys):
+    """--cpus 2 splits each batch over cpu(0) and cpu(1); lenet has no BatchNorm."""
+    common = DIST_TRAIN[:-2] + ["--seed", "3", "--quiet", "--kvstore", "device"]
+    assert train_main(common + ["--dump-params", str(tmp_path / "one.params")]) == 0
+    assert train_main(common + ["--cpus", "2", "--dump-params", str(tmp_path / "two.params")]) == 0
+    assert "training on [cpu(0), cpu(1)]" in capsys.readouterr().out
+    one, two = load_params(str(tmp_path / "one.params")), load_params(str(tmp_path / "two.params"))
+    for name in one:
+        np.testing.assert_allclose(one[name], two[name], rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+FULL_ENV = {"DMLC_ROLE": "worker", "DMLC_PS_ROOT_URI": "127.0.0.1", "DMLC_PS_ROOT_PORT": "1",
+            "DMLC_NUM_SERVER": "1", "DMLC_NUM_WORKER": "2"}
+
+
+@pytest.mark.parametrize("argv, env, fragment", [
+    (["--kvstore", "dist_sync"], {}, "needs the environment that scripts/launch.py sets"),
+    (["--kvstore", "dist_sync", "--batch-size", "64"], dict(FULL_ENV, DMLC_NUM_WORKER="3"),
+     "does not split evenly across 3 workers"),
+    (["--kvstore", "dist_async", "--save-dir", "x"], FULL_ENV, "dist_async keeps"),
+    ([], {"DMLC_ROLE": "worker"}, "add --kvstore dist_sync"),
+    (["--cpus", "2", "--ctx", "gpu"], {}, "--cpus trains on CPU contexts"),
+])
+def test_distributed_mistakes_are_one_line(monkeypatch, capsys, argv, env, fragment):
+    """All caught before joining a job (the environment here is fake: nothing connects)."""
+    for name in FULL_ENV:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert train_main(["--net", "lenet"] + argv) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and fragment in err[0], err
+
+
+# ---------------------------------------------------------------- distributed runs
+
+@needs_data
+def test_dist_sync_two_workers_equal_one_process_on_the_union(tmp_path):
+    """1 scheduler + 1 server + 2 workers: identical workers, equal to the union batches."""
+    dump = str(tmp_path / "rank{rank}.params")
+    code, out, err = run_launch(
+        ["-n", "2", "-s", "1", "--timeout", "150", "--", PY, TRAIN] + DIST_TRAIN
+        + ["--kvstore", "dist_sync", "--save-dir", str(tmp_path / "run"), "--dump-params", dump])
+    assert code == 0, "\n".join(out) + err
+    # The launcher labels each line; worker i is kvstore rank i.
+    for rank in (0, 1):
+        assert "[worker %d] dist_sync: worker rank %d of 2, 1 server(s); batch 32 of the " \
+               "global 64, training shard %d of 2" % (rank, rank, rank + 1) in out
+        assert any(l.startswith("[worker %d] epoch 1, loss " % rank) for l in out), out
+    assert any(l.startswith("[launch] scheduler: pid ") for l in out)
+    assert any(l.startswith("[launch] server 0: pid ") for l in out)
+    # Only rank 0 wrote the run folder.
+    assert sum("saved to" in l for l in out) == 1 and any(
+        l.startswith("[worker 0] saved to") for l in out)
+    assert os.path.exists(str(tmp_path / "run" / "checkpoint.json"))
+
+    w0, w1 = (load_params(dump.format(rank=r)) for r in (0, 1))
+    for name in w0:
+        np.testing.assert_array_equal(w0[name], w1[name], err_msg=name)
+
+    initial, reference, union = single_process_on_the_union()
+    assert sorted(reference) == sorted(w0)
+    for name in w0:
+        np.testing.assert_allclose(w0[name], reference[name], rtol=0, atol=1e-4, err_msg=name)
+    assert mean_loss(lenet_with(w0), union) < mean_loss(lenet_with(initial), union) - 0.1
+
+
+@needs_data
+def test_killing_a_worker_stops_the_job_fast(tmp_path):
+    job = Launch(["-n", "2", "-s", "1", "--timeout", "170", "--", PY, TRAIN, "--net", "lenet",
+                  "--data-dir", DATA, "--limit-train", "8192", "--limit-test", "256",
+                  "--epochs", "50", "--kvstore", "dist_sync"])
+    try:
+        job.wait_for(r"^\[worker 1\] training on", timeout=100)
+        time.sleep(1)  # well inside the first epoch
+        killed_at = time.monotonic()
+        os.kill(job.pids()["worker 1"], signal.SIGKILL)
+        code, out, err = job.finish(timeout=60)
+        assert time.monotonic() - killed_at < 60
+        assert code == 128 + signal.SIGKILL, "\n".join(out) + err
+        assert "worker 1 was killed by SIGKILL; stopped all processes" in err
+        for label, pid in job.pids().items():  # nothing left running
+            assert not os.path.exists("/proc/%d" % pid) or _is_zombie(pid), label
+    finally:
+        job.cleanup()
+
+
+def _is_zombie(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+# ---------------------------------------------------------------- launcher
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["-n", "2"], "give the command to run after --"),
+    (["-n", "2", "--"], "no command after --"),
+    (["-n", "0", "--", "true"], "-n must be at least 1"),
+    (["-n", "1", "-s", "0", "--", "true"], "-s must be at least 1"),
+    (["-H", "/no/such/hostfile", "-n", "1", "--", "true"], "cannot read --hostfile"),
+    (["-n", "1", "--port", "70000", "--", "true"], "--port must be in 0..65535"),
+    (["-n", "1", "--host-ip", "127.0.0.1", "--", "true"], "apply with --hostfile only"),
+    (["-n", "x", "--", "true"], "invalid int value"),
+])
+def test_launcher_usage_errors_are_one_line(argv, fragment):
+    code, out, err = run_launch(argv, timeout=30)
+    assert code == 2
+    assert out == []
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gluon-cnns-launch: error: ") and \
+        fragment in lines[0], err
+
+
+def test_empty_hostfile(tmp_path):
+    (tmp_path / "hosts").write_text("# nothing\n\n")
+    code, _, err = run_launch(["-n", "1", "-H", str(tmp_path / "hosts"), "--", "true"],
+                              timeout=30)
+    assert code == 2 and "lists no hosts" in err
+
+
+def test_a_failing_process_sets_the_exit_code():
+    code, out, err = run_launch(["-n", "2", "-s", "1", "--", PY, "-c",
+                                 "import os, sys; print('hi'); "
+                                 "sys.exit(3 if os.environ['DMLC_ROLE'] == 'worker' else 0)"],
+                                timeout=60)
+    assert code == 3
+    assert "[worker 0] hi" in out or "[worker 1] hi" in out
+    assert re.search(r"worker \d exited with code 3; stopped all processes", err), err
+
+
+def test_timeout_stops_everything():
+    start = time.monotonic()
+    code, out, err = run_launch(["-n", "1", "-s", "1", "--timeout", "2", "--", PY, "-c",
+                                 "import time; print('sleeping', flush=True); time.sleep(60)"],
+                                timeout=40)
+    assert code == 124
+    assert time.monotonic() - start < 30
+    assert "timed out after 2 s" in err
+
+
+def test_sigterm_to_the_launcher_stops_every_process():
+    job = Launch(["-n", "2", "-s", "1", "--timeout", "60", "--", PY, "-c",
+                  "import time; print('up', flush=True); time.sleep(60)"])
+    try:
+        for label in ("scheduler", "server 0", "worker 0", "worker 1"):
+            job.wait_for(r"^\[%s\] up$" % label, timeout=30)
+        job.proc.send_signal(signal.SIGTERM)
+        code, out, err = job.finish(timeout=30)
+        assert code == 128 + signal.SIGTERM
+        assert "got SIGTERM; stopped all processes" in err
+        for label, pid in job.pids().items():
+            assert not os.path.exists("/proc/%d" % pid) or _is_zombie(pid), label
+    finally:
+        job.cleanup()
+
+
+def test_local_plan_uses_loopback_and_increasing_ports():
+    args, command = parse_args(["-n", "2", "-s", "1", "--env", "OMP_NUM_THREADS=1", "--",
+                                "python", "train.py"])
+    nodes = plan(args, command)
+    assert [n.label for n in nodes] == ["scheduler", "server 0", "worker 0", "worker 1"]
+    for node in nodes:
+        assert node.argv == ["python", "train.py"]
+        assert node.env["DMLC_PS_ROOT_URI"] == node.env["DMLC_NODE_HOST"] == "127.0.0.1"
+        assert node.env["DMLC_NUM_WORKER"] == "2" and node.env["DMLC_NUM_SERVER"] == "1"
+        assert node.env["OMP_NUM_THREADS"] == "1"
+    assert [n.env["DMLC_ROLE"] for n in nodes] == ["scheduler", "server", "worker", "worker"]
+    ports = [int(n.env["PORT"]) for n in nodes[1:]]
+    assert ports == sorted(ports) and len(set(ports)) == 3
+    assert int(nodes[0].env["DMLC_PS_ROOT_PORT"]) not in ports
+
+
+def test_ssh_command_line_follows_dmlc():
+    argv = ssh_command("10.0.0.2", "2222", "/work dir", {"DMLC_ROLE": "worker", "X": "a b"},
+                       ["python", "train.py", "--note", "it's"])
+    assert argv[:5] == ["ssh", "-o", "StrictHostKeyChecking=no", "-p", "2222"]
+    assert argv[5] == "10.0.0.2"
+    assert argv[6] == ("cd '/work dir'; export DMLC_ROLE=worker; export X='a b'; "
+                       "python train.py --note 'it'\"'\"'s'")
+    assert ssh_command("h", None, "/w", {}, ["true"]) == [
+        "ssh", "-o", "StrictHostKeyChecking=no", "h", "cd /w; true"]
+
+
+def test_hostfile_parsing(tmp_path):
+    (tmp_path / "hosts").write_text("10.0.0.1\n# a comment\n\n10.0.0.2:2222  # spare\n")
+    assert read_hostfile(str(tmp_path / "hosts")) == [("10.0.0.1", None), ("10.0.0.2", "2222")]
+
+
+FAKE_SSH = """#!%s
+# Stands in for ssh in tests: logs its arguments, then runs the remote command here.
+import json, os, sys
+with open(os.environ["FAKE_SSH_LOG"], "a") as f:
+    f.write(json.dumps(sys.argv[1:]) + "\\n")
+args = sys.argv[1:]
+while args[0] in ("-o", "-p"):
+    args = args[2:]
+os.execvp("bash", ["bash", "-c", args[1]])
+"""
+
+PROBE = """
+import os, sys
+import mxnet as mx  # a scheduler or server serves here and exits
+kv = mx.kv.create("dist_sync")
+x = mx.nd.ones((2,)) * (kv.rank + 1)
+kv.init(0, mx.nd.zeros((2,)))
+kv.pushpull(0, x, out=x)
+print("rank %d sum %s cwd %s host %s arg %s" % (kv.rank, x.asnumpy().tolist(), os.getcwd(),
+      os.environ["DMLC_NODE_HOST"], sys.argv[1]))
+"""
+
+
+def test_hostfile_job_runs_over_ssh(tmp_path):
+    """A real dist_sync job whose servers and workers start through a fake local ssh."""
+    bin_dir, work = tmp_path / "bin", tmp_path / "work dir"
+    bin_dir.mkdir()
+    work.mkdir()
+    (bin_dir / "ssh").write_text(FAKE_SSH % PY)
+    (bin_dir / "ssh").chmod(0o755)
+    (work / "probe.py").write_text(PROBE)
+    (tmp_path / "hosts").write_text("127.0.0.1\n127.0.0.1:2222\n")
+    log = tmp_path / "ssh.log"
+    env = {"PATH": "%s:%s" % (bin_dir, os.environ["PATH"]), "FAKE_SSH_LOG": str(log)}
+    # The scheduler runs here, in the launcher's folder: give it the probe's path.
+    code, out, err = run_launch(
+        ["-n", "2", "-s", "1", "-H", str(tmp_path / "hosts"), "--host-ip", "127.0.0.1",
+         "--workdir", str(work), "--", PY, str(work / "probe.py"), "it's \"quoted\""],
+        timeout=90, env=env)
+    assert code == 0, "\n".join(out) + err
+    calls = [json.loads(l) for l in log.read_text().splitlines()]
+    assert len(calls) == 3  # 1 server + 2 workers; the scheduler runs locally
+    hosts = [c[c.index("StrictHostKeyChecking=no") + 1:] for c in calls]
+    assert sorted(h[:3] if h[0] == "-p" else h[:1] for h in hosts) == [
+        ["-p", "2222", "127.0.0.1"], ["127.0.0.1"], ["127.0.0.1"]]
+    for call in calls:
+        remote = call[-1]
+        assert remote.startswith("cd '%s'; " % work)
+        for name in ("DMLC_ROLE", "DMLC_PS_ROOT_URI=127.0.0.1", "DMLC_PS_ROOT_PORT",
+                     "DMLC_NUM_SERVER=1", "DMLC_NUM_WORKER=2", "DMLC_NODE_HOST=127.0.0.1"):
+            assert "export %s" % name in remote, remote
+    for rank in (0, 1):
+        assert any(re.match(r"\[worker \d\] rank %d sum \[3.0, 3.0\] cwd %s host 127.0.0.1 "
+                            r"arg it's \"quoted\"$" % (rank, re.escape(str(work))), l)
+                   for l in out), out
+
+
+def test_supervise_notices_servers_that_stop_early(monkeypatch):
+    monkeypatch.setattr("gluon_cnns.cli.launch.ORPHAN_GRACE_S", 0.5)
+    nodes = [Node("server 0", [PY, "-c", "pass"], {}),
+             Node("worker 0", [PY, "-c", "import time; time.sleep(20)"], {})]
+    for node in nodes:
+        node.proc = subprocess.Popen(node.argv, start_new_session=True)
+    try:
+        start = time.monotonic()
+        code, reason = supervise(nodes, timeout=15)
+        assert code == 1 and "ended while workers were still running" in reason
+        assert time.monotonic() - start < 10
+    finally:
+        for node in nodes:
+            node.proc.kill()
+            node.proc.wait()
+
+
+def test_free_ports_are_distinct_and_sorted():
+    ports = free_ports("127.0.0.1", 5)
+    assert ports == sorted(ports) and len(set(ports)) == 5

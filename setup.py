@@ -39,6 +39,7 @@ setup(
     entry_points={
         "console_scripts": [
             "gluon-cnns-train=gluon_cnns.cli.train:main",
+            "gluon-cnns-launch=gluon_cnns.cli.launch:main",
             "gluon-cnns-predict=gluon_cnns.cli.predict:main",
             "gluon-cnns-export=gluon_cnns.cli.export:main",
         ],

@@ -30,12 +30,12 @@ class NonFiniteLossError(GluonCNNsError):
     """Training produced a nan or infinite loss (or gradient): the learning rate is too high.
 
     ``epoch`` and ``batch`` (1-based) name the first bad batch, ``lr`` the
-    learning rate it was trained with and ``value`` its loss.
+    learning rate it was trained with and ``what`` the problem ("loss is nan").
     """
 
-    def __init__(self, message, epoch=None, batch=None, lr=None, value=None):
+    def __init__(self, message, epoch=None, batch=None, lr=None, what=None):
         super().__init__(message)
-        self.epoch, self.batch, self.lr, self.value = epoch, batch, lr, value
+        self.epoch, self.batch, self.lr, self.what = epoch, batch, lr, what
 
 
 class ExportError(GluonCNNsError):

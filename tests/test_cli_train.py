@@ -77,8 +77,10 @@ def test_save_dir_then_resume(tmp_path, capsys):
     code, out, err = run_main(capsys, argv + ["--epochs", "2"])
     assert code == 0, err
     files = sorted(os.listdir(run_dir))
+    # The newest checkpoint and the one before it (a fallback if the newest is damaged).
     assert files == ["best.params", "checkpoint.json", "config.json", "curves.png",
-                     "epoch-0002.params", "epoch-0002.states", "log.jsonl"]
+                     "epoch-0001.params", "epoch-0001.rng.npz", "epoch-0001.states",
+                     "epoch-0002.params", "epoch-0002.rng.npz", "epoch-0002.states", "log.jsonl"]
     config = json.load(open(os.path.join(run_dir, "config.json")))
     assert config["net"] == "lenet" and config["epochs"] == 2 and config["batch_size"] == 64
     ckpt = json.load(open(os.path.join(run_dir, "checkpoint.json")))
@@ -100,8 +102,9 @@ def test_save_dir_then_resume(tmp_path, capsys):
     log = [json.loads(l) for l in open(os.path.join(run_dir, "log.jsonl"))]
     assert [r["epoch"] for r in log] == [1, 2, 3]
     assert log[2]["lr"] == pytest.approx(0.005)
-    assert json.load(open(os.path.join(run_dir, "checkpoint.json")))["epoch"] == 3
-    assert not os.path.exists(os.path.join(run_dir, "epoch-0002.params"))
+    ckpt = json.load(open(os.path.join(run_dir, "checkpoint.json")))
+    assert ckpt["epoch"] == 3 and ckpt["previous"]["epoch"] == 2
+    assert not os.path.exists(os.path.join(run_dir, "epoch-0001.params"))
 
     # Mistakes with an existing run: another net, nothing left to do, overwriting it.
     code, _, err = run_main(capsys, ["--save-dir", run_dir, "--resume", "--net", "lenet_bn",
@@ -115,15 +118,19 @@ def test_save_dir_then_resume(tmp_path, capsys):
     code, _, err = run_main(capsys, SMALL + ["--save-dir", run_dir, "--epochs", "1"])
     assert_one_line_error(code, err, "already holds a checkpoint", "--resume")
 
-    # A damaged checkpoint is reported, not a traceback.
+    # A damaged checkpoint is found by its checksum; --resume falls back to the one before.
     params = os.path.join(run_dir, "epoch-0003.params")
     with open(params, "rb") as f:
         head = f.read(100)
     with open(params, "wb") as f:
         f.write(head)
-    code, _, err = run_main(capsys, ["--save-dir", run_dir, "--resume", "--epochs", "4",
-                                     "--data-dir", DATA])
-    assert_one_line_error(code, err, "cannot load the checkpoint", "Invalid NDArray file")
+    code, out, err = run_main(capsys, ["--save-dir", run_dir, "--resume", "--epochs", "4",
+                                       "--data-dir", DATA, "--quiet"])
+    assert code == 0
+    assert err == ["gluon-cnns-train: warning: the checkpoint at epoch 3 in %s is damaged: "
+                   "epoch-0003.params is damaged (its SHA-256 does not match the one recorded "
+                   "when it was written); resuming from the one before it, at epoch 2" % run_dir]
+    assert [m.group(1) for m in epoch_lines(out)] == ["3", "4"]
     with open(os.path.join(run_dir, "checkpoint.json"), "w") as f:
         f.write("{not json")
     code, _, err = run_main(capsys, ["--save-dir", run_dir, "--resume", "--epochs", "4"])

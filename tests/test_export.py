@@ -90,7 +90,7 @@ def test_load_exported_reproduces_the_net(tmp_path, name):
 
 @pytest.mark.parametrize("name", gluon_cnns.list_models())
 def test_onnx_matches_gluon(tmp_path, name):
-    ort = pytest.importorskip("onnxruntime")
+    import onnxruntime as ort
     net, x = make_net(name)
     expected = net(x).asnumpy()
     files = export_model(net, str(tmp_path / name), x.shape, formats=["onnx"], net_name=name)
@@ -106,7 +106,7 @@ def test_onnx_matches_gluon(tmp_path, name):
 @pytest.mark.parametrize("name", BN_NETS)
 def test_bn_nets_export_inference_mode(tmp_path, name):
     """Running statistics, not the batch's: training mode gives other numbers, the export not."""
-    ort = pytest.importorskip("onnxruntime")
+    import onnxruntime as ort
     net, x = make_net(name)
     inference = net(x).asnumpy()
     with mx.autograd.record(train_mode=True):
@@ -119,7 +119,7 @@ def test_bn_nets_export_inference_mode(tmp_path, name):
 
 
 def test_onnx_batch_size_is_free(tmp_path):
-    ort = pytest.importorskip("onnxruntime")
+    import onnxruntime as ort
     net, _ = make_net("lenet_bn")
     x = mx.nd.random.uniform(shape=(5, 1, 28, 28))
     files = export_model(net, str(tmp_path / "m"), (1, 1, 28, 28), formats="onnx")
@@ -155,7 +155,7 @@ def test_export_writes_all_files_and_the_sidecar(tmp_path):
 
 
 def test_sidecar_defaults_and_onnx_metadata(tmp_path):
-    onnx = pytest.importorskip("onnx")
+    import onnx
     net, _ = make_net("lenet")
     export_model(net, str(tmp_path / "lenet"), (1, 1, 28, 28))
     meta = read_export_meta(str(tmp_path / "lenet"))
@@ -167,7 +167,6 @@ def test_sidecar_defaults_and_onnx_metadata(tmp_path):
 
 
 def test_failed_export_keeps_the_previous_one(tmp_path, monkeypatch):
-    pytest.importorskip("onnx")
     net, _ = make_net("lenet")
     prefix = str(tmp_path / "lenet")
     export_model(net, prefix, (1, 1, 28, 28))
@@ -186,7 +185,6 @@ def test_failed_export_keeps_the_previous_one(tmp_path, monkeypatch):
 
 
 def test_unsupported_op_fails_with_one_line_naming_the_net(tmp_path):
-    pytest.importorskip("onnx")
 
     class Log1p(nn.HybridBlock):
         def hybrid_forward(self, F, x):  # pylint: disable=arguments-differ

@@ -1,5 +1,4 @@
 """Every registered net: shapes, parameter counts, hybridize parity, export, naming, learning."""
-import os
 
 import mxnet as mx
 import numpy as np

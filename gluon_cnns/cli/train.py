@@ -7,14 +7,28 @@
 Every setting left out comes from the net's recipe (``model_spec(net).recipe``);
 ``--help`` lists them all. A user mistake ends with one line on stderr and
 exit code 2, never a traceback.
+
+With ``--save-dir`` the run can always be continued exactly with ``--resume``
+(the same final parameters as an uninterrupted run, on the CPU): it saves a
+checkpoint after every epoch, every ``--checkpoint-every`` batches and on
+Ctrl-C, and ``kill -9`` at any moment leaves the last complete one in place
+(see gluon_cnns.utils.checkpoint).
+
+Exit codes: 0 done; 2 a user mistake, or a damaged checkpoint with no usable
+earlier one; 3 the loss or gradients became nan or infinite (``--nan-policy
+stop``; the last good checkpoint is kept); 130 interrupted (Ctrl-C), after
+saving a checkpoint when there is a ``--save-dir``.
 """
 import argparse
+import contextlib
 import math
 import os
 import random
+import signal
 import sys
+import threading
 
-from ..errors import GluonCNNsError
+from ..errors import GluonCNNsError, NonFiniteLossError
 
 PROG = "gluon-cnns-train"
 DEFAULT_NET = "lenet_bn"
@@ -26,7 +40,8 @@ _NATIVE_SHAPE = {"fashion-mnist": (1, 28), "mnist": (1, 28), "cifar10": (3, 32)}
 _RECIPE_KEYS = ("dataset", "epochs", "batch_size", "lr", "optimizer", "momentum", "wd",
                 "resize", "lr_schedule", "lr_steps", "lr_factor")
 # Settings that --resume may also take from the saved config.json.
-_SAVED_KEYS = _RECIPE_KEYS + ("limit_train", "limit_test", "seed", "data_dir")
+_SAVED_KEYS = _RECIPE_KEYS + ("limit_train", "limit_test", "seed", "data_dir",
+                               "checkpoint_every", "nan_policy")
 # Settings that --resume must not change: the saved optimizer state, learning-rate
 # schedule and data order were made with them.
 _FIXED_ON_RESUME = ("dataset", "batch_size", "lr", "optimizer", "momentum", "wd", "resize",
@@ -38,6 +53,10 @@ CONFIG, CHECKPOINT, LOG, BEST, CURVES = ("config.json", "checkpoint.json", "log.
 
 class UsageError(GluonCNNsError):
     """A user mistake found by this script; ``main`` turns it into one stderr line."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C, after a checkpoint was saved; the message says where and how to go on."""
 
 
 # ---------------------------------------------------------------- argument types
@@ -154,12 +173,20 @@ def build_parser():
     add("--dataset", choices=tuple(_NATIVE_SHAPE), help="dataset" + recipe)
     add("--data-dir", metavar="DIR", help="folder with the dataset files")
     add("--no-hybridize", action="store_true", help="run imperatively (slower, easier to debug)")
-    add("--seed", type=int, metavar="N", help="seed mxnet, numpy and random for a repeatable run")
+    add("--seed", type=int, metavar="N",
+        help="seed mxnet, numpy and random for a repeatable run (default: a random seed, "
+             "saved in config.json so that --resume continues exactly)")
     add("--limit-train", type=positive_int, metavar="N", help="train on the first N examples only")
     add("--limit-test", type=positive_int, metavar="N", help="test on the first N examples only")
     add("--save-dir", metavar="DIR",
         help="write config, per-epoch checkpoints, best.params, log.jsonl and curves.png here")
     add("--resume", action="store_true", help="continue from the last checkpoint in --save-dir")
+    add("--checkpoint-every", type=positive_int, metavar="K",
+        help="also save a checkpoint every K batches, not only after each epoch (needs "
+             "--save-dir)")
+    add("--nan-policy", choices=("stop", "skip"),
+        help="on a nan or infinite loss: stop (exit 3, keeping the last good checkpoint) or "
+             "skip the batch, undoing its update (default: stop)")
     add("--export", metavar="PATH",
         help="after training, export the net to PATH-symbol.json + PATH-0000.params, "
              "PATH.onnx and PATH.json (for scripts/predict.py)")
@@ -281,10 +308,12 @@ def make_trainer(net, settings, batches_per_epoch, cluster=None):
     params = {"learning_rate": settings["lr"], "wd": settings["wd"]}
     if settings["optimizer"] in ("sgd", "nag"):
         params["momentum"] = settings["momentum"]
-    scheduler = make_lr_scheduler(settings, batches_per_epoch)
+    cluster = cluster or Cluster()
+    # The schedule counts optimizer updates: with dist_async every worker's push is one.
+    scheduler = make_lr_scheduler(settings, batches_per_epoch * cluster.updates_per_batch)
     if scheduler is not None:
         params["lr_scheduler"] = scheduler
-    return (cluster or Cluster()).trainer(net.collect_params(), settings["optimizer"], params)
+    return cluster.trainer(net.collect_params(), settings["optimizer"], params)
 
 
 # ---------------------------------------------------------------- save dir
@@ -315,32 +344,52 @@ def _check_export_folder(path):
 
 
 def _load_checkpoint(save_dir):
-    """Read config.json and checkpoint.json of ``save_dir``, checking that they make sense."""
+    """config.json and the newest usable checkpoint entry of ``save_dir``.
+
+    checkpoint.json names the newest checkpoint and the one before it. One whose
+    files are missing or fail their SHA-256 check is passed over for the one
+    before, saying so in one line on stderr.
+    """
+    from ..errors import CheckpointError
+    from ..utils.checkpoint import describe, verify
     from ..utils.io import read_json
     if not os.path.exists(os.path.join(save_dir, CHECKPOINT)):
         raise UsageError("--resume: no checkpoint in %s (no %s); train without --resume first"
                          % (save_dir, CHECKPOINT))
     try:
         config = read_json(os.path.join(save_dir, CONFIG))
-        ckpt = read_json(os.path.join(save_dir, CHECKPOINT))
-        if not isinstance(config.get("net"), str) or not isinstance(ckpt.get("epoch"), int):
+        newest = read_json(os.path.join(save_dir, CHECKPOINT))
+        if not isinstance(config.get("net"), str) or not isinstance(newest.get("epoch"), int):
             raise ValueError("missing 'net' or 'epoch'")
-        for key in ("params", "trainer"):
-            path = os.path.join(save_dir, ckpt[key])
-            if not os.path.isfile(path):
-                raise ValueError("%s is missing" % ckpt[key])
     except (OSError, ValueError, KeyError, AttributeError) as e:
         raise UsageError("--resume: the checkpoint in %s is corrupt (%s); start a new "
                          "--save-dir" % (save_dir, _first_line(e)))
-    return config, ckpt
+    entries = [newest]
+    if isinstance(newest.get("previous"), dict) and isinstance(
+            newest["previous"].get("epoch"), int):
+        entries.append(newest["previous"])
+    for entry in entries:
+        try:
+            verify(save_dir, entry)
+        except CheckpointError as e:
+            damage = "the checkpoint at %s in %s is damaged: %s" % (describe(entry), save_dir,
+                                                                     _first_line(e))
+            continue
+        if entry is not newest:
+            print("%s: warning: %s; resuming from the one before it, at %s"
+                  % (PROG, damage, describe(entry)), file=sys.stderr)
+        return config, entry
+    if len(entries) > 1:
+        damage += ", and so is the one before it"
+    raise UsageError("--resume: %s; start a new --save-dir" % damage)
 
 
-def _restore(save_dir, ckpt, net, trainer, ctxs):
-    """Load parameters and trainer state of the checkpoint into ``net`` and ``trainer``."""
+def _restore(save_dir, entry, net, trainer, ctxs, train_iter):
+    """Load the checkpoint into the net, the trainer, the random generators and the data order."""
+    from ..utils.checkpoint import restore
     try:
-        net.load_parameters(os.path.join(save_dir, ckpt["params"]), ctx=ctxs)
-        trainer.load_states(os.path.join(save_dir, ckpt["trainer"]))
-    except Exception as e:  # MXNetError, AssertionError, pickle errors...: all mean "unusable"
+        restore(save_dir, entry, net, trainer, ctxs, train_iter)
+    except GluonCNNsError as e:  # CheckpointError, DataError
         raise UsageError("--resume: cannot load the checkpoint in %s (%s); start a new "
                          "--save-dir" % (save_dir, _first_line(e)))
 
@@ -382,45 +431,111 @@ def save_curves(history, path):
 
 
 class Checkpointer:
-    """The per-epoch callback of ``train``: saves everything of one epoch to ``save_dir``.
+    """Saves the run to ``save_dir``: after every epoch (as ``train``'s callback), and
+    every ``every`` batches and on Ctrl-C (``on_batch``, ``train``'s batch_callback).
 
-    Write order makes a crash at any point recoverable: parameters and trainer
-    state first, then the log, then ``checkpoint.json`` (which points at the new
-    files), and only then the previous epoch's files are deleted.
+    ``checkpoint.json`` names the newest checkpoint and the one before it, with
+    the SHA-256 of every file (gluon_cnns.utils.checkpoint). Write order makes a
+    kill at any point recoverable: the new checkpoint's files, best.params and
+    the log first, then ``checkpoint.json`` (atomically replaced), and only then
+    are the files that it no longer names deleted. Two checkpoints at most: a
+    200-epoch run of a large net would otherwise fill the disk.
     """
 
-    def __init__(self, save_dir, net, trainer, history, best=None):
-        self.save_dir, self.net, self.trainer = save_dir, net, trainer
+    def __init__(self, save_dir, net, trainer, train_iter, history, best=None, current=None,
+                 every=None, ctrl_c=None, last_epoch=None):
+        self.save_dir, self.net, self.trainer, self.train_iter = save_dir, net, trainer, train_iter
         self.history = history  # log records so far, including earlier runs
         self.best = best or {"test_acc": -1.0, "epoch": None}
-        self.previous = None    # file names of the last checkpoint
+        self.current = current  # the entry of the newest checkpoint (resumed from)
+        self.every = every      # also save every this many batches
+        self.ctrl_c = ctrl_c    # a _CtrlC: save and stop once it was pressed
+        self.last_epoch = last_epoch
 
     def path(self, name):
         return os.path.join(self.save_dir, name)
 
     def __call__(self, record):
-        from ..utils.io import atomic_write, write_json, write_jsonl
+        """After an epoch: checkpoint, best.params, log and curves."""
+        from ..utils.checkpoint import write_checkpoint
+        from ..utils.io import atomic_write, write_jsonl
         epoch = record["epoch"]
-        files = {"params": "epoch-%04d.params" % epoch, "trainer": "epoch-%04d.states" % epoch}
-        atomic_write(self.path(files["params"]), self.net.save_parameters)
-        atomic_write(self.path(files["trainer"]), self.trainer.save_states)
+        entry = write_checkpoint(self.save_dir, epoch, 0, self.net, self.trainer, self.train_iter)
         if record["test_acc"] > self.best["test_acc"]:
             atomic_write(self.path(BEST), self.net.save_parameters)
             self.best = {"test_acc": record["test_acc"], "epoch": epoch}
         self.history.append({k: record[k] for k in ("epoch", "loss", "train_acc", "test_acc",
-                                                    "time", "images_per_sec", "lr")})
+                                                    "time", "images_per_sec", "lr", "nan_skips")
+                             if k in record})
         write_jsonl(self.path(LOG), self.history)
-        write_json(self.path(CHECKPOINT), dict(files, epoch=epoch, best_params=BEST,
-                                               best_test_acc=self.best["test_acc"],
-                                               best_epoch=self.best["epoch"], log=LOG))
-        # Keep only the newest checkpoint: a 200-epoch run of a large net would
-        # otherwise fill the disk. best.params keeps the best weights.
-        if self.previous is not None:
-            for name in self.previous.values():
-                if os.path.exists(self.path(name)):
-                    os.remove(self.path(name))
-        self.previous = files
+        self._switch(entry)
         save_curves(self.history, self.path(CURVES))
+        if epoch != self.last_epoch:
+            self._stop_if_interrupted()
+
+    def on_batch(self, progress):
+        """After a batch: a checkpoint when one is due, or when Ctrl-C was pressed."""
+        from ..utils.checkpoint import write_checkpoint
+        stop = self.ctrl_c is not None and self.ctrl_c.requested
+        due = (self.every and progress.batch % self.every == 0
+               and progress.batch != progress.num_batches)  # the epoch's end saves anyway
+        position = (progress.epoch - 1, progress.batch)
+        if not (due or stop) or position == self._position(self.current):
+            return
+        snapshot = progress.snapshot()  # first: raises if a batch was not finite
+        entry = write_checkpoint(self.save_dir, progress.epoch - 1, progress.batch, self.net,
+                                 self.trainer, self.train_iter)
+        entry["progress"] = snapshot
+        self._switch(entry)
+        self._stop_if_interrupted()
+
+    @staticmethod
+    def _position(entry):
+        return None if entry is None else (entry["epoch"], entry.get("batch", 0))
+
+    def _switch(self, entry):
+        """Make ``entry`` the newest checkpoint, the current one the one before it."""
+        from ..utils.checkpoint import remove_unreferenced
+        from ..utils.io import write_json
+        entry.update(best_test_acc=self.best["test_acc"], best_epoch=self.best["epoch"])
+        previous = None
+        if self.current is not None:
+            previous = {k: v for k, v in self.current.items()
+                        if k not in ("previous", "format", "best_params", "log")}
+        write_json(self.path(CHECKPOINT), dict(entry, format=2, best_params=BEST, log=LOG,
+                                               previous=previous))
+        remove_unreferenced(self.save_dir, [entry, previous])
+        self.current = entry
+
+    def _stop_if_interrupted(self):
+        from ..utils.checkpoint import describe
+        if self.ctrl_c is not None and self.ctrl_c.requested:
+            raise TrainingInterrupted(
+                "saved a checkpoint at %s in %s; continue with: %s --save-dir %s --resume"
+                % (describe(self.current), self.save_dir, PROG, self.save_dir))
+
+
+class _CtrlC:
+    """While training with --save-dir: the first Ctrl-C asks for a checkpoint at the
+    end of the batch in flight and a clean stop; a second one stops at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():  # signals reach only it
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc_info):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 # ---------------------------------------------------------------- main
@@ -459,6 +574,8 @@ def run(args):
     from ..utils.io import write_json
     from ..utils.training import train
 
+    if args.checkpoint_every is not None and not args.save_dir:
+        raise UsageError("--checkpoint-every needs --save-dir DIR to write the checkpoints to")
     saved = ckpt = None
     if args.resume:
         if not args.save_dir:
@@ -466,11 +583,26 @@ def run(args):
         saved, ckpt = _load_checkpoint(args.save_dir)
         _check_resume_changes(args, saved, args.save_dir)
     settings = resolve_settings(args, saved)
+    if settings["seed"] is None:
+        # A seed even when none was asked for: config.json keeps it, so that
+        # --resume can continue the run exactly.
+        settings["seed"] = random.SystemRandom().randrange(2 ** 31)
     done = ckpt["epoch"] if ckpt else 0
     if done >= settings["epochs"]:
         raise UsageError("the checkpoint in %s has already done %d epochs of %d; pass a larger "
                          "--epochs to train further" % (args.save_dir, done, settings["epochs"]))
     ctxs = _contexts(args)
+    if settings["nan_policy"] == "skip" and len(ctxs) > 1:
+        raise UsageError("--nan-policy skip needs a single device: with several, MXNet updates "
+                         "inside the kvstore, where a bad batch cannot be undone; drop --%s"
+                         % ("gpus" if args.gpus else "cpus"))
+    if saved and saved.get("contexts") and saved["contexts"] != [str(c) for c in ctxs]:
+        # Allowed (a run may move to another machine), but a batch split another
+        # way sums in another order: not the uninterrupted run's numbers.
+        print("%s: warning: the run trained on %s, this resumes on %s: pass the same "
+              "--ctx/--gpus/--cpus for an exact continuation"
+              % (PROG, ", ".join(saved["contexts"]), ", ".join(str(c) for c in ctxs)),
+              file=sys.stderr)
     if args.export:
         _check_export_folder(args.export)  # before training, not after hours of it
 
@@ -481,6 +613,9 @@ def run(args):
     net.check_input_shape(sample_shape)
     # Joins a distributed job (--kvstore dist_*): blocks until every worker is there.
     cluster = setup_cluster(args, settings["batch_size"])
+    if cluster.distributed and settings["checkpoint_every"]:
+        raise UsageError("--checkpoint-every is not supported with --kvstore %s: a distributed "
+                         "run saves after each epoch; drop --checkpoint-every" % args.kvstore)
 
     if args.save_dir and cluster.is_chief:  # only rank 0 writes
         _prepare_save_dir(args.save_dir, args.resume)
@@ -490,8 +625,7 @@ def run(args):
         except OSError as e:
             raise UsageError("cannot write to --save-dir %s: %s; choose a writable folder"
                              % (args.save_dir, e.strerror or e))
-    if settings["seed"] is not None:
-        _seed(settings["seed"])
+    _seed(settings["seed"])
 
     # With several devices the batch is split later; keep it on the CPU until then.
     data_ctx = ctxs[0] if len(ctxs) == 1 else mx.cpu()
@@ -507,21 +641,32 @@ def run(args):
     trainer = make_trainer(net, settings, len(train_iter), cluster)
     history, best = [], None
     if ckpt:
-        _restore(args.save_dir, ckpt, net, trainer, ctxs)
+        _restore(args.save_dir, ckpt, net, trainer, ctxs, train_iter)
         history = _read_log(args.save_dir, done)
         best = {"test_acc": ckpt.get("best_test_acc", -1.0), "epoch": ckpt.get("best_epoch")}
 
     cluster.sync_parameters(net, trainer, sample_shape, ctxs[0])
 
     if not args.quiet and cluster.is_chief:
-        _print_summary(settings, train_iter, test_iter, done, args.save_dir)
-    saver = (Checkpointer(args.save_dir, net, trainer, history, best)
-             if args.save_dir and cluster.is_chief else None)
-    if saver and ckpt:
-        saver.previous = {"params": ckpt["params"], "trainer": ckpt["trainer"]}
-    new = train(train_iter, test_iter, net, gluon.loss.SoftmaxCrossEntropyLoss(), trainer,
-                ctxs if len(ctxs) > 1 else ctxs[0], settings["epochs"],
-                progress=not args.quiet, callback=saver, start_epoch=done)
+        _print_summary(settings, train_iter, test_iter, ckpt, args.save_dir)
+    saver = ctrl_c = None
+    if args.save_dir and cluster.is_chief:
+        # Ctrl-C saves first; a distributed job cannot stop all its workers at one batch.
+        ctrl_c = None if cluster.distributed else _CtrlC()
+        saver = Checkpointer(args.save_dir, net, trainer, train_iter, history, best,
+                             current=ckpt, every=settings["checkpoint_every"], ctrl_c=ctrl_c,
+                             last_epoch=settings["epochs"])
+    try:
+        with ctrl_c or contextlib.nullcontext():
+            new = train(train_iter, test_iter, net, gluon.loss.SoftmaxCrossEntropyLoss(),
+                        trainer, ctxs if len(ctxs) > 1 else ctxs[0], settings["epochs"],
+                        progress=not args.quiet, callback=saver, start_epoch=done,
+                        seed=settings["seed"], nan_policy=settings["nan_policy"] or "stop",
+                        batch_callback=saver.on_batch if saver else None,
+                        resume=ckpt.get("progress") if ckpt else None)
+    except NonFiniteLossError as e:
+        raise NonFiniteLossError(_diverged_message(e, saver), e.epoch, e.batch, e.lr,
+                                 e.what) from None
 
     cluster.dump_params(net, args.dump_params)
     print("final test acc %.3f" % new[-1]["test_acc"])
@@ -532,11 +677,24 @@ def run(args):
     if saver:
         print("saved to %s: best.params (test acc %.3f, epoch %d), %s, %s, %s"
               % (args.save_dir, saver.best["test_acc"], saver.best["epoch"],
-                 saver.previous["params"], LOG, CURVES))
+                 saver.current["params"], LOG, CURVES))
     return new
 
 
-def _print_summary(settings, train_iter, test_iter, done, save_dir):
+def _diverged_message(error, saver):
+    """One line for a loss that became nan or infinite: where, and what to do."""
+    from ..utils.checkpoint import describe
+    if error.batch is None:
+        return _first_line(error)
+    text = "%s at epoch %d batch %d (lr %g)" % (error.what, error.epoch, error.batch, error.lr)
+    if saver is None or saver.current is None:
+        return text + "; lower --lr, or skip such batches with --nan-policy skip"
+    return (text + "; the last good checkpoint, at %s, is kept in %s: start again with a lower "
+            "--lr, or continue it with --resume --nan-policy skip to skip such batches"
+            % (describe(saver.current), saver.save_dir))
+
+
+def _print_summary(settings, train_iter, test_iter, resumed, save_dir):
     """One line of what is about to happen (left out with --quiet)."""
     s = settings
     opt = "%s lr %g" % (s["optimizer"], s["lr"])
@@ -550,8 +708,10 @@ def _print_summary(settings, train_iter, test_iter, done, save_dir):
     print("%s on %s (%d train / %d test images, %s): %d epoch%s, batch %d, %s"
           % (s["net"], s["dataset"], train_iter.num_examples, test_iter.num_examples, size,
              s["epochs"], "" if s["epochs"] == 1 else "s", s["batch_size"], opt))
-    if done:
-        print("resuming from %s after epoch %d" % (save_dir, done))
+    if resumed:
+        from ..utils.checkpoint import describe
+        print("resuming from %s %s %s" % (save_dir, "at" if resumed.get("batch") else "after",
+                                          describe(resumed)))
 
 
 def main(argv=None):
@@ -565,12 +725,18 @@ def main(argv=None):
         return 0
     try:
         run(args)
+    except NonFiniteLossError as e:  # the run diverged: not a usage mistake
+        print("%s: error: %s" % (PROG, _first_line(e)), file=sys.stderr)
+        return 3
     except GluonCNNsError as e:  # includes UsageError
         print("%s: error: %s" % (PROG, _first_line(e)), file=sys.stderr)
         return 2
     except OSError as e:  # e.g. the disk filled up while saving a checkpoint
         print("%s: error: %s" % (PROG, _first_line(e)), file=sys.stderr)
         return 2
+    except TrainingInterrupted as e:  # Ctrl-C with --save-dir: a checkpoint was saved
+        print("%s: interrupted; %s" % (PROG, e), file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         hint = "; continue with --resume" if args.save_dir else ""
         print("%s: interrupted%s" % (PROG, hint), file=sys.stderr)

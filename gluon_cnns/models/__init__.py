@@ -5,9 +5,10 @@ Each entry also carries the net's tutorial training recipe, so that
 file in this package plus one ``_register`` line below.
 """
 import difflib
+import numbers
 from collections import OrderedDict, namedtuple
 
-from ..errors import UnknownModelError
+from ..errors import GluonCNNsError, UnknownModelError
 from .alexnet import AlexNet, alexnet
 from .base import ClassicNet
 from .densenet import DenseNet, densenet
@@ -105,8 +106,24 @@ def model_spec(name):
 
 
 def get_model(name, **kwargs):
-    """Build the network registered as ``name``; ``kwargs`` go to its builder (e.g. ``classes``)."""
-    return model_spec(name).builder(**kwargs)
+    """Build the network registered as ``name``; ``kwargs`` go to its builder (e.g. ``classes``).
+
+    An unknown name raises UnknownModelError; a ``classes`` that is not a
+    positive integer, or an argument the builder does not take, GluonCNNsError.
+    """
+    spec = model_spec(name)
+    classes = kwargs.get("classes", 10)
+    if isinstance(classes, bool) or not isinstance(classes, numbers.Integral) or classes < 1:
+        raise GluonCNNsError("get_model(%r): classes must be a positive integer, got %r"
+                             % (name, classes))
+    try:
+        return spec.builder(**kwargs)
+    except TypeError as err:
+        if "unexpected keyword argument" not in str(err):
+            raise
+        raise GluonCNNsError("get_model(%r) takes no argument %s; see the builder's "
+                             "signature, gluon_cnns.model_spec(%r).builder"
+                             % (name, str(err).rsplit(" ", 1)[-1], name)) from None
 
 
 __all__ = ["AlexNet", "CIFARResNet", "ClassicNet", "DenseNet", "GoogLeNet", "Inception",

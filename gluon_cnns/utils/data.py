@@ -514,7 +514,9 @@ class BatchIterator:
         if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) \
                 or not 0 <= batch <= len(self):
             raise DataError("saved batch position %r is outside 0..%d" % (batch, len(self)))
-        self._resume_at = {"order": order, "batch": int(batch)}
+        # Nothing handed out and no order: an ordinary fresh pass (it shuffles).
+        fresh = order is None and batch == 0
+        self._resume_at = None if fresh else {"order": order, "batch": int(batch)}
 
     def shard(self, num_parts, index):
         """Part `index` of `num_parts` contiguous, disjoint parts (one per distributed worker).

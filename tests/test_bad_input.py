@@ -1,0 +1,271 @@
+"""Bad input everywhere: one clear line (or one documented exception), never a traceback.
+
+Each row of a table is one bad invocation: a command line of a console command
+(``gluon-cnns-train``, ``gluon-cnns-predict``, ``gluon-cnns-export``, run in-process
+through their ``main``) or a call of a public function. A command must exit with 2
+and print exactly one line on stderr naming the problem; a function must raise the
+documented ``GluonCNNsError`` subclass with a one-line message. A few rows also run
+the real scripts in a fresh interpreter, where a traceback would show.
+"""
+import gzip
+import json
+import os
+import struct
+import subprocess
+import sys
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+import gluon_cnns
+from gluon_cnns import utils
+from gluon_cnns.errors import (CheckpointError, DataError, GluonCNNsError, InputTooSmallError,
+                               UnknownModelError)
+from gluon_cnns.utils import checkpoint
+from gluon_cnns.utils.data import BatchIterator, read_idx
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA = "/usr/share/datasets/fashion-mnist"
+HAVE_DATA = os.path.exists(os.path.join(DATA, "train-images-idx3-ubyte.gz"))
+
+
+# ---------------------------------------------------------------- fixtures the rows refer to
+
+@pytest.fixture(scope="module")
+def place(tmp_path_factory):
+    """Folders and files for the rows: ``{name}`` in a row's argv is replaced by them."""
+    base = tmp_path_factory.mktemp("bad-input")
+    paths = {"tmp": str(base)}
+
+    # A file where a folder should be: nothing can be created below it.
+    blocker = base / "a-file"
+    blocker.write_text("not a folder")
+    paths["unwritable"] = str(blocker / "run")
+
+    # A data folder whose training images have a broken IDX header.
+    broken = base / "broken-data"
+    broken.mkdir()
+    for name, shape in (("train-images-idx3-ubyte", (4, 28, 28)), ("train-labels-idx1-ubyte", (4,)),
+                        ("t10k-images-idx3-ubyte", (2, 28, 28)), ("t10k-labels-idx1-ubyte", (2,))):
+        header = struct.pack(">BBBB", 0, 0, 0x08, len(shape)) + struct.pack(">%dI" % len(shape),
+                                                                            *shape)
+        raw = header + bytes(int(np.prod(shape)))
+        if name == "train-images-idx3-ubyte":
+            raw = b"\x12\x34" + raw[2:]  # bad magic number
+        (broken / (name + ".gz")).write_bytes(gzip.compress(raw))
+    paths["broken_data"] = str(broken)
+
+    # A run of lenet (its files only need to match their recorded checksums).
+    run = base / "lenet-run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"net": "lenet", "epochs": 1, "batch_size": 64}))
+    entry = {"epoch": 1, "batch": 0, "sha256": {}}
+    for key, suffix in checkpoint.FILES:
+        entry[key] = "epoch-0001" + suffix
+        (run / entry[key]).write_bytes(b"x")
+        entry["sha256"][entry[key]] = checkpoint.sha256_file(str(run / entry[key]))
+    (run / "checkpoint.json").write_text(json.dumps(entry))
+    paths["lenet_run"] = str(run)
+
+    # A run whose checkpoint.json is not JSON.
+    corrupt = base / "corrupt-run"
+    corrupt.mkdir()
+    (corrupt / "config.json").write_text(json.dumps({"net": "lenet"}))
+    (corrupt / "checkpoint.json").write_text("{not json")
+    paths["corrupt_run"] = str(corrupt)
+
+    (base / "empty").mkdir()
+    paths["empty"] = str(base / "empty")
+    paths["data"] = DATA
+    return paths
+
+
+def fill(argv, place):
+    return [a.format(**place) for a in argv]
+
+
+# ---------------------------------------------------------------- the commands
+
+TRAIN = [
+    # (id, argv, fragment the one line must contain)
+    ("unknown net", ["--net", "lenett"], "did you mean lenet"),
+    ("batch size 0", ["--batch-size", "0"], "argument --batch-size: must be a positive integer"),
+    ("negative epochs", ["--epochs", "-3"], "argument --epochs"),
+    ("lr nan", ["--lr", "nan"], "argument --lr: must be a positive number"),
+    ("negative weight decay", ["--wd", "-1"], "argument --wd"),
+    ("momentum 1", ["--momentum", "1"], "argument --momentum: must be in [0, 1)"),
+    ("checkpoint every 0", ["--checkpoint-every", "0"], "argument --checkpoint-every"),
+    ("nan policy bogus", ["--nan-policy", "bogus"], "argument --nan-policy: invalid choice"),
+    ("checkpoint every without save dir", ["--checkpoint-every", "5"],
+     "--checkpoint-every needs --save-dir"),
+    ("resume without save dir", ["--resume"], "--resume needs --save-dir"),
+    ("resume an empty folder", ["--resume", "--save-dir", "{empty}"], "no checkpoint in"),
+    ("resume a corrupt checkpoint.json", ["--resume", "--save-dir", "{corrupt_run}"], "corrupt"),
+    ("checkpoint of another net", ["--resume", "--save-dir", "{lenet_run}", "--net", "lenet_bn",
+                                   "--epochs", "3"], "is for net lenet, not lenet_bn"),
+    ("unwritable save dir", ["--net", "lenet", "--save-dir", "{unwritable}"],
+     "cannot create --save-dir"),
+    ("missing data folder", ["--net", "lenet", "--data-dir", "{tmp}/no-such-data"],
+     "not found in the data folder"),
+    ("malformed IDX header", ["--net", "lenet", "--data-dir", "{broken_data}"],
+     "not an IDX file (bad magic number"),
+    ("input too small for the net", ["--net", "alexnet", "--resize", "32"],
+     "needs inputs of at least 67x67"),
+    ("resize 0", ["--resize", "0"], "argument --resize"),
+    ("adam with momentum", ["--optimizer", "adam", "--momentum", "0.9"], "--momentum applies"),
+    ("step schedule without steps", ["--net", "lenet", "--lr-schedule", "step"], "--lr-steps"),
+    ("lr steps decreasing", ["--lr-steps", "5,3"], "increasing"),
+    ("unknown dataset", ["--dataset", "imagenet"], "argument --dataset: invalid choice"),
+    ("skip on several devices", ["--net", "lenet", "--cpus", "2", "--nan-policy", "skip"],
+     "--nan-policy skip needs a single device"),
+    ("gpus without gpus", ["--gpus", "2"], "usable GPU"),
+    ("unknown flag", ["--learning-rate", "0.1"], "unrecognized arguments: --learning-rate"),
+]
+
+PREDICT = [
+    ("predict without --model", ["x.png"], "--model"),
+    ("predict a missing model", ["x.png", "--model", "{tmp}/no-such-model"],
+     "neither an export"),
+    ("predict top-k 0", ["x.png", "--model", "m", "--top-k", "0"], "argument --top-k"),
+]
+
+EXPORT = [
+    ("export unknown format", ["--save-dir", "{lenet_run}", "--out", "{tmp}/e", "--formats",
+                               "pdf"], "argument --formats"),
+    ("export a missing run", ["--save-dir", "{tmp}/no-such-run", "--out", "{tmp}/e"],
+     "no such folder"),
+]
+
+
+def _commands():
+    from gluon_cnns.cli import export, predict, train
+    rows = [("gluon-cnns-train", train.main) + row for row in TRAIN]
+    rows += [("predict", predict.main) + row for row in PREDICT]
+    rows += [("export", export.main) + row for row in EXPORT]
+    return rows
+
+
+COMMANDS = _commands()
+
+
+@pytest.mark.parametrize("prog,main,case,argv,fragment", COMMANDS,
+                         ids=[row[2] for row in COMMANDS])
+def test_command_exits_2_with_one_line(place, capsys, prog, main, case, argv, fragment):
+    if "{data}" in " ".join(argv) and not HAVE_DATA:
+        pytest.skip("no Fashion-MNIST")
+    code = main(fill(argv, place))
+    out, err = capsys.readouterr()
+    lines = err.splitlines()
+    assert code == 2, (case, err)
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("%s: error: " % prog), lines[0]
+    assert fill([fragment], place)[0] in lines[0], lines[0]
+    assert "Traceback" not in out + err
+    assert "epoch 1," not in out  # nothing was trained
+
+
+@pytest.mark.parametrize("script,argv,fragment", [
+    ("train.py", ["--net", "lenet", "--data-dir", "{broken_data}"], "bad magic number"),
+    ("train.py", ["--checkpoint-every", "0"], "--checkpoint-every"),
+    ("predict.py", ["x.png", "--model", "{tmp}/nothing"], "neither an export"),
+    ("export.py", ["--save-dir", "{tmp}/nothing", "--out", "{tmp}/e"], "no such folder"),
+])
+def test_scripts_in_a_fresh_interpreter(place, script, argv, fragment):
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", script)]
+                          + fill(argv, place), capture_output=True, text=True, timeout=120,
+                          cwd=ROOT)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and fill([fragment], place)[0] in lines[0], lines
+
+
+# ---------------------------------------------------------------- the public functions
+
+def _lenet():
+    net = gluon_cnns.get_model("lenet")
+    net.initialize()
+    return net
+
+
+def _hybridized_lenet():
+    net = _lenet()
+    net.hybridize()
+    net(mx.nd.zeros((1, 1, 28, 28)))
+    return net
+
+
+def _broken_idx(place):
+    return read_idx(os.path.join(place["broken_data"], "train-images-idx3-ubyte.gz"))
+
+
+def _set_bad_order():
+    it = BatchIterator(np.zeros((4, 2, 2, 1), np.uint8), np.zeros(4), 2, shuffle=True)
+    it.set_state({"order": np.array([0, 0, 1, 2]), "batch": 1})
+
+
+def _train_with_bad_policy():
+    net = _lenet()
+    trainer = mx.gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1})
+    utils.train([], [], net, mx.gluon.loss.SoftmaxCrossEntropyLoss(), trainer, mx.cpu(), 1,
+                nan_policy="bogus")
+
+
+def _restore_tampered(place):
+    entry = json.load(open(os.path.join(place["lenet_run"], "checkpoint.json")))
+    entry = dict(entry, sha256=dict(entry["sha256"], **{entry["params"]: "0" * 64}))
+    checkpoint.restore(place["lenet_run"], entry, _lenet(), None)
+
+
+API = [
+    # (id, call, exception type, fragment)
+    ("get_model unknown", lambda p: gluon_cnns.get_model("resnet19"), UnknownModelError,
+     "resnet18"),
+    ("model_spec unknown", lambda p: gluon_cnns.model_spec("vgg"), UnknownModelError, "vgg11"),
+    ("get_model classes 0", lambda p: gluon_cnns.get_model("lenet", classes=0), GluonCNNsError,
+     "classes must be a positive integer, got 0"),
+    ("get_model unknown argument", lambda p: gluon_cnns.get_model("resnet18", depth=50),
+     GluonCNNsError, "takes no argument 'depth'"),
+    ("evaluate_accuracy ctx as a string",
+     lambda p: utils.evaluate_accuracy([], _lenet(), "cpu"), GluonCNNsError,
+     "ctx must be an mx.Context"),
+    ("net(2-D NDArray)", lambda p: _lenet()(mx.nd.zeros((28, 28))), InputTooSmallError,
+     "expects a 4-D NCHW batch, got shape (28, 28)"),
+    ("net(3-D NDArray)", lambda p: _lenet()(mx.nd.zeros((1, 28, 28))), InputTooSmallError,
+     "expects a 4-D NCHW batch"),
+    ("hybridized net(3-D NDArray)", lambda p: _hybridized_lenet()(mx.nd.zeros((1, 28, 28))),
+     InputTooSmallError, "expects a 4-D NCHW batch"),
+    ("net(too small)", lambda p: _lenet()(mx.nd.zeros((1, 1, 3, 3))), InputTooSmallError,
+     "needs inputs of at least"),
+    ("load_data batch_size 0", lambda p: utils.load_data_fashion_mnist(0), DataError,
+     "batch_size must be a positive integer"),
+    ("load_data unknown dataset", lambda p: utils.load_data("imagenet", 32), DataError,
+     "unknown dataset 'imagenet'"),
+    ("load_data missing root", lambda p: utils.load_data_mnist(32, root=p["tmp"] + "/none"),
+     DataError, "not found in the data folder"),
+    ("read_idx broken header", _broken_idx, DataError, "bad magic number"),
+    ("get_text_labels out of range", lambda p: utils.get_text_labels([12]), DataError,
+     "label 12 is outside 0..9"),
+    ("BatchIterator.set_state not a permutation", lambda p: _set_bad_order(), DataError,
+     "not a permutation"),
+    ("train nan_policy bogus", lambda p: _train_with_bad_policy(), GluonCNNsError,
+     "nan_policy must be one of"),
+    ("checkpoint with a wrong checksum", _restore_tampered, CheckpointError,
+     "epoch-0001.params is damaged"),
+]
+
+
+@pytest.mark.parametrize("call,error,fragment", [row[1:] for row in API],
+                         ids=[row[0] for row in API])
+def test_function_raises_one_clear_error(place, capsys, call, error, fragment):
+    with pytest.raises(error) as info:
+        call(place)
+    message = str(info.value)
+    assert fragment in message
+    assert len(message.strip().splitlines()) == 1, message
+    assert isinstance(info.value, GluonCNNsError)
+
+
+def test_the_table_is_big_enough():
+    assert len(COMMANDS) + len(API) >= 25

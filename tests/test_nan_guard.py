@@ -1,0 +1,145 @@
+"""The non-finite loss guard: nan_policy "stop" names the first bad batch, "skip" undoes it."""
+import json
+import os
+import re
+
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import gluon
+from mxnet.gluon import nn
+
+import gluon_cnns.utils.training as training
+from gluon_cnns.cli.train import main
+from gluon_cnns.errors import GluonCNNsError, NonFiniteLossError
+from gluon_cnns.utils.training import train
+
+DATA = "/usr/share/datasets/fashion-mnist"
+needs_data = pytest.mark.skipif(
+    not os.path.exists(os.path.join(DATA, "train-images-idx3-ubyte.gz")),
+    reason="Fashion-MNIST not installed in %s" % DATA)
+
+
+def batches(num, nan_at=(), seed=0):
+    """Easy 2-class batches of 16 8x8 images; the batches in ``nan_at`` (1-based) hold a nan."""
+    rng = np.random.RandomState(seed)
+    out = []
+    for b in range(1, num + 1):
+        y = rng.randint(0, 2, size=16).astype("float32")
+        X = (rng.rand(16, 1, 8, 8) * 0.5 + 0.5 * y[:, None, None, None]).astype("float32")
+        if b in nan_at:
+            X[3, 0, 2, 2] = np.nan
+        out.append((mx.nd.array(X), mx.nd.array(y)))
+    return out
+
+
+def bn_net():
+    """With BatchNorm: a nan batch would also poison its running statistics."""
+    mx.random.seed(0)
+    net = nn.HybridSequential()
+    net.add(nn.Conv2D(4, kernel_size=3), nn.BatchNorm(), nn.Activation("relu"),
+            nn.MaxPool2D(2), nn.Dense(2))
+    net.initialize(mx.init.Xavier())
+    return net
+
+
+def fit(net, data, epochs=1, optimizer="sgd", **kwargs):
+    params = {"learning_rate": 0.5}
+    if optimizer == "sgd":
+        params["momentum"] = 0.9
+    trainer = gluon.Trainer(net.collect_params(), optimizer, params)
+    return train(data, data[:2], net, gluon.loss.SoftmaxCrossEntropyLoss(), trainer, mx.cpu(),
+                 epochs, progress=False, **kwargs)
+
+
+def values(net):
+    """Every parameter, BatchNorm's running statistics included, in order."""
+    return [p.data().asnumpy() for p in net.collect_params().values()]
+
+
+def test_stop_names_the_first_bad_batch_and_its_lr(capsys):
+    with pytest.raises(NonFiniteLossError) as info:
+        fit(bn_net(), batches(8, nan_at=(3, 5)))
+    e = info.value
+    assert (e.epoch, e.batch, e.lr) == (1, 3, 0.5)
+    # oneDNN's max pooling drops a nan, so the loss may stay finite while the
+    # gradients (through BatchNorm's batch mean) are not.
+    assert e.what in ("loss is nan", "gradient is not finite")
+    assert str(e).startswith("%s at epoch 1 batch 3 (lr 0.5); lower the learning rate" % e.what)
+    assert "epoch 1," not in capsys.readouterr().out  # no epoch record for a poisoned epoch
+
+
+def test_stop_looks_at_the_device_count_lazily(monkeypatch, capsys):
+    # Told to look after every batch, it stops one batch after the bad one (the
+    # count it reads is the previous batch's, which is ready: no wait).
+    monkeypatch.setattr(training, "_NAN_CHECK_S", 0.0)
+    seen = []
+    with pytest.raises(NonFiniteLossError) as info:
+        fit(bn_net(), batches(10, nan_at=(3,)), batch_callback=lambda p: seen.append(p.batch))
+    assert info.value.batch == 3
+    assert seen == [1, 2, 3]  # stopped in batch 4, before its callback
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_skip_undoes_the_bad_batch_exactly(optimizer, capsys):
+    clean = batches(6)
+    with_nan = clean[:2] + batches(1, nan_at=(1,), seed=1) + clean[2:]
+    # One after the other: a net draws its initial weights in its first batch.
+    reference = bn_net()
+    fit(reference, clean, optimizer=optimizer, nan_policy="skip")
+    skipping = bn_net()
+    history = fit(skipping, with_nan, optimizer=optimizer, nan_policy="skip")
+    assert history[0]["nan_skips"] == 1
+    assert np.isfinite(history[0]["loss"])
+    if optimizer == "sgd":  # Adam's bias correction counts the skipped update
+        for a, b in zip(values(reference), values(skipping)):
+            assert np.array_equal(a, b)
+    assert all(np.isfinite(v).all() for v in values(skipping))
+    assert "skipped 1 non-finite batch" in capsys.readouterr().out
+
+
+def test_skip_on_the_very_first_batch_of_a_fresh_net(capsys):
+    history = fit(bn_net(), batches(4, nan_at=(1,)), nan_policy="skip")
+    assert history[0]["nan_skips"] == 1
+
+
+def test_bad_nan_policy_and_skip_inside_the_kvstore_are_refused(capsys):
+    with pytest.raises(GluonCNNsError, match="nan_policy must be one of 'stop', 'skip'"):
+        fit(bn_net(), batches(2), nan_policy="ignore")
+    net = bn_net()
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1})
+    net2 = nn.Dense(2)
+    net2.initialize(ctx=[mx.cpu(0), mx.cpu(1)])
+    trainer2 = gluon.Trainer(net2.collect_params(), "sgd", {"learning_rate": 0.1})
+    with pytest.raises(GluonCNNsError, match="update_on_kvstore=False"):
+        train(batches(2), batches(1), net2, gluon.loss.SoftmaxCrossEntropyLoss(), trainer2,
+              [mx.cpu(0), mx.cpu(1)], 1, progress=False, nan_policy="skip")
+    del trainer
+
+
+@needs_data
+def test_cli_stops_with_exit_3_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    run_dir = str(tmp_path / "run")
+    argv = ["--net", "lenet", "--data-dir", DATA, "--limit-train", "1024", "--limit-test", "128",
+            "--batch-size", "64", "--lr", "10000", "--seed", "3", "--epochs", "1",
+            "--save-dir", run_dir, "--checkpoint-every", "1", "--quiet"]
+    assert main(argv) == 3
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1, err
+    m = re.match(r"gluon-cnns-train: error: (loss is (nan|inf)|gradient is not finite) at epoch 1 "
+                 r"batch (\d+) \(lr 10000\); the last good checkpoint, at epoch 1 batch (\d+), "
+                 r"is kept in (.+): start again with a lower --lr, or continue it with --resume "
+                 r"--nan-policy skip to skip such batches$", err[0])
+    assert m, err[0]
+    bad, kept = int(m.group(3)), int(m.group(4))
+    assert kept == bad - 1 and m.group(5) == run_dir
+    with open(os.path.join(run_dir, "checkpoint.json")) as f:
+        assert json.load(f)["batch"] == kept
+
+    # Continue it, skipping the bad batches: it ends, with finite parameters.
+    assert main(["--save-dir", run_dir, "--resume", "--nan-policy", "skip", "--quiet"]) == 0
+    with open(os.path.join(run_dir, "log.jsonl")) as f:
+        record = json.loads(f.readlines()[-1])
+    assert record["nan_skips"] >= 1
+    params = mx.nd.load(os.path.join(run_dir, "epoch-0001.params"))
+    assert all(np.isfinite(v.asnumpy()).all() for v in params.values())

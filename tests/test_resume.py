@@ -1,0 +1,258 @@
+"""Exact resume: a run killed (SIGKILL) or interrupted (SIGINT) anywhere and resumed
+ends with bit-identical parameters; checkpoints are checksummed and kept two deep.
+
+The subprocess runs train LeNet on the first 4096 Fashion-MNIST images (64 batches of
+64 per epoch, two epochs, a few seconds each). Two uninterrupted runs with the same
+seed are bit-identical on the CPU: MXNet's oneDNN kernels are deterministic for a
+given number of OpenMP threads, and every process here gets the same environment.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import gluon
+from mxnet.gluon import nn
+
+from gluon_cnns.cli.train import main
+from gluon_cnns.utils import checkpoint
+from gluon_cnns.utils.data import BatchIterator
+from gluon_cnns.utils.training import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "scripts", "train.py")
+DATA = "/usr/share/datasets/fashion-mnist"
+
+needs_data = pytest.mark.skipif(
+    not os.path.exists(os.path.join(DATA, "train-images-idx3-ubyte.gz")),
+    reason="Fashion-MNIST not installed in %s" % DATA)
+
+RUN = ["--net", "lenet", "--data-dir", DATA, "--limit-train", "4096", "--limit-test", "256",
+       "--batch-size", "64", "--lr", "0.05", "--momentum", "0.9", "--seed", "7",
+       "--epochs", "2", "--quiet"]
+
+
+def start(args, **kwargs):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, SCRIPT] + args, cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+
+
+def finish(args):
+    proc = start(args)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    return out, err
+
+
+def read_checkpoint(run_dir):
+    with open(os.path.join(run_dir, "checkpoint.json")) as f:
+        return json.load(f)
+
+
+def final_params(run_dir):
+    """The parameters of the run's last epoch, as numpy arrays."""
+    entry = read_checkpoint(run_dir)
+    assert entry["batch"] == 0
+    return {k: v.asnumpy() for k, v in mx.nd.load(os.path.join(run_dir, entry["params"])).items()}
+
+
+def assert_identical(a, b):
+    assert sorted(a) == sorted(b)
+    for name in a:
+        assert np.array_equal(a[name], b[name]), name  # bit for bit, not allclose
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted run: its final parameters and log."""
+    run_dir = str(tmp_path_factory.mktemp("reference") / "run")
+    finish(RUN + ["--save-dir", run_dir, "--checkpoint-every", "7"])
+    with open(os.path.join(run_dir, "log.jsonl")) as f:
+        log = [json.loads(line) for line in f]
+    return final_params(run_dir), log
+
+
+@needs_data
+def test_kill_9_mid_epoch_then_resume_is_bit_identical(tmp_path, reference):
+    run_dir = str(tmp_path / "run")
+    proc = start(RUN + ["--save-dir", run_dir, "--checkpoint-every", "7"])
+    deadline = time.time() + 120
+    # Kill as soon as a mid-epoch checkpoint exists (checkpoint.json is replaced
+    # atomically: it is either absent or complete).
+    while time.time() < deadline and proc.poll() is None:
+        if os.path.exists(os.path.join(run_dir, "checkpoint.json")) \
+                and read_checkpoint(run_dir)["batch"] > 0:
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    killed_at = read_checkpoint(run_dir)
+    assert killed_at["batch"] > 0, "the run was not killed mid-epoch: %s" % killed_at
+
+    out, _ = finish(["--save-dir", run_dir, "--resume", "--quiet"])
+    assert "training on cpu(0)" in out
+    params, log = reference
+    assert_identical(final_params(run_dir), params)
+    with open(os.path.join(run_dir, "log.jsonl")) as f:
+        resumed_log = [json.loads(line) for line in f]
+    # The resumed epoch's sums were restored too: the same loss and accuracy.
+    for key in ("epoch", "loss", "train_acc", "test_acc", "lr"):
+        assert [r[key] for r in resumed_log] == [r[key] for r in log], key
+    assert not [n for n in os.listdir(run_dir) if n.endswith(".tmp")]
+
+
+@needs_data
+def test_ctrl_c_saves_where_it_is_and_resume_is_bit_identical(tmp_path, reference):
+    run_dir = str(tmp_path / "run")
+    proc = start(RUN + ["--save-dir", run_dir])  # no --checkpoint-every: only Ctrl-C saves
+    assert proc.stdout.readline().startswith("training on")
+    time.sleep(0.5)  # into the first epoch
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    entry = read_checkpoint(run_dir)
+    where = checkpoint.describe(entry)
+    assert err.splitlines() == [
+        "gluon-cnns-train: interrupted; saved a checkpoint at %s in %s; continue with: "
+        "gluon-cnns-train --save-dir %s --resume" % (where, run_dir, run_dir)]
+    assert "Traceback" not in err
+
+    finish(["--save-dir", run_dir, "--resume", "--quiet"])
+    assert_identical(final_params(run_dir), reference[0])
+
+
+# ---------------------------------------------------------------- checksums and retention
+
+@needs_data
+def test_checkpoint_json_names_two_checksummed_checkpoints(tmp_path, capsys):
+    run_dir = str(tmp_path / "run")
+    argv = RUN + ["--epochs", "1", "--limit-train", "640", "--save-dir", run_dir,
+                  "--checkpoint-every", "3"]  # later flags win
+    assert main(argv) == 0
+    entry = read_checkpoint(run_dir)
+    assert entry["format"] == 2 and (entry["epoch"], entry["batch"]) == (1, 0)
+    assert entry["previous"]["epoch"] == 0 and entry["previous"]["batch"] == 9
+    assert entry["previous"]["progress"]["batch"] == 9
+    for e in (entry, entry["previous"]):
+        names = [e["params"], e["trainer"], e["rng"]]
+        assert sorted(e["sha256"]) == sorted(names)
+        for name in names:
+            assert checkpoint.sha256_file(os.path.join(run_dir, name)) == e["sha256"][name]
+    # Only the two checkpoints' files are left (plus the run's other files).
+    ours = sorted(n for n in os.listdir(run_dir) if n.startswith("epoch-"))
+    assert ours == sorted([entry["params"], entry["trainer"], entry["rng"],
+                           entry["previous"]["params"], entry["previous"]["trainer"],
+                           entry["previous"]["rng"]])
+
+    # Both damaged: one clear line, exit 2.
+    for e in (entry, entry["previous"]):
+        with open(os.path.join(run_dir, e["trainer"]), "ab") as f:
+            f.write(b"garbage")
+    capsys.readouterr()
+    assert main(["--save-dir", run_dir, "--resume", "--epochs", "2"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "damaged" in err[0] and "and so is the one before it" in err[0]
+
+
+def test_remove_unreferenced_keeps_named_and_foreign_files(tmp_path):
+    names = ["epoch-0001.params", "epoch-0002-batch-000003.rng.npz", "epoch-0002.states",
+             ".epoch-0002.params.x1y2z3.tmp", "notes.txt", ".hidden.tmp", "best.params"]
+    for name in names:
+        (tmp_path / name).write_text("x")
+    checkpoint.remove_unreferenced(str(tmp_path), [{"params": "epoch-0001.params"}, None])
+    assert sorted(os.listdir(tmp_path)) == [".hidden.tmp", "best.params", "epoch-0001.params",
+                                            "notes.txt"]
+
+
+# ---------------------------------------------------------------- utils.train in-process
+
+def dropout_net():
+    net = nn.HybridSequential()
+    net.add(nn.Conv2D(4, kernel_size=3, activation="relu"), nn.MaxPool2D(2),
+            nn.Dense(16, activation="relu"), nn.Dropout(0.5), nn.Dense(2))
+    return net
+
+
+def toy_iterators(seed=0):
+    rng = np.random.RandomState(seed)
+    labels = rng.randint(0, 2, size=96)
+    images = (rng.rand(96, 8, 8, 1) * 128 + 127 * labels[:, None, None, None]).astype(np.uint8)
+    return (BatchIterator(images, labels, 16, shuffle=True),
+            BatchIterator(images[:32], labels[:32], 16))
+
+
+def fresh(seed):
+    """Net, trainer and data as a run seeded ``seed`` starts them."""
+    mx.random.seed(seed)
+    np.random.seed(seed)
+    train_iter, test_iter = toy_iterators()
+    net = dropout_net()
+    net.initialize(mx.init.Xavier())
+    net.hybridize()
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1, "momentum": 0.9})
+    return net, trainer, train_iter, test_iter
+
+
+def run(net, trainer, train_iter, test_iter, **kwargs):
+    return train(train_iter, test_iter, net, gluon.loss.SoftmaxCrossEntropyLoss(), trainer,
+                 mx.cpu(), 3, progress=False, **kwargs)
+
+
+class Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("seed_on_resume,identical", [(5, True), (None, False)])
+def test_dropout_masks_follow_the_position(tmp_path, capsys, seed_on_resume, identical):
+    """MXNet cannot save its generator; train(seed=) reseeds it per batch instead."""
+    net, trainer, train_iter, test_iter = fresh(5)
+    run(net, trainer, train_iter, test_iter, seed=5)
+    expected = [p.data().asnumpy() for p in net.collect_params().values()]
+
+    net, trainer, train_iter, test_iter = fresh(5)
+    saved = {}
+
+    def save_at_epoch_2_batch_4(progress):
+        if (progress.epoch, progress.batch) == (2, 4):
+            saved["entry"] = checkpoint.write_checkpoint(str(tmp_path), 1, 4, net, trainer,
+                                                         train_iter)
+            saved["progress"] = progress.snapshot()
+            raise Stop
+
+    with pytest.raises(Stop):
+        run(net, trainer, train_iter, test_iter, seed=5, batch_callback=save_at_epoch_2_batch_4)
+
+    net, trainer, train_iter, test_iter = fresh(99)  # other initial weights, other generators
+    net(mx.nd.zeros((1, 1, 8, 8)))  # shapes, so that trainer.load_states finds the parameters
+    checkpoint.restore(str(tmp_path), saved["entry"], net, trainer, mx.cpu(), train_iter)
+    history = run(net, trainer, train_iter, test_iter, seed=seed_on_resume, start_epoch=1,
+                  resume=saved["progress"])
+    assert [r["epoch"] for r in history] == [2, 3]
+    got = [p.data().asnumpy() for p in net.collect_params().values()]
+    same = all(np.array_equal(a, b) for a, b in zip(got, expected))
+    assert same == identical
+
+
+def test_batch_iterator_state_continues_a_pass():
+    images = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1)
+    it = BatchIterator(images, np.arange(10), 3, shuffle=True)
+    np.random.seed(1)
+    full = [y.asnumpy().tolist() for _, y in it]
+    np.random.seed(1)
+    batches = iter(it)
+    first = [next(batches)[1].asnumpy().tolist() for _ in range(2)]
+    state, numpy_state = it.state(), np.random.get_state()
+    assert state["batch"] == 2 and sorted(state["order"]) == list(range(10))
+
+    other = BatchIterator(images, np.arange(10), 3, shuffle=True)
+    other.set_state(state)
+    np.random.set_state(numpy_state)
+    assert first + [y.asnumpy().tolist() for _, y in other] == full
+    assert other.state() == {"order": None, "batch": 0}  # a finished pass

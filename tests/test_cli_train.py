@@ -16,9 +16,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "train.py")
 DATA = "/usr/share/datasets/fashion-mnist"
 
-needs_data = pytest.mark.skipif(
-    not os.path.exists(os.path.join(DATA, "train-images-idx3-ubyte.gz")),
-    reason="Fashion-MNIST not installed in %s" % DATA)
 
 EPOCH_LINE = re.compile(r"^epoch (\d+), loss \d+\.\d{4}, train acc \d\.\d{3}, "
                         r"test acc (\d\.\d{3}), time \d+\.\d sec$")
@@ -48,7 +45,6 @@ def epoch_lines(out):
 
 # ---------------------------------------------------------------- training runs
 
-@needs_data
 def test_one_epoch_learns_and_prints_d2l_lines(capsys):
     code, out, err = run_main(capsys, SMALL + ["--epochs", "1", "--quiet"])
     assert code == 0, err
@@ -60,7 +56,6 @@ def test_one_epoch_learns_and_prints_d2l_lines(capsys):
     assert out[-1].startswith("final test acc ")
 
 
-@needs_data
 def test_ctx_gpu_without_gpu_warns_once_and_trains_on_cpu(capsys):
     code, out, err = run_main(capsys, SMALL + ["--epochs", "1", "--ctx", "gpu",
                                                "--limit-train", "256", "--limit-test", "64"])
@@ -70,7 +65,6 @@ def test_ctx_gpu_without_gpu_warns_once_and_trains_on_cpu(capsys):
     assert len(epoch_lines(out)) == 1
 
 
-@needs_data
 def test_save_dir_then_resume(tmp_path, capsys):
     run_dir = str(tmp_path / "run")
     argv = SMALL + ["--save-dir", run_dir, "--quiet", "--lr-schedule", "step", "--lr-steps", "1"]
@@ -185,7 +179,6 @@ def test_resume_from_an_empty_folder(tmp_path, capsys):
     assert_one_line_error(code, err, "no checkpoint in %s" % tmp_path)
 
 
-@needs_data
 def test_unwritable_save_dir(tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")

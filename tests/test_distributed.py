@@ -32,9 +32,6 @@ TRAIN = os.path.join(ROOT, "scripts", "train.py")
 DATA = "/usr/share/datasets/fashion-mnist"
 PY = sys.executable
 
-needs_data = pytest.mark.skipif(
-    not os.path.exists(os.path.join(DATA, "train-images-idx3-ubyte.gz")),
-    reason="Fashion-MNIST not installed in %s" % DATA)
 
 # The distributed run and its single-process reference: 2 workers x 8 steps of 32.
 SEED, LIMIT, BATCH, LR, MOMENTUM = 0, 512, 64, 0.05, 0.9
@@ -201,7 +198,6 @@ def test_bad_shards_are_data_errors(num_parts, index):
         data.shard(num_parts, index)
 
 
-@needs_data
 def test_load_data_shards_the_training_set_only():
     full, test_full = load_data("fashion-mnist", 64, root=DATA, limit_train=300, limit_test=50)
     part, test_part = load_data("fashion-mnist", 64, root=DATA, limit_train=300, limit_test=50,
@@ -236,7 +232,6 @@ def test_global_batch_must_split_evenly():
 
 # ---------------------------------------------------------------- training script
 
-@needs_data
 def test_two_cpu_contexts_train_like_one(tmp_path, capsys):
     """--cpus 2 splits each batch over cpu(0) and cpu(1); lenet has no BatchNorm."""
     common = DIST_TRAIN[:-2] + ["--seed", "3", "--quiet", "--kvstore", "device"]
@@ -273,7 +268,6 @@ def test_distributed_mistakes_are_one_line(monkeypatch, capsys, argv, env, fragm
 
 # ---------------------------------------------------------------- distributed runs
 
-@needs_data
 def test_dist_sync_two_workers_equal_one_process_on_the_union(tmp_path):
     """1 scheduler + 1 server + 2 workers: identical workers, equal to the union batches."""
     dump = str(tmp_path / "rank{rank}.params")
@@ -304,7 +298,6 @@ def test_dist_sync_two_workers_equal_one_process_on_the_union(tmp_path):
     assert mean_loss(lenet_with(w0), union) < mean_loss(lenet_with(initial), union) - 0.1
 
 
-@needs_data
 def test_killing_a_worker_stops_the_job_fast(tmp_path):
     job = Launch(["-n", "2", "-s", "1", "--timeout", "170", "--", PY, TRAIN, "--net", "lenet",
                   "--data-dir", DATA, "--limit-train", "8192", "--limit-test", "256",

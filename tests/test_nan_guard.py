@@ -15,9 +15,6 @@ from gluon_cnns.errors import GluonCNNsError, NonFiniteLossError
 from gluon_cnns.utils.training import train
 
 DATA = "/usr/share/datasets/fashion-mnist"
-needs_data = pytest.mark.skipif(
-    not os.path.exists(os.path.join(DATA, "train-images-idx3-ubyte.gz")),
-    reason="Fashion-MNIST not installed in %s" % DATA)
 
 
 def batches(num, nan_at=(), seed=0):
@@ -117,7 +114,6 @@ def test_bad_nan_policy_and_skip_inside_the_kvstore_are_refused(capsys):
     del trainer
 
 
-@needs_data
 def test_cli_stops_with_exit_3_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
     run_dir = str(tmp_path / "run")
     argv = ["--net", "lenet", "--data-dir", DATA, "--limit-train", "1024", "--limit-test", "128",

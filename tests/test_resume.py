@@ -28,9 +28,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "train.py")
 DATA = "/usr/share/datasets/fashion-mnist"
 
-needs_data = pytest.mark.skipif(
-    not os.path.exists(os.path.join(DATA, "train-images-idx3-ubyte.gz")),
-    reason="Fashion-MNIST not installed in %s" % DATA)
 
 RUN = ["--net", "lenet", "--data-dir", DATA, "--limit-train", "4096", "--limit-test", "256",
        "--batch-size", "64", "--lr", "0.05", "--momentum", "0.9", "--seed", "7",
@@ -78,7 +75,6 @@ def reference(tmp_path_factory):
     return final_params(run_dir), log
 
 
-@needs_data
 def test_kill_9_mid_epoch_then_resume_is_bit_identical(tmp_path, reference):
     run_dir = str(tmp_path / "run")
     proc = start(RUN + ["--save-dir", run_dir, "--checkpoint-every", "7"])
@@ -108,7 +104,6 @@ def test_kill_9_mid_epoch_then_resume_is_bit_identical(tmp_path, reference):
     assert not [n for n in os.listdir(run_dir) if n.endswith(".tmp")]
 
 
-@needs_data
 def test_ctrl_c_saves_where_it_is_and_resume_is_bit_identical(tmp_path, reference):
     run_dir = str(tmp_path / "run")
     proc = start(RUN + ["--save-dir", run_dir])  # no --checkpoint-every: only Ctrl-C saves
@@ -130,7 +125,6 @@ def test_ctrl_c_saves_where_it_is_and_resume_is_bit_identical(tmp_path, referenc
 
 # ---------------------------------------------------------------- checksums and retention
 
-@needs_data
 def test_checkpoint_json_names_two_checksummed_checkpoints(tmp_path, capsys):
     run_dir = str(tmp_path / "run")
     argv = RUN + ["--epochs", "1", "--limit-train", "640", "--save-dir", run_dir,

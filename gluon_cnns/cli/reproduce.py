@@ -148,10 +148,12 @@ def render_markdown(results, notes=""):
              "run the full recipe in the time available; their figures are not comparable "
              "with the book's. Regenerate a row with `python scripts/reproduce.py --net NAME`.",
              "", "| net | recipe | train loss | train acc | test acc | book test acc | "
-             "sec/epoch | run | machine / context |", "|---|---|---|---|---|---|---|---|---|"]
+             "sec/epoch (as run) | run | machine / context |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        recipe = "%s, %d epochs, batch %d, %s lr %g%s%s" % (
-            r["dataset"], r["epochs"], r["batch_size"], r["optimizer"], r["lr"],
+        recipe = "%s, %d epoch%s, batch %d, %s lr %g%s%s" % (
+            r["dataset"], r["epochs"], "" if r["epochs"] == 1 else "s", r["batch_size"],
+            r["optimizer"], r["lr"],
             ", momentum %g" % r["momentum"] if r.get("momentum") else "",
             ", resize %d" % r["resize"] if r.get("resize") else "")
         run = "**reduced**: %s" % r["reduced"] if r["reduced"] else "full"

@@ -6,6 +6,19 @@ written against plain Gluon keeps working).
 """
 
 
+def error_line(error):
+    """One line of an error's message, for a one-line report.
+
+    MXNet's errors are a C++ stack trace ending in "MXNetError: <message>":
+    keep that message. Other errors: their first line.
+    """
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.startswith("MXNetError:"):
+            return line[len("MXNetError:"):].strip()
+    return lines[0] if lines else type(error).__name__
+
+
 class GluonCNNsError(ValueError):
     """Base class: a usage problem with a message that names the fix."""
 

@@ -39,7 +39,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
-from .errors import ExportError, GluonCNNsError
+from .errors import ExportError, GluonCNNsError, error_line
 from .utils.data import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, FASHION_MNIST_CLASSES, \
     MNIST_CLASSES
 from .utils.io import atomic_write, read_json, write_json
@@ -63,12 +63,6 @@ _DATASETS = {
     "mnist": (1, 28, MNIST_CLASSES, None),
     "cifar10": (3, 32, CIFAR10_CLASSES, (CIFAR10_MEAN, CIFAR10_STD)),
 }
-
-
-def _first_line(error):
-    """The first line of an error message (MXNet appends C++ stack traces)."""
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
 
 
 # ---------------------------------------------------------------- paths
@@ -177,7 +171,7 @@ def _inference_forward(net, shape, net_name):
     except (RuntimeError, mx.base.MXNetError) as err:
         raise ExportError("cannot run %s on an input of shape %s (%s); initialize or load its "
                           "parameters first, and give the shape it was trained with"
-                          % (net_name, shape, _first_line(err))) from None
+                          % (net_name, shape, error_line(err))) from None
     if not isinstance(out, mx.nd.NDArray) or out.ndim != 2:
         raise ExportError("%s must return one (batch, classes) array to be exported" % net_name)
     return out.shape[1]
@@ -192,7 +186,7 @@ def _onnx_modules():
     except ImportError as err:
         raise ExportError("ONNX export needs the onnx package that MXNet 1.9.1's exporter "
                           "works with: pip install 'gluon_cnns[onnx]' (onnx 1.14.1), or export "
-                          "only the symbol format (%s)" % _first_line(err)) from None
+                          "only the symbol format (%s)" % error_line(err)) from None
     return onnx, mx_onnx
 
 
@@ -210,7 +204,7 @@ def _export_onnx(symbol_file, params_file, onnx_file, shape, net_name, meta):
         onnx.checker.check_model(model)
         onnx.save(model, onnx_file)
     except Exception as err:  # the exporter raises anything (AttributeError for unknown ops...)
-        raise ExportError("cannot export %s to ONNX: %s" % (net_name, _first_line(err))) from None
+        raise ExportError("cannot export %s to ONNX: %s" % (net_name, error_line(err))) from None
     return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
 
@@ -307,7 +301,7 @@ def read_export_meta(path):
         raise ExportError("%s: no such file; pass the prefix given to export_model (the path "
                           "without -symbol.json or .onnx)" % meta_file) from None
     except (OSError, ValueError) as err:
-        raise ExportError("%s: unreadable export sidecar (%s)" % (meta_file, _first_line(err))) \
+        raise ExportError("%s: unreadable export sidecar (%s)" % (meta_file, error_line(err))) \
             from None
     required = ("input_shape", "channels", "input_size", "normalization", "class_names")
     missing = [key for key in required if not isinstance(meta, dict) or key not in meta]
@@ -350,7 +344,7 @@ def load_exported(path, ctx=None):
                               files["params"], ctx or mx.cpu())
     except Exception as err:  # MXNetError, AssertionError, ...: all mean "damaged files"
         raise ExportError("cannot load the export %s (%s); export it again"
-                          % (prefix, _first_line(err))) from None
+                          % (prefix, error_line(err))) from None
     block.meta = meta
     return block
 
@@ -381,7 +375,7 @@ def _read_config(save_dir):
         raise ExportError("%s has no %s; is it the --save-dir of a training run?"
                           % (save_dir, CONFIG_FILE)) from None
     except (OSError, ValueError) as err:
-        raise ExportError("%s: unreadable (%s)" % (config_file, _first_line(err))) from None
+        raise ExportError("%s: unreadable (%s)" % (config_file, error_line(err))) from None
     if not isinstance(config, dict) or not isinstance(config.get("net"), str):
         raise ExportError("%s does not name the trained net (no \"net\" entry)" % config_file)
     return config
@@ -403,7 +397,7 @@ def load_checkpoint_net(save_dir, ctx=None):
         net.load_parameters(params, ctx=ctx or mx.cpu())
     except Exception as err:  # MXNetError, AssertionError: damaged or from another net
         raise ExportError("cannot load %s into %s (%s)"
-                          % (params, config["net"], _first_line(err))) from None
+                          % (params, config["net"], error_line(err))) from None
     return net, config
 
 

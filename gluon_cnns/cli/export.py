@@ -13,15 +13,9 @@ import argparse
 import sys
 
 from ..errors import GluonCNNsError
+from .common import OneLineParser, parse
 
 PROG = "export"
-
-
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are a single line (the usage is in --help)."""
-
-    def error(self, message):
-        self.exit(2, "%s: error: %s (see --help)\n" % (self.prog, message))
 
 
 def _format_list(text):
@@ -36,7 +30,7 @@ def _format_list(text):
 
 
 def build_parser():
-    parser = _Parser(prog=PROG, description="Export the net of a training run (--save-dir) "
+    parser = OneLineParser(prog=PROG, description="Export the net of a training run (--save-dir) "
                                             "to MXNet symbol files and/or ONNX.")
     parser.add_argument("--save-dir", required=True, metavar="DIR",
                         help="the --save-dir of a scripts/train.py run")
@@ -50,10 +44,9 @@ def build_parser():
 
 def main(argv=None):
     """Entry point of ``scripts/export.py``; returns the exit code."""
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as e:  # --help, or a usage error already printed by the parser
-        return e.code
+    args, code = parse(build_parser(), argv)
+    if args is None:  # --help, or a usage error already printed by the parser
+        return code
     from ..export import export_checkpoint
     try:
         written = export_checkpoint(args.save_dir, args.out, args.formats)

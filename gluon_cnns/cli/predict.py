@@ -13,12 +13,12 @@ model says so, normalized per channel.
 A file that cannot be read is reported as one line on stderr and the others
 are still classified; the exit code is then 2 (0 when every file worked).
 """
-import argparse
 import json
 import os
 import sys
 
-from ..errors import GluonCNNsError
+from ..errors import GluonCNNsError, error_line
+from .common import OneLineParser, parse, positive_int
 
 PROG = "predict"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -29,31 +29,14 @@ class ImageError(Exception):
     """One input file that cannot be classified; the message is the reason."""
 
 
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are a single line (the usage is in --help)."""
-
-    def error(self, message):
-        self.exit(2, "%s: error: %s (see --help)\n" % (self.prog, message))
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected a positive integer, got %r" % text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be a positive integer, got %r" % text)
-    return value
-
-
 def build_parser():
-    parser = _Parser(prog=PROG, description="Classify images with a net of the gluon_cnns zoo.")
+    parser = OneLineParser(prog=PROG, description="Classify images with a net of the gluon_cnns zoo.")
     parser.add_argument("images", nargs="+", metavar="IMAGE",
                         help="image files (png, jpg, jpeg, bmp, gif), or folders of them")
     parser.add_argument("--model", required=True, metavar="PATH",
                         help="export prefix (PATH.json, PATH-symbol.json, ...) or a training "
                              "run's --save-dir")
-    parser.add_argument("--top-k", type=_positive_int, default=3, metavar="K",
+    parser.add_argument("--top-k", type=positive_int, default=3, metavar="K",
                         help="how many classes to show per image (default: 3)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     return parser
@@ -203,11 +186,6 @@ def _error(message):
     print("%s: error: %s" % (PROG, message), file=sys.stderr)
 
 
-def _first_line(error):
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
-
-
 def _read_images(paths, channels, failed):
     """``(paths read, their pixels)``; each unreadable file is reported and added to ``failed``."""
     readable, images = [], []
@@ -239,7 +217,7 @@ def run(args):
     try:
         block, meta = load_model(args.model)
     except GluonCNNsError as err:
-        _error("--model %s: %s" % (args.model, _first_line(err)))
+        _error("--model %s: %s" % (args.model, error_line(err)))
         return 2
     files, failed = expand_inputs(args.images)
     for path, reason in failed:
@@ -247,7 +225,7 @@ def run(args):
     try:
         results = classify(block, meta, files, args.top_k, failed)
     except (GluonCNNsError, mx.base.MXNetError) as err:  # e.g. a hand-edited sidecar
-        _error("--model %s does not run on these images: %s" % (args.model, _first_line(err)))
+        _error("--model %s does not run on these images: %s" % (args.model, error_line(err)))
         return 2
     if args.json:
         print(json.dumps({"model": args.model, "net": meta.get("net"), "results": results,
@@ -259,10 +237,9 @@ def run(args):
 
 def main(argv=None):
     """Entry point of ``scripts/predict.py``; returns the exit code."""
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as e:  # --help, or a usage error already printed by the parser
-        return e.code
+    args, code = parse(build_parser(), argv)
+    if args is None:  # --help, or a usage error already printed by the parser
+        return code
     try:
         return run(args)
     except KeyboardInterrupt:

@@ -21,14 +21,15 @@ saving a checkpoint when there is a ``--save-dir``.
 """
 import argparse
 import contextlib
-import math
 import os
 import random
 import signal
 import sys
 import threading
 
-from ..errors import GluonCNNsError, NonFiniteLossError
+from ..errors import GluonCNNsError, NonFiniteLossError, error_line
+from .common import (OneLineParser, non_negative_float, parse, positive_float,  # noqa: F401
+                     positive_int)
 
 PROG = "gluon-cnns-train"
 DEFAULT_NET = "lenet_bn"
@@ -60,41 +61,6 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 
 # ---------------------------------------------------------------- argument types
-# argparse calls these on the raw strings, so a bad value is reported as
-# "argument --lr: ..." before anything heavy (MXNet, data) is loaded.
-
-def positive_int(text):
-    """An integer > 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected a positive integer, got %r" % text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be a positive integer, got %r" % text)
-    return value
-
-
-def positive_float(text):
-    """A finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected a positive number, got %r" % text)
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError("must be a positive number, got %r" % text)
-    return value
-
-
-def non_negative_float(text):
-    """A finite number >= 0 (weight decay)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected a number >= 0, got %r" % text)
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError("must be a number >= 0, got %r" % text)
-    return value
-
 
 def momentum_value(text):
     """A number in [0, 1): momentum 1 or more never forgets and diverges."""
@@ -116,13 +82,6 @@ def epoch_list(text):
     return steps
 
 
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are a single line (the usage is in --help)."""
-
-    def error(self, message):
-        self.exit(2, "%s: error: %s (see --help)\n" % (self.prog, message))
-
-
 def _recipe_table():
     """The --help epilog: every net with the recipe its flags default to."""
     from ..models import list_models, model_spec
@@ -142,7 +101,7 @@ def _recipe_table():
 
 def build_parser():
     """The argument parser; every recipe flag defaults to None, meaning "from the recipe"."""
-    parser = _Parser(
+    parser = OneLineParser(
         prog=PROG, usage="%(prog)s [--net NAME] [options]  (--list for the nets)",
         description="Train a classic CNN of the gluon_cnns zoo with its tutorial recipe.",
         epilog=_recipe_table(), formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -363,7 +322,7 @@ def _load_checkpoint(save_dir):
             raise ValueError("missing 'net' or 'epoch'")
     except (OSError, ValueError, KeyError, AttributeError) as e:
         raise UsageError("--resume: the checkpoint in %s is corrupt (%s); start a new "
-                         "--save-dir" % (save_dir, _first_line(e)))
+                         "--save-dir" % (save_dir, error_line(e)))
     entries = [newest]
     if isinstance(newest.get("previous"), dict) and isinstance(
             newest["previous"].get("epoch"), int):
@@ -373,7 +332,7 @@ def _load_checkpoint(save_dir):
             verify(save_dir, entry)
         except CheckpointError as e:
             damage = "the checkpoint at %s in %s is damaged: %s" % (describe(entry), save_dir,
-                                                                     _first_line(e))
+                                                                     error_line(e))
             continue
         if entry is not newest:
             print("%s: warning: %s; resuming from the one before it, at %s"
@@ -391,7 +350,7 @@ def _restore(save_dir, entry, net, trainer, ctxs, train_iter):
         restore(save_dir, entry, net, trainer, ctxs, train_iter)
     except GluonCNNsError as e:  # CheckpointError, DataError
         raise UsageError("--resume: cannot load the checkpoint in %s (%s); start a new "
-                         "--save-dir" % (save_dir, _first_line(e)))
+                         "--save-dir" % (save_dir, error_line(e)))
 
 
 def _read_log(save_dir, last_epoch):
@@ -540,21 +499,6 @@ class _CtrlC:
 
 # ---------------------------------------------------------------- main
 
-def _first_line(error):
-    """One line of an error message.
-
-    MXNet's errors are a C++ stack trace ending in "MXNetError: <message>";
-    keep that message. Other errors: their first line.
-    """
-    lines = [l.strip() for l in str(error).strip().splitlines() if l.strip()]
-    if not lines:
-        return type(error).__name__
-    for line in reversed(lines):
-        if line.startswith("MXNetError:"):
-            return line[len("MXNetError:"):].strip()
-    return lines[0]
-
-
 def _print_models():
     from ..models import list_models, model_spec
     names = list_models()
@@ -685,7 +629,7 @@ def _diverged_message(error, saver):
     """One line for a loss that became nan or infinite: where, and what to do."""
     from ..utils.checkpoint import describe
     if error.batch is None:
-        return _first_line(error)
+        return error_line(error)
     text = "%s at epoch %d batch %d (lr %g)" % (error.what, error.epoch, error.batch, error.lr)
     if saver is None or saver.current is None:
         return text + "; lower --lr, or skip such batches with --nan-policy skip"
@@ -716,23 +660,22 @@ def _print_summary(settings, train_iter, test_iter, resumed, save_dir):
 
 def main(argv=None):
     """Entry point of ``gluon-cnns-train``; returns the exit code."""
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as e:  # --help, or a usage error already printed by the parser
-        return e.code
+    args, code = parse(build_parser(), argv)
+    if args is None:  # --help, or a usage error already printed by the parser
+        return code
     if args.list:
         _print_models()
         return 0
     try:
         run(args)
     except NonFiniteLossError as e:  # the run diverged: not a usage mistake
-        print("%s: error: %s" % (PROG, _first_line(e)), file=sys.stderr)
+        print("%s: error: %s" % (PROG, error_line(e)), file=sys.stderr)
         return 3
     except GluonCNNsError as e:  # includes UsageError
-        print("%s: error: %s" % (PROG, _first_line(e)), file=sys.stderr)
+        print("%s: error: %s" % (PROG, error_line(e)), file=sys.stderr)
         return 2
     except OSError as e:  # e.g. the disk filled up while saving a checkpoint
-        print("%s: error: %s" % (PROG, _first_line(e)), file=sys.stderr)
+        print("%s: error: %s" % (PROG, error_line(e)), file=sys.stderr)
         return 2
     except TrainingInterrupted as e:  # Ctrl-C with --save-dir: a checkpoint was saved
         print("%s: interrupted; %s" % (PROG, e), file=sys.stderr)

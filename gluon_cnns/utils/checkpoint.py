@@ -31,7 +31,7 @@ import re
 
 import numpy as np
 
-from ..errors import CheckpointError, GluonCNNsError
+from ..errors import CheckpointError, GluonCNNsError, error_line
 from .io import atomic_write
 
 # (key in an entry, suffix of the file)
@@ -152,7 +152,7 @@ def restore(save_dir, entry, net, trainer, ctx=None, data_iter=None):
     except GluonCNNsError:
         raise
     except Exception as err:  # MXNetError, AssertionError, pickle errors...: all mean "unusable"
-        raise CheckpointError("cannot load %s (%s)" % (describe(entry), _first_line(err))) \
+        raise CheckpointError("cannot load %s (%s)" % (describe(entry), error_line(err))) \
             from None
 
 
@@ -165,12 +165,3 @@ def remove_unreferenced(save_dir, entries):
                 os.remove(os.path.join(save_dir, name))
             except OSError:
                 pass  # another process removed it, or a folder: not ours to fight over
-
-
-def _first_line(error):
-    """The message of an MXNet error (its last "MXNetError:" line), else the first line."""
-    lines = [l.strip() for l in str(error).strip().splitlines() if l.strip()]
-    for line in reversed(lines):
-        if line.startswith("MXNetError:"):
-            return line[len("MXNetError:"):].strip()
-    return lines[0] if lines else type(error).__name__

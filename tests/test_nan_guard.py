@@ -34,8 +34,9 @@ def bn_net():
     """With BatchNorm: a nan batch would also poison its running statistics."""
     mx.random.seed(0)
     net = nn.HybridSequential()
-    net.add(nn.Conv2D(4, kernel_size=3), nn.BatchNorm(), nn.Activation("relu"),
-            nn.MaxPool2D(2), nn.Dense(2))
+    with net.name_scope():  # names local to the net (see tests/test_resume.py)
+        net.add(nn.Conv2D(4, kernel_size=3), nn.BatchNorm(), nn.Activation("relu"),
+                nn.MaxPool2D(2), nn.Dense(2))
     net.initialize(mx.init.Xavier())
     return net
 

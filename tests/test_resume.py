@@ -168,9 +168,14 @@ def test_remove_unreferenced_keeps_named_and_foreign_files(tmp_path):
 # ---------------------------------------------------------------- utils.train in-process
 
 def dropout_net():
+    # Children under name_scope, as every net of the zoo: their names (dense0, dense1)
+    # are then local to the net. Outside it they come from a process-wide counter, and
+    # Trainer, which orders parameters by name, would order "dense9" and "dense10"
+    # differently in two nets built at different moments.
     net = nn.HybridSequential()
-    net.add(nn.Conv2D(4, kernel_size=3, activation="relu"), nn.MaxPool2D(2),
-            nn.Dense(16, activation="relu"), nn.Dropout(0.5), nn.Dense(2))
+    with net.name_scope():
+        net.add(nn.Conv2D(4, kernel_size=3, activation="relu"), nn.MaxPool2D(2),
+                nn.Dense(16, activation="relu"), nn.Dropout(0.5), nn.Dense(2))
     return net
 
 

@@ -33,8 +33,9 @@ def small_net(seed=0):
     """A conv net without BatchNorm or Dropout, so that results are deterministic."""
     mx.random.seed(seed)
     net = nn.HybridSequential()
-    net.add(nn.Conv2D(4, kernel_size=3, activation="relu"), nn.MaxPool2D(2),
-            nn.Dense(16, activation="relu"), nn.Dense(2))
+    with net.name_scope():  # names local to the net, so sorted names line up across nets
+        net.add(nn.Conv2D(4, kernel_size=3, activation="relu"), nn.MaxPool2D(2),
+                nn.Dense(16, activation="relu"), nn.Dense(2))
     net.initialize(mx.init.Xavier())
     return net
 
@@ -141,8 +142,9 @@ def test_two_contexts_give_the_same_parameters_as_one(capsys):
 
     one, two = nn.HybridSequential(), nn.HybridSequential()
     for net in (one, two):
-        net.add(nn.Conv2D(4, kernel_size=3, activation="relu"), nn.MaxPool2D(2),
-                nn.Dense(16, activation="relu"), nn.Dense(2))
+        with net.name_scope():
+            net.add(nn.Conv2D(4, kernel_size=3, activation="relu"), nn.MaxPool2D(2),
+                    nn.Dense(16, activation="relu"), nn.Dense(2))
     copy_params(reference, one, [mx.cpu(0)])
     copy_params(reference, two, [mx.cpu(0), mx.cpu(1)])
 

@@ -256,3 +256,17 @@ def test_train_export_predict_end_to_end(trained, capsys, tmp_path):
         code, stdout, err = _run(capsys, *trained.pngs[:3], "--model", model, "--json")
         assert code == 0 and err == []
         assert len(json.loads(stdout)["results"]) == 3
+
+
+def test_truncated_png_is_refused_even_after_gluoncv_sets_pillow_lenient(tmp_path):
+    from PIL import Image, ImageFile
+
+    from gluon_cnns.cli.predict import ImageError, read_image
+    path = tmp_path / "cut.png"
+    Image.new("L", (28, 28), 128).save(str(path))
+    path.write_bytes(path.read_bytes()[:-30])
+    import gluoncv.data  # noqa: F401  (sets ImageFile.LOAD_TRUNCATED_IMAGES = True)
+    assert ImageFile.LOAD_TRUNCATED_IMAGES
+    with pytest.raises(ImageError):
+        read_image(str(path), 1)
+    assert ImageFile.LOAD_TRUNCATED_IMAGES  # the process-wide setting is put back

@@ -5,6 +5,7 @@ reported as "argument --lr: ..." before anything heavy (MXNet, data) is loaded.
 """
 import argparse
 import math
+import platform
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -52,3 +53,15 @@ def positive_float(text):
 def non_negative_float(text):
     """A finite number >= 0 (weight decay)."""
     return _number(text, lambda v: v >= 0, "a number >= 0")
+
+
+def cpu_model():
+    """The CPU's model name (Linux /proc/cpuinfo), else what the platform module says."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"

@@ -112,11 +112,14 @@ def _pixels(image, channels):
 
 def read_image(path, channels):
     """Read ``path`` as uint8 (H, W, channels) pixels; raise ImageError with the reason."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
     if not os.path.exists(path):
         raise ImageError("no such file")
     if os.path.isdir(path):
         raise ImageError("is a folder")
+    # Importing gluoncv's data package sets Pillow's process-wide LOAD_TRUNCATED_IMAGES,
+    # which would silently pad a truncated file with grey: refuse truncated files anyway.
+    tolerant, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False
     try:
         with Image.open(path) as image:
             image.load()  # decode now: a truncated file fails here, not later
@@ -130,6 +133,8 @@ def read_image(path, channels):
         # Pillow raises OSError ("image file is truncated") or SyntaxError ("broken PNG
         # file") for damaged files.
         raise ImageError("cannot decode the image (%s)" % " ".join(str(err).split())) from None
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = tolerant
 
 
 def to_batch(images, meta, ctx=None):

@@ -11,11 +11,12 @@ from it after every run, so the table can be filled one net at a time.
 """
 import argparse
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import time
+
+from .common import cpu_model
 
 PROG = "reproduce"
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -63,17 +64,8 @@ def train_command(net, args):
 
 
 def machine_description():
-    """CPU model and core count (Linux /proc/cpuinfo), or the platform string."""
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return "%s, %d cores" % (model, os.cpu_count() or 0)
+    """CPU model and core count, e.g. "AMD EPYC, 2 cores"."""
+    return "%s, %d cores" % (cpu_model(), os.cpu_count() or 0)
 
 
 def run_one(net, args):

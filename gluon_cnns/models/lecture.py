@@ -43,8 +43,8 @@ class ResidualBlock(nn.HybridBlock):
             self.conv2 = nn.Conv2D(channels, kernel_size=3, padding=1)
 
     def hybrid_forward(self, F, x):
-        y = self.conv2(F.relu(self.conv1(x)))
-        return F.relu(x + y)
+        y = self.conv2(F.Activation(self.conv1(x), act_type="relu"))
+        return F.Activation(x + y, act_type="relu")
 
 
 def _conv_pool_relu(channels):

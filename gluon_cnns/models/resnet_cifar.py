@@ -28,7 +28,7 @@ class CIFARBasicBlock(nn.HybridBlock):
 
     def hybrid_forward(self, F, x):
         residual = x if self.shortcut is None else self.shortcut(x)
-        return F.relu(self.body(x) + residual)
+        return F.Activation(self.body(x) + residual, act_type="relu")
 
 
 def cifar_stage(channels, num_blocks, strides):

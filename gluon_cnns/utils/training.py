@@ -72,7 +72,8 @@ def _split(X, y, ctxs):
 
 def _correct(output, y):
     """Number of rows whose arg-max equals the label, as a 1-element NDArray (no host copy)."""
-    return (output.argmax(axis=1) == y.astype(output.dtype)).sum()
+    # argmax returns float32 whatever the output's dtype (bf16 under AMP), so compare in float32.
+    return (output.argmax(axis=1) == y.astype("float32")).sum()
 
 
 def _total(parts):

@@ -1,0 +1,218 @@
+"""Tests of the benchmark, int8 quantization and the bf16 paths (correctness only, no timings)."""
+import json
+
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import gluon
+
+import gluon_cnns
+from gluon_cnns import benchmark
+from gluon_cnns.errors import GluonCNNsError
+from gluon_cnns.quantize import bf16_supported, fuse_for_cpu, quantize_net, to_bfloat16
+from gluon_cnns.utils.data import load_data_fashion_mnist
+from gluon_cnns.utils.training import train
+
+
+# The smallest settings that still run every code path.
+QUICK = ["--repeat", "1", "--warmup", "0", "--min-time", "0.01", "--gemm-size", "128"]
+
+STATS_KEYS = {"median", "min", "max", "samples"}
+NET_KEYS = {"net", "input_shape", "batch_size", "params", "learnable_params", "flops_per_image",
+            "forward_imperative", "forward_hybrid", "train_step", "hybrid_speedup", "gflops",
+            "pct_of_gemm_limit", "gluoncv", "gluoncv_note", "gemm_limit_gflops"}
+E2E_KEYS = {"net", "batches", "batch_size", "input_shape", "target", "ours_seconds",
+            "ours_static_seconds", "tutorial_seconds", "speedup", "speedup_static", "met",
+            "met_static", "compute_floor_seconds", "max_speedup"}
+VARIANT_KEYS = {"images_per_sec", "test_acc", "agreement_with_fp32", "speedup_vs_fp32",
+                "speedup_vs_fp32_fused", "accuracy_change_points"}
+
+
+# ---------------------------------------------------------------- the benchmark run
+
+def test_benchmark_writes_json_with_every_field(tmp_path, capsys):
+    out, md = tmp_path / "bench.json", tmp_path / "BENCH.md"
+    code = benchmark.main(["--net", "lenet,resnet_mnist"] + QUICK + [
+        "--e2e-nets", "lenet", "--e2e-batches", "2", "--e2e-workers", "1",
+        "--json", str(out), "--markdown", str(md)])
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert {"schema", "command", "started", "seconds", "machine", "ctx", "settings", "gemm",
+            "nets", "e2e", "low_precision", "bf16_training", "profiles", "targets", "gemm_end",
+            "section_seconds"} <= set(report)
+    assert {"cpu", "cores", "mxnet", "mxnet_features"} <= set(report["machine"])
+    assert "MKLDNN" in report["machine"]["mxnet_features"]
+    gemm = report["gemm"]
+    assert STATS_KEYS <= set(gemm["dot_gflops"]) and gemm["limit_gflops"] > 0
+    assert [r["net"] for r in report["nets"]] == ["lenet", "resnet_mnist"]
+    for r in report["nets"]:
+        assert NET_KEYS <= set(r)
+        for key in ("forward_imperative", "forward_hybrid", "train_step"):
+            assert STATS_KEYS <= set(r[key]) and r[key]["median"] > 0
+        assert r["input_shape"] == [1, 28, 28]
+        assert r["flops_per_image"] == gluon_cnns.flops(gluon_cnns.get_model(r["net"]),
+                                                        (1, 1, 28, 28))
+        assert r["gflops"]["train_step"] > 0 and r["gluoncv"] is None
+    assert report["nets"][0]["batch_size"] == 256      # lenet's recipe
+    assert report["nets"][1]["batch_size"] == 64       # the lecture recipe
+    (e2e,) = report["e2e"]
+    assert E2E_KEYS <= set(e2e) and e2e["batches"] == 2 and e2e["speedup"] > 0
+    assert e2e["compute_floor_seconds"] > 0  # lenet was timed in the same run
+    printed = capsys.readouterr().out
+    assert "Per net" in printed and "End to end" in printed and "3x the forward FLOPs" in printed
+    text = md.read_text()
+    assert text.startswith("# Benchmarks") and "| lenet |" in text and "command:" in text
+    # --render re-prints a saved report without measuring anything.
+    md.unlink()
+    assert benchmark.main(["--render", str(out), "--markdown", str(md)]) == 0
+    assert md.read_text() == text
+
+
+def test_render_of_a_missing_file_is_one_line(tmp_path, capsys):
+    assert benchmark.main(["--render", str(tmp_path / "nope.json")]) == 2
+    assert "--render" in capsys.readouterr().err
+
+
+def test_weakly_trained_net_is_judged_on_speed_only():
+    speed = {"median": 1.0, "min": 1.0, "max": 1.0, "samples": [1.0]}
+    record = {"variants": {
+        "fp32": {"images_per_sec": speed, "test_acc": 0.2},
+        "fp32_fused": {"images_per_sec": speed, "test_acc": 0.2},
+        "int8": {"images_per_sec": dict(speed, median=3.0), "test_acc": 0.17}}}
+    benchmark.judge_lowp(record)
+    assert not record["accuracy_judged"] and record["variants"]["int8"]["met"]
+    record["variants"]["fp32"]["test_acc"] = 0.8
+    record["variants"]["int8"]["test_acc"] = 0.79
+    benchmark.judge_lowp(record)
+    assert record["accuracy_judged"] and not record["variants"]["int8"]["met"]
+
+
+def test_batch_size_flag_overrides_the_recipe(tmp_path):
+    out = tmp_path / "b.json"
+    assert benchmark.main(["--net", "lenet", "--batch-size", "8", "--e2e-nets", "none",
+                           "--json", str(out)] + QUICK) == 0
+    (net,) = json.loads(out.read_text())["nets"]
+    assert net["batch_size"] == 8
+
+
+def test_unknown_net_is_one_line_and_exit_code_2(capsys):
+    assert benchmark.main(["--net", "lenett"] + QUICK) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "lenet" in err[0]
+
+
+def test_unknown_net_in_a_per_net_flag_is_refused(capsys):
+    assert benchmark.main(["--net", "lenet", "--batch-size", "lenet=8,vgg1=4"] + QUICK) == 2
+    assert "--batch-size" in capsys.readouterr().err
+
+
+def test_bad_dtype_is_refused(capsys):
+    assert benchmark.main(["--net", "lenet", "--dtype", "fp8"] + QUICK) == 2
+    assert "--dtype" in capsys.readouterr().err
+
+
+def test_per_net_counts_parse():
+    assert benchmark.per_net_int("50") == {None: 50}
+    counts = benchmark.per_net_int("lenet_bn=100,alexnet=10,20")
+    assert benchmark._for_net(counts, "alexnet", 1) == 10
+    assert benchmark._for_net(counts, "vgg11", 1) == 20
+    assert benchmark.name_list("none") == []
+
+
+# ---------------------------------------------------------------- GluonCV pairing
+
+@pytest.mark.parametrize("ours,theirs", [("resnet20_cifar", "cifar_resnet20_v1"),
+                                         ("vgg11", "vgg11")])
+def test_gluoncv_pairs_have_the_same_parameter_count(ours, theirs):
+    from gluoncv.model_zoo import get_model
+    assert benchmark.GLUONCV_PAIRS[ours][0] == theirs
+    shape = benchmark.input_shape(ours, 1)
+    for learnable_only in (False, True):
+        assert (gluon_cnns.count_parameters(gluon_cnns.get_model(ours), shape, learnable_only)
+                == gluon_cnns.count_parameters(get_model(theirs, classes=10), shape,
+                                               learnable_only))
+
+
+def test_nets_that_differ_from_gluoncv_are_not_called_identical():
+    assert "alexnet" not in benchmark.GLUONCV_PAIRS
+    assert benchmark.GLUONCV_PAIRS["resnet18"][1].startswith("NOT identical")
+
+
+# ---------------------------------------------------------------- int8 / bf16 inference
+
+@pytest.fixture(scope="module")
+def trained_lenet_bn():
+    """lenet_bn after one pass over 20,000 real Fashion-MNIST images (a few seconds)."""
+    mx.random.seed(0)
+    np.random.seed(0)
+    train_iter, test_iter = load_data_fashion_mnist(256, limit_train=20000, limit_test=512)
+    net = gluon_cnns.get_model("lenet_bn")
+    net.initialize(mx.init.Xavier())
+    net.hybridize()
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 1.0})
+    train(train_iter, [], net, gluon.loss.SoftmaxCrossEntropyLoss(), trainer, mx.cpu(), 1,
+          progress=False)
+    X, y = next(iter(test_iter))
+    reference = net(X)
+    assert (reference.argmax(axis=1) == y).mean().asscalar() > 0.6, "training failed"
+    return net, train_iter, X, reference
+
+
+@pytest.mark.parametrize("calib_mode", ["naive", "entropy"])
+def test_int8_lenet_bn_agrees_with_fp32(trained_lenet_bn, calib_mode):
+    net, train_iter, X, reference = trained_lenet_bn
+    qnet = quantize_net(net, train_iter, mx.cpu(), calib_batches=4, calib_mode=calib_mode)
+    out = qnet(X)
+    assert out.shape == reference.shape and out.dtype == np.float32
+    agree = (out.argmax(axis=1) == reference.argmax(axis=1)).mean().asscalar()
+    assert agree >= 0.98
+    # The fp32 net is left as it was.
+    assert np.allclose(net(X).asnumpy(), reference.asnumpy(), atol=1e-5)
+
+
+def test_bf16_inference_mostly_matches_fp32(trained_lenet_bn):
+    net, _, X, reference = trained_lenet_bn
+    bnet = to_bfloat16(net, X)
+    out = bnet(X)
+    assert out.dtype == np.float32  # fp32 out, so callers can compare with labels
+    agree = (out.argmax(axis=1) == reference.argmax(axis=1)).mean().asscalar()
+    assert agree >= 0.95
+    assert np.abs(out.asnumpy() - reference.asnumpy()).max() < 0.5
+
+
+def test_fused_fp32_gives_the_same_outputs():
+    net = gluon_cnns.get_model("resnet_mnist")
+    net.initialize(mx.init.Xavier())
+    X = mx.nd.random.uniform(shape=(8, 1, 28, 28))
+    reference = net(X)
+    fused = fuse_for_cpu(net, X)
+    assert np.allclose(fused(X).asnumpy(), reference.asnumpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_quantize_refuses_bad_arguments(trained_lenet_bn):
+    net, train_iter, _, _ = trained_lenet_bn
+    with pytest.raises(GluonCNNsError, match="calib_mode"):
+        quantize_net(net, train_iter, mx.cpu(), calib_mode="kl")
+    with pytest.raises(GluonCNNsError, match="CPU"):
+        quantize_net(net, train_iter, mx.gpu(0))
+    with pytest.raises(GluonCNNsError, match="no batches"):
+        quantize_net(net, [], mx.cpu())
+
+
+# ---------------------------------------------------------------- bf16 training
+
+def test_bf16_training_runs_in_its_own_process():
+    # AMP changes MXNet process-wide, so it is tested in a worker process.
+    result = benchmark._run_worker({"net": "lenet_bn", "dtype": "bf16", "seed": 0,
+                                    "limit_train": 2048, "limit_test": 512, "data_dir": None})
+    assert result["dtype"] == "bf16" and result["train_images"] == 2048
+    assert result["param_dtype"] == "<class 'numpy.float32'>"  # fp32 master weights
+    assert np.isfinite(result["loss_epoch1"]) and result["test_acc_epoch1"] > 0.1
+    assert bf16_supported() in (True, False)
+
+
+def test_bf16_training_refuses_a_gpu():
+    from gluon_cnns.amp import check_bf16_context
+    check_bf16_context(mx.cpu())
+    with pytest.raises(GluonCNNsError, match="CPU only"):
+        check_bf16_context([mx.cpu(), mx.gpu(0)])

@@ -56,6 +56,8 @@ JUDGED_ACCURACY = 0.5     # below this fp32 test accuracy, accuracy changes are 
 
 TRAIN_FLOPS_FACTOR = 3    # a training step = forward + 2 backward products
 
+# He et al.'s stem is conv-BN-ReLU (ours); GluonCV's CIFAR v1 stem stops at the BN.
+_CIFAR_TWIN_NOTE = "same parameters; GluonCV's stem has no ReLU after its BatchNorm"
 # Our net -> (GluonCV model zoo name, how they differ). Checked by parameter
 # count in every run; a difference in the note means "not identical".
 GLUONCV_PAIRS = {
@@ -63,12 +65,9 @@ GLUONCV_PAIRS = {
     "vgg13": ("vgg13", "identical layers"),
     "vgg16": ("vgg16", "identical layers"),
     "vgg19": ("vgg19", "identical layers"),
-    "resnet20_cifar": ("cifar_resnet20_v1", "same parameters; GluonCV's stem has no ReLU after "
-                       "its BatchNorm, and its blocks use Activation(relu) where ours use relu"),
-    "resnet56_cifar": ("cifar_resnet56_v1", "same parameters; GluonCV's stem has no ReLU after "
-                       "its BatchNorm, and its blocks use Activation(relu) where ours use relu"),
-    "resnet110_cifar": ("cifar_resnet110_v1", "same parameters; GluonCV's stem has no ReLU after "
-                        "its BatchNorm, and its blocks use Activation(relu) where ours use relu"),
+    "resnet20_cifar": ("cifar_resnet20_v1", _CIFAR_TWIN_NOTE),
+    "resnet56_cifar": ("cifar_resnet56_v1", _CIFAR_TWIN_NOTE),
+    "resnet110_cifar": ("cifar_resnet110_v1", _CIFAR_TWIN_NOTE),
     "resnet18": ("resnet18_v1", "NOT identical: ours (d2l) has conv biases and a 1x1 shortcut "
                  "without BatchNorm; GluonCV's convs have no bias and its shortcut has BatchNorm"),
     "resnet34": ("resnet34_v1", "NOT identical: ours (d2l) has conv biases and a 1x1 shortcut "

@@ -40,11 +40,9 @@ import time
 
 from .cli.common import OneLineParser, cpu_model, parse, positive_float, positive_int
 from .errors import GluonCNNsError
+from .utils.data import image_shape
 
 PROG = "gluon-cnns-benchmark"
-
-# (channels, side) of each dataset's images before any resize.
-_NATIVE_SHAPE = {"fashion-mnist": (1, 28), "mnist": (1, 28), "cifar10": (3, 32)}
 
 # Targets of the "Speed, measured" issue.
 E2E_TARGET = 2.0          # our loader + loop vs the tutorial's, same net and data
@@ -271,9 +269,7 @@ def input_shape(name, batch_size=None):
     """(batch, channels, side, side) of ``name``'s recipe (``batch_size`` overrides)."""
     from .models import model_spec
     recipe = model_spec(name).recipe
-    channels, side = _NATIVE_SHAPE[recipe.dataset]
-    side = recipe.resize or side
-    return (batch_size or recipe.batch_size, channels, side, side)
+    return (batch_size or recipe.batch_size,) + image_shape(recipe.dataset, recipe.resize)
 
 
 def _seed(seed):

@@ -40,8 +40,8 @@ import numpy as np
 from mxnet import gluon
 
 from .errors import ExportError, GluonCNNsError, error_line
-from .utils.data import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, FASHION_MNIST_CLASSES, \
-    MNIST_CLASSES
+from .utils.data import (CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, FASHION_MNIST_CLASSES,
+                         MNIST_CLASSES, image_shape)
 from .utils.io import atomic_write, read_json, write_json
 
 __all__ = ["ExportError", "FORMATS", "export_model", "export_trained", "export_paths",
@@ -57,11 +57,11 @@ PIXEL_SCALE = 255            # ToTensor: uint8 pixels / 255 -> [0, 1]
 CONFIG_FILE, BEST_PARAMS = "config.json", "best.params"
 _EPOCH_PARAMS = re.compile(r"^epoch-(\d+)\.params$")
 
-# (channels, native side, class names, (mean, std) or None) of each training data set.
+# (class names, (mean, std) or None) of each training data set.
 _DATASETS = {
-    "fashion-mnist": (1, 28, FASHION_MNIST_CLASSES, None),
-    "mnist": (1, 28, MNIST_CLASSES, None),
-    "cifar10": (3, 32, CIFAR10_CLASSES, (CIFAR10_MEAN, CIFAR10_STD)),
+    "fashion-mnist": (FASHION_MNIST_CLASSES, None),
+    "mnist": (MNIST_CLASSES, None),
+    "cifar10": (CIFAR10_CLASSES, (CIFAR10_MEAN, CIFAR10_STD)),
 }
 
 
@@ -410,8 +410,8 @@ def checkpoint_meta(config):
     if dataset not in _DATASETS:
         raise ExportError("the run's config.json names dataset %r; known: %s"
                           % (config.get("dataset"), ", ".join(_DATASETS)))
-    channels, side, class_names, norm = _DATASETS[dataset]
-    side = int(config.get("resize") or side)
+    class_names, norm = _DATASETS[dataset]
+    channels, side, _ = image_shape(dataset, config.get("resize"))
     return {"net": config["net"], "dataset": dataset, "input_name": INPUT_NAME,
             "input_shape": [1, channels, side, side], "channels": channels,
             "input_size": [side, side], "normalization": _check_normalization(norm, channels),

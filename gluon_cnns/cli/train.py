@@ -28,14 +28,12 @@ import sys
 import threading
 
 from ..errors import GluonCNNsError, NonFiniteLossError, error_line
+from ..utils.data import DATASETS, image_shape
 from .common import (OneLineParser, non_negative_float, parse, positive_float,  # noqa: F401
                      positive_int)
 
 PROG = "gluon-cnns-train"
 DEFAULT_NET = "lenet_bn"
-
-# (channels, side) of each dataset's images before any --resize.
-_NATIVE_SHAPE = {"fashion-mnist": (1, 28), "mnist": (1, 28), "cifar10": (3, 32)}
 
 # Settings that a recipe provides; a flag left out falls back to these.
 _RECIPE_KEYS = ("dataset", "epochs", "batch_size", "lr", "optimizer", "momentum", "wd",
@@ -129,7 +127,7 @@ def build_parser():
         help="epochs after which the step schedule multiplies the lr by --lr-factor" + recipe)
     add("--lr-factor", type=positive_float, metavar="F", help="factor of the step schedule" + recipe)
     add("--resize", type=positive_int, metavar="SIDE", help="resize images to SIDE x SIDE" + recipe)
-    add("--dataset", choices=tuple(_NATIVE_SHAPE), help="dataset" + recipe)
+    add("--dataset", choices=DATASETS, help="dataset" + recipe)
     add("--data-dir", metavar="DIR", help="folder with the dataset files")
     add("--no-hybridize", action="store_true", help="run imperatively (slower, easier to debug)")
     add("--dtype", choices=("fp32", "bf16"), default="fp32",
@@ -559,8 +557,7 @@ def run(args):
 
     # Catch a too-small input now, not as a shape error deep inside the first batch.
     net = get_model(settings["net"], classes=10)
-    channels, side = _NATIVE_SHAPE[settings["dataset"]]
-    sample_shape = (1, channels, settings["resize"] or side, settings["resize"] or side)
+    sample_shape = (1,) + image_shape(settings["dataset"], settings["resize"])
     net.check_input_shape(sample_shape)
     # Joins a distributed job (--kvstore dist_*): blocks until every worker is there.
     cluster = setup_cluster(args, settings["batch_size"])

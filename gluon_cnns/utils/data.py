@@ -61,6 +61,15 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2023, 0.1994, 0.2010)
 
 DATASETS = ("fashion-mnist", "mnist", "cifar10")
+# (channels, side) of each dataset's images as stored, before any resize.
+NATIVE_SHAPE = {"fashion-mnist": (1, 28), "mnist": (1, 28), "cifar10": (3, 32)}
+
+
+def image_shape(dataset, resize=None):
+    """``(channels, side, side)`` of the images ``load_data(dataset, ..., resize)`` yields."""
+    channels, side = NATIVE_SHAPE[dataset]
+    side = int(resize or side)
+    return (channels, side, side)
 
 # System-wide copies (Debian's dataset-fashion-mnist package installs the first).
 # Module constants, read at call time, so tests can point them elsewhere.

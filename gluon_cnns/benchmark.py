@@ -112,6 +112,17 @@ def per_net_int(text):
     return counts
 
 
+def per_net_dir(text):
+    """``lenet_bn=runs/lenet,resnet18=runs/r18``: {net: folder}."""
+    dirs = {}
+    for part in text.split(","):
+        name, sep, folder = part.partition("=")
+        if not sep or not name.strip() or not folder.strip():
+            raise argparse.ArgumentTypeError("expected NET=FOLDER[,NET=FOLDER...], got %r" % text)
+        dirs[name.strip()] = folder.strip()
+    return dirs
+
+
 def _for_net(counts, name, default):
     """The count ``per_net_int`` gave for ``name``, else its bare default, else ``default``."""
     return counts.get(name, counts.get(None, default))
@@ -150,6 +161,9 @@ def build_parser():
         help="also time int8 and/or bf16 inference of nets trained in this run")
     add("--quant-nets", type=name_list, default=["lenet_bn"], metavar="A,B",
         help="nets trained for --dtype (default: lenet_bn)")
+    add("--quant-runs", type=per_net_dir, default={}, metavar="NET=DIR,...",
+        help="take these --dtype nets from a scripts/train.py --save-dir (its best.params) "
+             "instead of training them here")
     add("--quant-train", type=per_net_int, default={None: 60000}, metavar="N|NET=N,...",
         help="training images for --dtype nets (default: 60000, all)")
     add("--quant-epochs", type=positive_int, default=1, metavar="N",
@@ -215,28 +229,39 @@ def summarize(samples):
 
 
 def measure_throughput(call, images, warmup, repeat, min_time):
-    """Images/s of ``call()`` (which processes ``images`` images), as :func:`summarize` stats.
+    """Images/s of ``call()`` (which processes ``images`` images), as :func:`summarize` stats."""
+    return measure_throughputs([call], images, warmup, repeat, min_time)[0]
+
+
+def measure_throughputs(calls, images, warmup, repeat, min_time):
+    """Images/s of each of ``calls`` (each processes ``images`` images): a list of stats.
 
     MXNet is asynchronous: a call only queues work. So a sample queues ``k``
     calls and then waits for all of them (``waitall``), and ``k`` is chosen
     from the last warm-up call so that a sample lasts about ``min_time``.
+    The samples of several calls are interleaved (A B A B ...), so that a
+    change in the machine's load hits all of them alike and their ratios hold.
     """
     import mxnet as mx
-    calls = 1
+    counts = [1] * len(calls)
     for _ in range(warmup):
-        start = time.perf_counter()
-        call()
-        mx.nd.waitall()
-        calls = max(1, int(math.ceil(min_time / max(time.perf_counter() - start, 1e-9))))
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        for _ in range(calls):
+        for i, call in enumerate(calls):
+            start = time.perf_counter()
             call()
-        mx.nd.waitall()
-        samples.append(calls * images / (time.perf_counter() - start))
-    stats = summarize(samples)
-    stats["calls_per_sample"] = calls
+            mx.nd.waitall()
+            counts[i] = max(1, int(math.ceil(min_time / max(time.perf_counter() - start,
+                                                            1e-9))))
+    samples = [[] for _ in calls]
+    for _ in range(repeat):
+        for i, call in enumerate(calls):
+            start = time.perf_counter()
+            for _ in range(counts[i]):
+                call()
+            mx.nd.waitall()
+            samples[i].append(counts[i] * images / (time.perf_counter() - start))
+    stats = [summarize(s) for s in samples]
+    for stat, count in zip(stats, counts):
+        stat["calls_per_sample"] = count
     return stats
 
 
@@ -313,25 +338,32 @@ def _train_step(net, trainer, loss, X, y):
     return step
 
 
-def time_block(net, shape, ctx, recipe, opts):
-    """Forward (imperative, hybridized) and training-step images/s of an uninitialized ``net``."""
+def time_blocks(nets, shape, ctx, recipe, opts):
+    """Forward (imperative, hybridized) and training-step images/s of uninitialized ``nets``.
+
+    Returns one timing dict per net; the nets' samples are interleaved (see
+    :func:`measure_throughputs`), so ours/GluonCV's ratios are not at the
+    mercy of a load change between two nets' measurements.
+    """
     import mxnet as mx
     from mxnet import gluon
-    net.initialize(mx.init.Xavier(), ctx=ctx)
     X, y = _random_batch(shape, ctx, opts.seed)
-    timing = {}
+    for net in nets:
+        net.initialize(mx.init.Xavier(), ctx=ctx)
 
-    def measure(call):
-        return measure_throughput(call, shape[0], opts.warmup, opts.repeat, opts.min_time)
+    def measure(calls):
+        return measure_throughputs(calls, shape[0], opts.warmup, opts.repeat, opts.min_time)
 
-    timing["forward_imperative"] = measure(lambda: net(X))
-    net.hybridize(static_alloc=True, static_shape=True)
-    timing["forward_hybrid"] = measure(lambda: net(X))
+    forwards = [lambda n=n: n(X) for n in nets]
+    imperative = measure(forwards)
+    for net in nets:
+        net.hybridize(static_alloc=True, static_shape=True)
+    hybrid = measure(forwards)
     # The lr is irrelevant to speed; a small one keeps random labels from blowing up.
-    trainer = _trainer(net, recipe, lr=1e-3)
-    timing["train_step"] = measure(_train_step(net, trainer, gluon.loss.SoftmaxCrossEntropyLoss(),
-                                               X, y))
-    return timing
+    loss = gluon.loss.SoftmaxCrossEntropyLoss()
+    training = measure([_train_step(n, _trainer(n, recipe, lr=1e-3), loss, X, y) for n in nets])
+    return [{"forward_imperative": i, "forward_hybrid": h, "train_step": t}
+            for i, h, t in zip(imperative, hybrid, training)]
 
 
 def _gflops(flops_per_image, stats, factor=1):
@@ -345,6 +377,7 @@ def bench_net(name, ctx, opts):
     The GEMM limit is measured again just before the net (briefly), and the
     net's percentages are of that figure: other processes on a shared
     machine change what the cores deliver from one minute to the next.
+    GluonCV's counterpart is timed together with ours, samples interleaved.
     """
     from .models import get_model, model_spec
     from .shapes import count_parameters, flops
@@ -355,9 +388,17 @@ def bench_net(name, ctx, opts):
               "params": count_parameters(net, shape),
               "learnable_params": count_parameters(net, shape, learnable_only=True),
               "flops_per_image": flops(net, shape)}
+    record["gluoncv"] = None
+    record["gluoncv_note"] = GLUONCV_UNPAIRED.get(name)
+    nets = [net]
+    if name in GLUONCV_PAIRS and not opts.no_gluoncv:
+        twin, record["gluoncv"] = gluoncv_twin(name, shape, record)
+        record["gluoncv_note"] = record["gluoncv"]["note"]
+        nets.append(twin)
     limit = gemm_limit(ctx, opts.gemm_size, 1, 2, min(opts.min_time, 0.2))["limit_gflops"]
     record["gemm_limit_gflops"] = limit
-    record.update(time_block(net, shape, ctx, recipe, opts))
+    timings = time_blocks(nets, shape, ctx, recipe, opts)
+    record.update(timings[0])
     f = record["flops_per_image"]
     record["hybrid_speedup"] = (record["forward_hybrid"]["median"]
                                 / record["forward_imperative"]["median"])
@@ -365,18 +406,18 @@ def bench_net(name, ctx, opts):
                         "train_step": _gflops(f, record["train_step"], TRAIN_FLOPS_FACTOR)}
     record["pct_of_gemm_limit"] = {k: 100.0 * v / limit
                                    for k, v in record["gflops"].items()}
-    record["gluoncv"] = None
-    record["gluoncv_note"] = GLUONCV_UNPAIRED.get(name)
-    del net
+    if record["gluoncv"] is not None:
+        theirs = record["gluoncv"]
+        theirs.update(timings[1])
+        theirs["ratio"] = {k: record[k]["median"] / theirs[k]["median"]
+                           for k in ("forward_imperative", "forward_hybrid", "train_step")}
+    del net, nets
     _release()
-    if name in GLUONCV_PAIRS and not opts.no_gluoncv:
-        record["gluoncv"] = bench_gluoncv(name, shape, ctx, recipe, opts, record)
-        record["gluoncv_note"] = record["gluoncv"]["note"]
     return record
 
 
-def bench_gluoncv(name, shape, ctx, recipe, opts, ours):
-    """GluonCV's counterpart of ``name`` timed like ours; ratios are ours / theirs."""
+def gluoncv_twin(name, shape, ours):
+    """GluonCV's counterpart of ``name`` (uninitialized) and the start of its record."""
     from gluoncv.model_zoo import get_model as gluoncv_model
     from .shapes import count_parameters
     theirs_name, note = GLUONCV_PAIRS[name]
@@ -386,12 +427,7 @@ def bench_gluoncv(name, shape, ctx, recipe, opts, ours):
               "learnable_params": count_parameters(net, shape, learnable_only=True)}
     record["same_param_count"] = (record["params"] == ours["params"]
                                   and record["learnable_params"] == ours["learnable_params"])
-    record.update(time_block(net, shape, ctx, recipe, opts))
-    record["ratio"] = {k: ours[k]["median"] / record[k]["median"]
-                       for k in ("forward_imperative", "forward_hybrid", "train_step")}
-    del net
-    _release()
-    return record
+    return net, record
 
 
 def _release():
@@ -581,8 +617,37 @@ def predictions(net, data_iter):
     return np.concatenate(preds), np.concatenate(labels)
 
 
+def _trained_run(name, folder, ctx):
+    """(net, info) of a scripts/train.py --save-dir that trained ``name`` on Fashion-MNIST."""
+    from .export import load_checkpoint_net
+    from .models import model_spec
+    net, config = load_checkpoint_net(folder, ctx)
+    if config["net"] != name:
+        raise GluonCNNsError("--quant-runs: %s trained %s, not %s; pass %s=%s or leave it out"
+                             % (folder, config["net"], name, config["net"], folder))
+    recipe = model_spec(name).recipe
+    for key, default in (("dataset", recipe.dataset), ("resize", recipe.resize)):
+        if config.get(key, default) != default:
+            raise GluonCNNsError("--quant-runs: %s trained %s with %s=%r, the benchmark uses "
+                                 "the recipe's %r" % (folder, name, key, config[key], default))
+    log = [json.loads(line) for line in _read_lines(os.path.join(folder, "log.jsonl"))]
+    return net, {"run": folder, "epochs": len(log) or None,
+                 "train_images": config.get("limit_train") or 60000,
+                 "final_loss": log[-1].get("loss") if log else None}
+
+
+def _read_lines(path):
+    """The non-empty lines of a text file, or none if it does not exist."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [line for line in f if line.strip()]
+    except FileNotFoundError:
+        return []
+
+
 def _train_for_lowp(name, ctx, opts):
-    """Train ``name`` briefly on real Fashion-MNIST; returns (net, train_iter, test_iter, info)."""
+    """Train ``name`` briefly on real Fashion-MNIST, or take it from ``--quant-runs``;
+    returns (net, train_iter, test_iter, info). ``train_iter`` feeds the int8 calibration."""
     from mxnet import gluon
     from .models import model_spec
     from .utils.data import load_data_fashion_mnist
@@ -592,10 +657,16 @@ def _train_for_lowp(name, ctx, opts):
         raise GluonCNNsError("--quant-nets: %s trains on %s; only Fashion-MNIST nets are "
                              "supported" % (name, recipe.dataset))
     shape = input_shape(name, _for_net(opts.batch_size, name, None))
+    run = opts.quant_runs.get(name)
     limit = _for_net(opts.quant_train, name, 60000)
     train_iter, test_iter = load_data_fashion_mnist(
-        shape[0], resize=recipe.resize, root=opts.data_dir, ctx=ctx, limit_train=limit,
+        shape[0], resize=recipe.resize, root=opts.data_dir, ctx=ctx,
+        limit_train=shape[0] * opts.calib_batches if run else limit,
         limit_test=_for_net(opts.quant_test, name, 10000))
+    if run:
+        net, info = _trained_run(name, run, ctx)
+        info["test_images"] = test_iter.num_examples
+        return net, train_iter, test_iter, info
     net = _fresh_net(name, ctx, opts.seed)
     net.hybridize()
     start = time.perf_counter()
@@ -905,7 +976,7 @@ def _e2e_rows(e2e):
 def _lowp_rows(lowp):
     """Header and rows of the int8/bf16 inference table."""
     header = ["net", "variant", "img/s", "x fp32 hybrid", "x fp32 fused", "test acc",
-              "acc change (points)", "agrees with fp32", "target", "met"]
+              "acc change (points)", "agrees with fp32", "target", "met", "trained"]
     rows = []
     order = ("fp32", "fp32_fused", "int8", "bf16")  # JSON files keep keys sorted, not in order
     for r in lowp:
@@ -920,8 +991,19 @@ def _lowp_rows(lowp):
             rows.append([r["net"], name, _fmt_stats(v["images_per_sec"]),
                          "%.2f" % v["speedup_vs_fp32"], "%.2f" % v["speedup_vs_fp32_fused"],
                          "%.4f" % v["test_acc"], "%+.2f" % v["accuracy_change_points"],
-                         "%.2f%%" % (100 * v["agreement_with_fp32"]), target, met])
+                         "%.2f%%" % (100 * v["agreement_with_fp32"]), target, met,
+                         _trained_text(r.get("training")) if name == "fp32" else ""])
     return header, rows
+
+
+def _trained_text(info):
+    """How the fp32 net of an int8/bf16 record was trained, in a few words."""
+    if not info:
+        return "-"
+    where = "by %s" % info["run"] if info.get("run") else "in this run"
+    epochs = info.get("epochs")
+    return "%s epoch(s) on %d images, %s" % (epochs if epochs else "?", info["train_images"],
+                                            where)
 
 
 def _bf16_train_rows(runs):
@@ -1016,8 +1098,10 @@ _NOTES = [
     "FLOPs count conv, dense and pooling layers (a multiply-add is 2 FLOPs); '% limit' is of "
     "the GEMM limit measured again just before each net (the machine is shared; a figure "
     "above 100% means the load changed during the net's measurement).",
-    "Ratios ours/theirs > 1 mean ours is faster. The machine may be shared: compare ratios "
-    "within one run only.",
+    "Ratios ours/theirs > 1 mean ours is faster. Our net and its GluonCV twin are timed "
+    "together, their samples interleaved (ours, theirs, ours, ...), so that a change in the "
+    "machine's load hits both alike. The machine may be shared: compare ratios within one "
+    "run only.",
 ]
 
 
@@ -1082,6 +1166,19 @@ def _check_args(opts):
     if bad:
         raise GluonCNNsError("--dtype takes int8 and/or bf16, got %s" % ", ".join(bad))
     _check_names(opts.quant_nets, "--quant-nets")
+    extra = [n for n in opts.quant_runs if n not in opts.quant_nets]
+    if extra:
+        raise GluonCNNsError("--quant-runs names %s, which --quant-nets leaves out; add it: "
+                             "--quant-nets %s" % (", ".join(extra),
+                                                  ",".join(opts.quant_nets + extra)))
+    if opts.quant_runs and not opts.dtype:
+        raise GluonCNNsError("--quant-runs needs --dtype int8 and/or bf16")
+    from .export import _read_config
+    for name, folder in opts.quant_runs.items():
+        trained = _read_config(folder)["net"]  # one clear line if it is not a training run
+        if trained != name:
+            raise GluonCNNsError("--quant-runs: %s trained %s, not %s; pass %s=%s or leave it "
+                                 "out" % (folder, trained, name, trained, folder))
     _check_names(opts.bf16_train, "--bf16-train")
     _check_names(opts.profile, "--profile")
     for flag in ("batch_size", "e2e_batches", "quant_train", "quant_test", "bf16_train_limit"):

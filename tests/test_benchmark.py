@@ -111,6 +111,16 @@ def test_bad_dtype_is_refused(capsys):
     assert "--dtype" in capsys.readouterr().err
 
 
+def test_samples_of_several_calls_are_interleaved():
+    order = []
+    stats = benchmark.measure_throughputs([lambda: order.append("a"), lambda: order.append("b")],
+                                          images=4, warmup=1, repeat=3, min_time=1e-9)
+    assert len(stats) == 2 and all(STATS_KEYS <= set(s) for s in stats)
+    assert all(len(s["samples"]) == 3 for s in stats)
+    # Warm-up a, b, then one call per sample, alternating: a load change hits both.
+    assert "".join(order) == "ab" * 4
+
+
 def test_per_net_counts_parse():
     assert benchmark.per_net_int("50") == {None: 50}
     counts = benchmark.per_net_int("lenet_bn=100,alexnet=10,20")
@@ -131,6 +141,18 @@ def test_gluoncv_pairs_have_the_same_parameter_count(ours, theirs):
         assert (gluon_cnns.count_parameters(gluon_cnns.get_model(ours), shape, learnable_only)
                 == gluon_cnns.count_parameters(get_model(theirs, classes=10), shape,
                                                learnable_only))
+
+
+def test_gluoncv_twin_is_timed_in_the_same_run(tmp_path):
+    out = tmp_path / "b.json"
+    assert benchmark.main(["--net", "resnet20_cifar", "--batch-size", "4", "--e2e-nets", "none",
+                           "--json", str(out)] + QUICK) == 0
+    (net,) = json.loads(out.read_text())["nets"]
+    theirs = net["gluoncv"]
+    assert theirs["model"] == "cifar_resnet20_v1" and theirs["same_param_count"]
+    for key in ("forward_imperative", "forward_hybrid", "train_step"):
+        assert theirs[key]["median"] > 0
+        assert theirs["ratio"][key] == pytest.approx(net[key]["median"] / theirs[key]["median"])
 
 
 def test_nets_that_differ_from_gluoncv_are_not_called_identical():
@@ -189,6 +211,43 @@ def test_fused_fp32_gives_the_same_outputs():
     assert np.allclose(fused(X).asnumpy(), reference.asnumpy(), rtol=1e-4, atol=1e-4)
 
 
+def _with_batchnorm_statistics(net, X):
+    """Give every BatchNorm of ``net`` running statistics far from (0, 1), as after training."""
+    net(X)  # shapes
+    rng = np.random.RandomState(0)
+    for name, param in net.collect_params().items():
+        if name.endswith(("running_mean", "beta")):
+            param.set_data(mx.nd.array(rng.uniform(-1, 1, param.shape)))
+        elif name.endswith(("running_var", "gamma")):
+            param.set_data(mx.nd.array(rng.uniform(0.5, 2, param.shape)))
+
+
+@pytest.mark.parametrize("name,batchnorm", [("lenet_bn", True), ("resnet_mnist", False)])
+def test_fused_fp32_runs_activations_outside_the_convolutions(name, batchnorm):
+    # Inside a fused conv oneDNN 1.9.1 ran lenet_bn's sigmoid 30x slower than on its own.
+    from gluon_cnns.quantize import _activations_out_of_convs
+    net = gluon_cnns.get_model(name)
+    net.initialize(mx.init.Xavier())
+    X = mx.nd.random.uniform(shape=(8, 1, 28, 28))
+    _with_batchnorm_statistics(net, X)
+    reference = net(X)
+    fused = fuse_for_cpu(net, X)
+    assert np.allclose(fused(X).asnumpy(), reference.asnumpy(), rtol=1e-4, atol=1e-4)
+    with mx.autograd.predict_mode():
+        fused(X)
+    nodes = json.loads(fused._cached_graph[1].tojson())["nodes"]
+    convs = [n for n in nodes if n["op"] == "_sg_mkldnn_conv"]
+    assert convs and not any(n.get("attrs", {}).get(flag) == "true" for n in convs
+                             for flag in ("with_act", "with_postsum_act"))
+    # BatchNorm is still folded into the conv kernels.
+    assert any(n.get("attrs", {}).get("with_bn") == "true" for n in convs) == batchnorm
+    activations = [n for n in nodes if n["op"] == "Activation"]
+    assert len(activations) >= 2
+    # The rewrite leaves a graph without fused activations as it is.
+    again = json.loads(_activations_out_of_convs(fused._cached_graph[1]).tojson())["nodes"]
+    assert [n["op"] for n in again] == [n["op"] for n in nodes]
+
+
 def test_quantize_refuses_bad_arguments(trained_lenet_bn):
     net, train_iter, _, _ = trained_lenet_bn
     with pytest.raises(GluonCNNsError, match="calib_mode"):
@@ -197,6 +256,33 @@ def test_quantize_refuses_bad_arguments(trained_lenet_bn):
         quantize_net(net, train_iter, mx.gpu(0))
     with pytest.raises(GluonCNNsError, match="no batches"):
         quantize_net(net, [], mx.cpu())
+
+
+def test_quant_runs_takes_the_net_of_a_training_run(tmp_path, capsys):
+    from gluon_cnns.cli import train as train_cli
+    run = tmp_path / "run"
+    assert train_cli.main(["--net", "lenet_bn", "--epochs", "1", "--limit-train", "1024",
+                           "--limit-test", "256", "--seed", "0", "--quiet",
+                           "--save-dir", str(run)]) == 0
+    out = tmp_path / "q.json"
+    assert benchmark.main(["--net", "lenet", "--e2e-nets", "none", "--dtype", "int8",
+                           "--quant-runs", "lenet_bn=%s" % run, "--quant-test", "256",
+                           "--calib-batches", "2", "--json", str(out)] + QUICK) == 0
+    (record,) = json.loads(out.read_text())["low_precision"]
+    assert record["training"]["run"] == str(run) and record["training"]["epochs"] == 1
+    assert record["training"]["train_images"] == 1024 and record["training"]["test_images"] == 256
+    logged = json.loads((run / "log.jsonl").read_text().splitlines()[-1])
+    assert record["variants"]["fp32"]["test_acc"] == pytest.approx(logged["test_acc"], abs=2 / 256)
+    assert VARIANT_KEYS <= set(record["variants"]["int8"])
+    assert "by %s" % run in capsys.readouterr().out
+    # The run must be of the named net, and the net one of --quant-nets.
+    assert benchmark.main(["--net", "lenet", "--dtype", "int8", "--quant-nets", "resnet18",
+                           "--quant-runs", "resnet18=%s" % run] + QUICK) == 2
+    assert benchmark.main(["--net", "lenet", "--dtype", "int8",
+                           "--quant-runs", "resnet18=%s" % run] + QUICK) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "trained lenet_bn, not resnet18" in err[0]
+    assert "--quant-nets lenet_bn,resnet18" in err[1]
 
 
 # ---------------------------------------------------------------- bf16 training

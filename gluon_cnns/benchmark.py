@@ -158,7 +158,8 @@ def build_parser():
     add("--e2e-workers", type=non_negative_int, default=4, metavar="N",
         help="DataLoader workers of the tutorial loop (default: 4, as in the tutorials)")
     add("--dtype", type=name_list, default=[], metavar="int8,bf16",
-        help="also time int8 and/or bf16 inference of nets trained in this run")
+        help="also time int8 and/or bf16 inference of trained nets (trained in this run, "
+             "or see --quant-runs)")
     add("--quant-nets", type=name_list, default=["lenet_bn"], metavar="A,B",
         help="nets trained for --dtype (default: lenet_bn)")
     add("--quant-runs", type=per_net_dir, default={}, metavar="NET=DIR,...",
@@ -503,8 +504,9 @@ def _fresh_net(name, ctx, seed):
 def _e2e_ours(name, ctx, batches, batch_size, opts, static=False):
     """Seconds per sample of our loader + ``utils.train`` loop (hybridized) on ``batches`` batches.
 
-    ``static``: hybridize with ``static_alloc``/``static_shape`` rather than as
-    ``scripts/train.py`` does today (plain ``hybridize()``).
+    ``static``: hybridize with ``static_alloc``/``static_shape``, as
+    ``scripts/train.py`` does; else with plain ``hybridize()``, as the
+    tutorials do when they hybridize.
     """
     from mxnet import gluon
     from .models import model_spec
@@ -515,7 +517,7 @@ def _e2e_ours(name, ctx, batches, batch_size, opts, static=False):
     if static:
         net.hybridize(static_alloc=True, static_shape=True)
     else:
-        net.hybridize()  # what scripts/train.py does
+        net.hybridize()  # the tutorials' way
     trainer = _trainer(net, recipe)
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
     train_iter, _ = load_data_fashion_mnist(batch_size, resize=recipe.resize, root=opts.data_dir,
@@ -766,7 +768,7 @@ def train_worker(spec):
     if spec.get("static"):
         net.hybridize(static_alloc=True, static_shape=True)
     else:
-        net.hybridize()  # what scripts/train.py does
+        net.hybridize()  # the tutorials' way
     trainer, loss = _trainer(net, recipe), gluon.loss.SoftmaxCrossEntropyLoss()
     with contextlib.redirect_stdout(io.StringIO()):
         first = train(train_iter, [], net, loss, trainer, mx.cpu(), 1, progress=False)[0]
@@ -801,8 +803,8 @@ def _run_worker(spec):
 def bench_bf16_training(name, opts):
     """fp32 and bf16 training of ``name``, same seed and data, each in a fresh process.
 
-    Both with plain ``hybridize()`` (as scripts/train.py) and with
-    ``static_alloc``/``static_shape``; the accuracy is that of the plain runs.
+    Both with plain ``hybridize()`` and with ``static_alloc``/``static_shape``
+    (as scripts/train.py); the accuracy is that of the plain runs.
     """
     spec = {"net": name, "seed": opts.seed, "data_dir": opts.data_dir,
             "limit_train": _for_net(opts.bf16_train_limit, name, 20000),
@@ -952,8 +954,9 @@ def _gluoncv_rows(nets):
 def _e2e_rows(e2e):
     """Header and rows of the end-to-end table."""
     header = ["net", "input", "batches x batch", "tutorial s", "ours s (hybridize())",
-              "speed-up", "ours s (static_alloc)", "speed-up", "train steps alone s",
-              "largest possible speed-up", "target", "met (plain / static)"]
+              "speed-up", "ours s (static_alloc, as scripts/train.py)", "speed-up",
+              "train steps alone s", "largest possible speed-up", "target",
+              "met (plain / static)"]
     rows = []
     for r in e2e:
         if "skipped" in r:
@@ -1119,7 +1122,7 @@ def render(report, markdown=False):
                 ("GluonCV model zoo, same input and batch", report["nets"], _gluoncv_rows),
                 ("End to end: our loader + loop (hybridized) vs the tutorial's DataLoader + "
                  "loop", report["e2e"], _e2e_rows),
-                ("int8 / bf16 inference of a net trained in this run", report["low_precision"],
+                ("int8 / bf16 inference of a trained net", report["low_precision"],
                  _lowp_rows),
                 ("bf16 vs fp32 training (fresh process each)", report["bf16_training"],
                  _bf16_train_rows)]

@@ -190,6 +190,14 @@ def test_int8_lenet_bn_agrees_with_fp32(trained_lenet_bn, calib_mode):
     assert agree >= 0.98
     # The fp32 net is left as it was.
     assert np.allclose(net(X).asnumpy(), reference.asnumpy(), atol=1e-5)
+    # The dense layers' BatchNorms (oneDNN's int8 batch norm is its slow reference
+    # code) and the pools after sigmoid stay fp32; the convs and dense layers are int8.
+    with mx.autograd.predict_mode():
+        qnet(X)
+    ops = [n["op"] for n in json.loads(qnet._cached_graph[1].tojson())["nodes"]]
+    assert "_contrib_quantized_batch_norm" not in ops and "_contrib_quantized_pooling" not in ops
+    assert ops.count("BatchNorm") == 2 and ops.count("Pooling") == 2
+    assert "_contrib_quantize_v2" in ops and ops.count("_sg_mkldnn_conv") == 2
 
 
 def test_bf16_inference_mostly_matches_fp32(trained_lenet_bn):

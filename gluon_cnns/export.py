@@ -40,6 +40,7 @@ import numpy as np
 from mxnet import gluon
 
 from .errors import ExportError, GluonCNNsError, error_line
+from .models.base import as_pooling
 from .utils.data import (CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, FASHION_MNIST_CLASSES,
                          MNIST_CLASSES, image_shape)
 from .utils.io import atomic_write, read_json, write_json
@@ -177,6 +178,19 @@ def _inference_forward(net, shape, net_name):
     return out.shape[1]
 
 
+def _global_pooling_for_inference(symbol_file):
+    """Rewrite the exported graph's GlobalAvgPool means as the equal global Pooling.
+
+    The mean is there for a faster training step (see models.base.GlobalAvgPool);
+    for inference Pooling is as fast, and ONNX has it (MXNet 1.9.1's exporter
+    writes ``mean`` as a ReduceMean that opsets >= 18 reject).
+    """
+    with open(symbol_file, encoding="utf-8") as f:
+        graph = json.load(f)
+    with open(symbol_file, "w", encoding="utf-8") as f:  # a staging file: no atomic write needed
+        json.dump(as_pooling(graph), f)
+
+
 def _onnx_modules():
     """``(onnx, mxnet.onnx)``, or ExportError saying what to install."""
     try:
@@ -269,6 +283,7 @@ def export_model(net, path, input_shape, formats=FORMATS, net_name=None, class_n
     try:
         staged = export_paths(os.path.join(staging, "model"))
         net.export(os.path.join(staging, "model"), epoch=0)  # the ONNX exporter reads these
+        _global_pooling_for_inference(staged["symbol"])
         if "onnx" in formats:
             meta["onnx_opset"] = _export_onnx(staged["symbol"], staged["params"], staged["onnx"],
                                               shape, net_name, meta)

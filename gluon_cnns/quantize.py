@@ -31,6 +31,7 @@ import mxnet as mx
 from mxnet import gluon
 
 from .errors import GluonCNNsError
+from .models.base import as_pooling
 
 __all__ = ["CALIB_MODES", "bf16_supported", "cpu_features", "fuse_for_cpu", "quantize_net",
            "to_bfloat16"]
@@ -96,12 +97,14 @@ def _quiet_mxnet():
 _ADD_OPS = ("elemwise_add", "_plus", "_Plus", "broadcast_add")
 
 
-def _relu_as_activation(symbol, after_add=True):
-    """``symbol`` with ``relu`` nodes replaced by the equal ``Activation(relu)``.
+def _for_onednn(symbol, after_add=True):
+    """``symbol`` with ``relu`` nodes replaced by the equal ``Activation(relu)``, and
+    :class:`~gluon_cnns.models.base.GlobalAvgPool` by the equal global ``Pooling``
+    (which has oneDNN and int8 kernels).
 
     ``after_add=False`` keeps the ``relu`` of ``relu(x + y)``: see :func:`quantize_net`.
     """
-    graph = json.loads(symbol.tojson())
+    graph = as_pooling(json.loads(symbol.tojson()))
     nodes = graph["nodes"]
     for node in nodes:
         if node["op"] != "relu":
@@ -138,7 +141,7 @@ def _block_of(symbol, inputs, params, ctx):
 def _symbol_block(net, example, ctx, relu_after_add=True):
     """A SymbolBlock of ``net``'s graph with relu rewritten, sharing nothing with ``net``."""
     inputs, symbol = _graph(net, example)
-    return _block_of(_relu_as_activation(symbol, relu_after_add), inputs, net, ctx)
+    return _block_of(_for_onednn(symbol, relu_after_add), inputs, net, ctx)
 
 
 def _activations_out_of_convs(symbol):

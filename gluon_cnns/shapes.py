@@ -16,7 +16,7 @@ import json
 import mxnet as mx
 from mxnet.gluon import nn
 
-from .models.base import ClassicNet, infer_shapes
+from .models.base import ClassicNet, infer_shapes, is_global_avg_pool
 
 
 def _param_shapes(symbol, input_shape):
@@ -75,6 +75,9 @@ def _symbol_flops(symbol, input_shape):
     total = 0
     for node in nodes:
         op, attrs = node["op"], node.get("attrs", {})
+        if is_global_avg_pool(node):  # models.base.GlobalAvgPool: a global average pooling
+            total += _prod(entry_shape(node["inputs"][0])[1:])
+            continue
         if op not in ("Convolution", "FullyConnected", "Pooling"):
             continue
         out_elems = _prod(shape_of[node["name"] + "_output"])

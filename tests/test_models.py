@@ -298,3 +298,29 @@ def test_min_input_size_after_loading_parameters(tmp_path):
                                trained(mx.nd.ones((1, 1, 28, 28))).asnumpy(), rtol=1e-6)
     with pytest.raises(gluon_cnns.InputTooSmallError):
         net(mx.nd.ones((1, 1, 8, 8)))
+
+
+def test_global_avg_pool_equals_gluons_forward_and_backward():
+    # models.base.GlobalAvgPool stands in for nn.GlobalAvgPool2D in the CIFAR ResNets
+    # (a faster backward under oneDNN); it must compute the same thing.
+    from gluon_cnns.models.base import GlobalAvgPool
+    x = mx.nd.random.uniform(shape=(4, 64, 8, 8))
+    grads = []
+    for pool in (GlobalAvgPool(), gluon.nn.GlobalAvgPool2D()):
+        pool.hybridize()
+        x.attach_grad()
+        with autograd.record():
+            y = pool(x)
+            weighted = (y * mx.nd.arange(64).reshape((1, 64, 1, 1))).sum()
+        weighted.backward()
+        grads.append((y.asnumpy(), x.grad.asnumpy()))
+    (ours, our_grad), (gluons, gluon_grad) = grads
+    assert ours.shape == (4, 64, 1, 1)
+    assert np.allclose(ours, gluons, atol=1e-6) and np.allclose(our_grad, gluon_grad)
+    assert gluon_cnns.flops(_sequential(GlobalAvgPool()), (1, 3, 7, 7)) == 3 * 49
+
+
+def _sequential(*blocks):
+    net = gluon.nn.HybridSequential()
+    net.add(*blocks)
+    return net

@@ -6,7 +6,7 @@ a 3x3 conv, and every stage is built by one function with one signature.
 """
 from mxnet.gluon import nn
 
-from .base import ClassicNet
+from .base import ClassicNet, GlobalAvgPool
 
 
 class CIFARBasicBlock(nn.HybridBlock):
@@ -59,7 +59,7 @@ class CIFARResNet(ClassicNet):
                      cifar_stage(16, n, strides=1),
                      cifar_stage(32, n, strides=2),
                      cifar_stage(64, n, strides=2),
-                     nn.GlobalAvgPool2D(),
+                     GlobalAvgPool(),  # = GlobalAvgPool2D, trains 1.9x faster: see its doc
                      nn.Dense(classes))
 
 

@@ -179,11 +179,11 @@ def _inference_forward(net, shape, net_name):
 
 
 def _global_pooling_for_inference(symbol_file):
-    """Rewrite the exported graph's GlobalAvgPool means as the equal global Pooling.
+    """Rewrite the exported graph's GlobalAvgPool operators as the equal global Pooling.
 
-    The mean is there for a faster training step (see models.base.GlobalAvgPool);
-    for inference Pooling is as fast, and ONNX has it (MXNet 1.9.1's exporter
-    writes ``mean`` as a ReduceMean that opsets >= 18 reject).
+    GlobalAvgPool is there for a faster training step (see models.base); for
+    inference Pooling is as fast, ONNX has it (GlobalAveragePool), and so do
+    oneDNN's fused and int8 graphs.
     """
     with open(symbol_file, encoding="utf-8") as f:
         graph = json.load(f)

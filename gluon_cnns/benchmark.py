@@ -1046,11 +1046,13 @@ def _target_rows(targets_):
     return header, rows
 
 
-def _profile_rows(profiles):
-    """Header and rows of the profile table."""
+def _profile_rows(profiles, order=()):
+    """Header and rows of the profile table, nets in ``order`` (as asked for) first."""
     header = ["net", "operator", "ms (2 steps)", "calls", "share"]
     rows = []
-    for name, p in profiles.items():
+    names = [n for n in order if n in profiles] + [n for n in profiles if n not in order]
+    for name in names:
+        p = profiles[name]
         for o in p["operators"]:
             rows.append([name, o["op"], "%.1f" % o["ms"], o["calls"],
                          "%.0f%%" % (100 * o["share"])])
@@ -1090,7 +1092,8 @@ def _load_text(load):
 
 
 _NOTES = [
-    "Figures are medians of the samples, min-max in parentheses; images/s unless noted.",
+    "Figures are medians of the samples, min-max in parentheses; images/s unless noted. "
+    "What limits each net, and what was changed to get here: docs/SPEED_NOTES.md.",
     "End to end: both loops train the same net from the same initial weights on the same "
     "real Fashion-MNIST images; the tutorial's DataLoader workers start before the clock. "
     "'train steps alone' is batches / the per-net table's training-step speed (random data, "
@@ -1137,7 +1140,9 @@ def render(report, markdown=False):
         out.append(_table(*_target_rows(report["targets"]), markdown))
     if report.get("profiles"):
         out.append(heading("Training-step profile (mx.profiler, operator bulking off)"))
-        out.append(_table(*_profile_rows(report["profiles"]), markdown))
+        # A JSON file keeps keys sorted: the order asked for is in the settings.
+        order = report.get("settings", {}).get("profile") or ()
+        out.append(_table(*_profile_rows(report["profiles"], order), markdown))
     out.append(heading("Notes"))
     out.extend(("* " if markdown else "- ") + n for n in _NOTES + report.get("notes", []))
     return "\n".join(out) + "\n"

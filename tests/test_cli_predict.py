@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import mxnet as mx
 import numpy as np
 import pytest
-from mxnet import autograd, gluon
+from mxnet import gluon
 from PIL import Image
 
 import gluon_cnns
@@ -19,6 +19,7 @@ from gluon_cnns.export import export_model
 from gluon_cnns.utils.data import FASHION_MNIST_CLASSES, find_data, load_data_fashion_mnist, \
     read_idx
 from gluon_cnns.utils.io import write_json
+from reference_loop import plain_gluon_epoch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N_IMAGES = 40  # test images written as PNGs
@@ -33,12 +34,7 @@ def _train_lenet(num_train=3000):
     net.initialize(mx.init.Xavier())
     net.hybridize()
     trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.3})
-    loss = gluon.loss.SoftmaxCrossEntropyLoss()
-    for X, y in train_iter:
-        with autograd.record():
-            l = loss(net(X), y)
-        l.backward()
-        trainer.step(X.shape[0])
+    plain_gluon_epoch(net, trainer, train_iter)
     # What evaluate_accuracy counts: the argmax of the net's output on the test batches.
     predicted = np.concatenate([net(X).argmax(axis=1).asnumpy() for X, _ in test_iter])
     labels = np.concatenate([y.asnumpy() for _, y in test_iter])

@@ -17,7 +17,7 @@ import time
 import mxnet as mx
 import numpy as np
 import pytest
-from mxnet import autograd, gluon
+from mxnet import gluon
 
 from gluon_cnns import get_model
 from gluon_cnns.cli.launch import (Node, free_ports, parse_args, plan, read_hostfile,
@@ -25,6 +25,7 @@ from gluon_cnns.cli.launch import (Node, free_ports, parse_args, plan, read_host
 from gluon_cnns.cli.train import main as train_main
 from gluon_cnns.distributed import Cluster, DistributedError, local_batch_size
 from gluon_cnns.utils.data import BatchIterator, load_data
+from reference_loop import plain_gluon_epoch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAUNCH = os.path.join(ROOT, "scripts", "launch.py")
@@ -165,12 +166,7 @@ def single_process_on_the_union():
              for (X0, y0), (X1, y1) in zip(*per_worker)]
     trainer = gluon.Trainer(net.collect_params(), "sgd",
                             {"learning_rate": LR, "momentum": MOMENTUM, "wd": 0.0})
-    loss = gluon.loss.SoftmaxCrossEntropyLoss()
-    for X, y in union:
-        with autograd.record():
-            l = loss(net(X), y)
-        l.backward()
-        trainer.step(X.shape[0])
+    plain_gluon_epoch(net, trainer, union)
     final = {k: p.data().asnumpy() for k, p in net._collect_params_with_prefix().items()}
     return initial, final, union
 

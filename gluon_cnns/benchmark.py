@@ -619,32 +619,18 @@ def predictions(net, data_iter):
     return np.concatenate(preds), np.concatenate(labels)
 
 
-def _trained_run(name, folder, ctx):
-    """(net, info) of a scripts/train.py --save-dir that trained ``name`` on Fashion-MNIST."""
+def _trained_run(folder, ctx):
+    """(net, info) of a scripts/train.py --save-dir (see :func:`_check_run`)."""
     from .export import load_checkpoint_net
-    from .models import model_spec
-    net, config = load_checkpoint_net(folder, ctx)
-    if config["net"] != name:
-        raise GluonCNNsError("--quant-runs: %s trained %s, not %s; pass %s=%s or leave it out"
-                             % (folder, config["net"], name, config["net"], folder))
-    recipe = model_spec(name).recipe
-    for key, default in (("dataset", recipe.dataset), ("resize", recipe.resize)):
-        if config.get(key, default) != default:
-            raise GluonCNNsError("--quant-runs: %s trained %s with %s=%r, the benchmark uses "
-                                 "the recipe's %r" % (folder, name, key, config[key], default))
-    log = [json.loads(line) for line in _read_lines(os.path.join(folder, "log.jsonl"))]
+    from .utils.io import read_jsonl
+    net, config = load_checkpoint_net(folder, ctx)  # _check_run vetted the run up front
+    try:
+        log = read_jsonl(os.path.join(folder, "log.jsonl"))
+    except FileNotFoundError:
+        log = []
     return net, {"run": folder, "epochs": len(log) or None,
                  "train_images": config.get("limit_train") or 60000,
                  "final_loss": log[-1].get("loss") if log else None}
-
-
-def _read_lines(path):
-    """The non-empty lines of a text file, or none if it does not exist."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            return [line for line in f if line.strip()]
-    except FileNotFoundError:
-        return []
 
 
 def _train_for_lowp(name, ctx, opts):
@@ -666,7 +652,7 @@ def _train_for_lowp(name, ctx, opts):
         limit_train=shape[0] * opts.calib_batches if run else limit,
         limit_test=_for_net(opts.quant_test, name, 10000))
     if run:
-        net, info = _trained_run(name, run, ctx)
+        net, info = _trained_run(run, ctx)
         info["test_images"] = test_iter.num_examples
         return net, train_iter, test_iter, info
     net = _fresh_net(name, ctx, opts.seed)
@@ -1162,6 +1148,22 @@ def _check_names(names, what):
     return names
 
 
+def _check_run(name, folder):
+    """GluonCNNsError unless ``folder`` is a scripts/train.py --save-dir that trained
+    ``name`` on the data and input size the benchmark uses (its recipe's)."""
+    from .export import _read_config
+    from .models import model_spec
+    config = _read_config(folder)  # one clear line if it is not a training run
+    if config["net"] != name:
+        raise GluonCNNsError("--quant-runs: %s trained %s, not %s; pass %s=%s or leave it out"
+                             % (folder, config["net"], name, config["net"], folder))
+    recipe = model_spec(name).recipe
+    for key, default in (("dataset", recipe.dataset), ("resize", recipe.resize)):
+        if config.get(key, default) != default:
+            raise GluonCNNsError("--quant-runs: %s trained %s with %s=%r, the benchmark uses "
+                                 "the recipe's %r" % (folder, name, key, config[key], default))
+
+
 def _check_args(opts):
     from .models import list_models
     opts.net = _check_names(opts.net or list_models(), "--net")
@@ -1181,12 +1183,8 @@ def _check_args(opts):
                                                   ",".join(opts.quant_nets + extra)))
     if opts.quant_runs and not opts.dtype:
         raise GluonCNNsError("--quant-runs needs --dtype int8 and/or bf16")
-    from .export import _read_config
     for name, folder in opts.quant_runs.items():
-        trained = _read_config(folder)["net"]  # one clear line if it is not a training run
-        if trained != name:
-            raise GluonCNNsError("--quant-runs: %s trained %s, not %s; pass %s=%s or leave it "
-                                 "out" % (folder, trained, name, trained, folder))
+        _check_run(name, folder)
     _check_names(opts.bf16_train, "--bf16-train")
     _check_names(opts.profile, "--profile")
     for flag in ("batch_size", "e2e_batches", "quant_train", "quant_test", "bf16_train_limit"):

@@ -130,11 +130,11 @@ def _graph(net, example):
     return net._cached_graph  # pylint: disable=protected-access
 
 
-def _block_of(symbol, inputs, params, ctx):
-    """A SymbolBlock of ``symbol`` whose parameters are copies of those in ``params``."""
+def _block_of(symbol, inputs, source, ctx):
+    """A SymbolBlock of ``symbol`` whose parameters are copies of those of block ``source``."""
     with _quiet_mxnet():
         block = gluon.SymbolBlock(symbol, inputs)
-    own = params.collect_params() if isinstance(params, gluon.Block) else params
+    own = source.collect_params()
     for name, param in block.collect_params().items():
         # A copy: the oneDNN pass folds BatchNorm into the conv weights of the
         # new block, which must not change the caller's net.
@@ -204,9 +204,7 @@ def fuse_for_cpu(net, example, ctx=None):
     block = _symbol_block(net, example, ctx)
     with _quiet_mxnet():
         block.optimize_for(example, backend="MKLDNN", static_alloc=True, static_shape=True)
-    with mx.autograd.predict_mode():
-        block(example).wait_to_read()  # _cached_graph is the fused graph from here on
-    inputs, fused = block._cached_graph  # pylint: disable=protected-access
+    inputs, fused = block._cached_graph  # the partitioned graph, after optimize_for
     split = _block_of(_activations_out_of_convs(fused), inputs, block, ctx)
     split.hybridize(static_alloc=True, static_shape=True)
     return split
@@ -285,8 +283,7 @@ def quantize_net(net, calib_data, ctx=None, calib_batches=10, calib_mode="naive"
     example = calib_iter.data[0][1][:calib_iter.batch_size].as_in_context(ctx)
     block = _symbol_block(net, example, ctx, relu_after_add=False)
     block.hybridize()
-    with mx.autograd.predict_mode():
-        block(example)
+    # A SymbolBlock holds its graph from the start: no forward pass needed to read it.
     exclude_layers = list(exclude_layers or []) + _slow_in_int8(block._cached_graph[1])
     from mxnet.contrib import quantization
     with _quiet_mxnet():
@@ -322,8 +319,6 @@ def to_bfloat16(net, example, ctx=None):
     ctx = _check_cpu(ctx, "bfloat16 inference")
     example = example.as_in_context(ctx)
     fused = fuse_for_cpu(net, example, ctx)
-    with mx.autograd.predict_mode():
-        fused(example).wait_to_read()  # traces the graph that amp converts
     from mxnet.contrib import amp
     from mxnet.contrib.amp.lists import symbol_bf16
     fp32_ops = [op for op in symbol_bf16.FP32_FUNCS if op not in _FUSED_OPS]

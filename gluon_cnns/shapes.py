@@ -16,7 +16,7 @@ import json
 import mxnet as mx
 from mxnet.gluon import nn
 
-from .models.base import ClassicNet, infer_shapes, is_global_avg_pool
+from .models.base import ClassicNet, as_pooling, infer_shapes
 
 
 def _param_shapes(symbol, input_shape):
@@ -66,7 +66,8 @@ def _symbol_flops(symbol, input_shape):
     internals = symbol.get_internals()
     _, out_shapes, _ = infer_shapes(internals, input_shape)
     shape_of = dict(zip(internals.list_outputs(), out_shapes))
-    nodes = json.loads(symbol.tojson())["nodes"]
+    # GlobalAvgPool counts as the global Pooling it equals.
+    nodes = as_pooling(json.loads(symbol.tojson()))["nodes"]
 
     def entry_shape(entry):
         node = nodes[entry[0]]
@@ -75,9 +76,6 @@ def _symbol_flops(symbol, input_shape):
     total = 0
     for node in nodes:
         op, attrs = node["op"], node.get("attrs", {})
-        if is_global_avg_pool(node):  # models.base.GlobalAvgPool: a global average pooling
-            total += _prod(entry_shape(node["inputs"][0])[1:])
-            continue
         if op not in ("Convolution", "FullyConnected", "Pooling"):
             continue
         out_elems = _prod(shape_of[node["name"] + "_output"])

@@ -81,18 +81,14 @@ class GlobalAvgPool(nn.HybridBlock):
         return F.contrib.AdaptiveAvgPooling2D(x, output_size=1)
 
 
-def is_global_avg_pool(node):
-    """Whether a node of a graph's JSON is :class:`GlobalAvgPool`'s operator."""
-    return (node["op"] == "_contrib_AdaptiveAvgPooling2D"
-            and node.get("attrs", {}).get("output_size", "1").replace(" ", "")
-            in ("1", "(1,1)", "(1,)"))
-
-
 def as_pooling(graph):
     """``graph`` (a symbol's JSON as a dict) with every :class:`GlobalAvgPool` turned into
-    the equal ``Pooling(global_pool=True)``, the operator ONNX, oneDNN and int8 know."""
+    the equal ``Pooling(global_pool=True)``, the operator ONNX, oneDNN, int8 and the FLOP
+    count know."""
     for node in graph["nodes"]:
-        if is_global_avg_pool(node):
+        output_size = node.get("attrs", {}).get("output_size", "1").replace(" ", "")
+        if (node["op"] == "_contrib_AdaptiveAvgPooling2D"
+                and output_size in ("1", "(1,)", "(1,1)")):
             node["op"] = "Pooling"
             node["attrs"] = {"global_pool": "True", "kernel": "(1, 1)", "pool_type": "avg"}
     return graph

@@ -42,7 +42,6 @@ setup(
             "gluon-cnns-launch=gluon_cnns.cli.launch:main",
             "gluon-cnns-predict=gluon_cnns.cli.predict:main",
             "gluon-cnns-export=gluon_cnns.cli.export:main",
-            "gluon-cnns-benchmark=gluon_cnns.benchmark:main",
         ],
     },
     classifiers=[

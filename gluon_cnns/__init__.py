@@ -12,11 +12,17 @@ from here and return the corrected networks. The tutorial helpers
 """
 __version__ = "0.1.0"
 
+from ._lazy import lazy_exports
 from .errors import DataError, ExportError, GluonCNNsError, InputTooSmallError, UnknownModelError
-from .export import export_checkpoint, export_model, load_checkpoint_net, load_exported
-from .models import (AlexNet, GoogLeNet, LeNet, NiNNet, ResNet, VGGNet, get_model, list_models,
-                     model_spec)
-from .shapes import count_parameters, flops, summary, trace
+from .models import get_model, list_models, model_spec
+
+# Imported on first use, so that the command-line tools start without MXNet.
+_LAZY = {"AlexNet": ".models", "GoogLeNet": ".models", "LeNet": ".models", "NiNNet": ".models",
+         "ResNet": ".models", "VGGNet": ".models", "export_checkpoint": ".inference.export", "export_model": ".inference.export",
+         "load_checkpoint_net": ".inference.export", "load_exported": ".inference.export",
+         "count_parameters": ".shapes", "flops": ".shapes", "summary": ".shapes",
+         "trace": ".shapes", "utils": ".utils"}
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 __all__ = ["AlexNet", "DataError", "ExportError", "GluonCNNsError", "GoogLeNet",
            "InputTooSmallError", "LeNet", "NiNNet", "ResNet", "UnknownModelError", "VGGNet",

@@ -53,3 +53,7 @@ class NonFiniteLossError(GluonCNNsError):
 
 class ExportError(GluonCNNsError):
     """An export that cannot be made or loaded; the message names the file or net and the fix."""
+
+
+class UsageError(GluonCNNsError):
+    """A user mistake found by a command-line tool; its ``main`` prints one line, exit 2."""

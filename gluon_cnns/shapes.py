@@ -28,13 +28,6 @@ def _param_shapes(symbol, input_shape):
     return shapes
 
 
-def _size(shape):
-    n = 1
-    for d in shape:
-        n *= d
-    return n
-
-
 def _learnable(net):
     return {p.name for p in net.collect_params().values() if p.grad_req != "null"}
 
@@ -51,10 +44,11 @@ def count_parameters(net, input_shape, learnable_only=False):
     if learnable_only:
         keep = _learnable(net)
         shapes = {k: v for k, v in shapes.items() if k in keep}
-    return sum(_size(s) for s in shapes.values())
+    return sum(_prod(s) for s in shapes.values())
 
 
 def _prod(values):
+    """The product of the numbers in ``values`` (the size of a shape)."""
     n = 1
     for v in values:
         n *= v
@@ -115,7 +109,7 @@ def trace(net, input_shape):
         x = block(x)
         _, out_shapes, _ = infer_shapes(x, input_shape)
         shapes = _param_shapes(x, input_shape)
-        count = sum(_size(shapes[name]) for name in block.collect_params() if name in shapes)
+        count = sum(_prod(shapes[name]) for name in block.collect_params() if name in shapes)
         cumulative = _symbol_flops(x, one_image)
         rows.append((block.name, tuple(out_shapes[0]), count, cumulative - flops_so_far))
         flops_so_far = cumulative

@@ -6,18 +6,13 @@
 A thin wrapper around ``gluon_cnns.cli.launch`` (installed as ``gluon-cnns-launch``)
 that also works from a plain clone, without ``pip install``.
 """
-import importlib.util
 import os
 import sys
 
-# Load the launcher's file on its own rather than `import gluon_cnns.cli.launch`:
-# the package imports MXNet, which the launcher does not need (it only starts
-# processes) and which would cost every launch a few seconds.
-_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                     "gluon_cnns", "cli", "launch.py")
-_spec = importlib.util.spec_from_file_location("gluon_cnns_launch", _PATH)
-launch = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(launch)
+# The repository root, so that `import gluon_cnns` finds the package next to this folder.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from gluon_cnns.cli.launch import main  # noqa: E402  (needs the path above)
 
 if __name__ == "__main__":
-    sys.exit(launch.main())
+    sys.exit(main())

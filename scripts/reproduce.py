@@ -1,14 +1,14 @@
 #!/usr/bin/env python
 """Reproduce the tutorials' results: ``python scripts/reproduce.py --net lenet,lenet_bn``.
 
-A thin wrapper around ``gluon_cnns.cli.reproduce``; writes docs/RESULTS.md.
+A thin wrapper around ``tools.reproduce``; writes docs/RESULTS.md.
 """
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from gluon_cnns.cli.reproduce import main  # noqa: E402  (needs the path above)
+from tools.reproduce import main  # noqa: E402  (needs the path above)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -22,8 +22,8 @@ import gluon_cnns
 from gluon_cnns import utils
 from gluon_cnns.errors import (CheckpointError, DataError, GluonCNNsError, InputTooSmallError,
                                UnknownModelError)
-from gluon_cnns.utils import checkpoint
-from gluon_cnns.utils.data import BatchIterator, read_idx
+from gluon_cnns.training import rundir as checkpoint
+from gluon_cnns.data import BatchIterator, read_idx
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = "/usr/share/datasets/fashion-mnist"

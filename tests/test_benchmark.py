@@ -7,11 +7,13 @@ import pytest
 from mxnet import gluon
 
 import gluon_cnns
-from gluon_cnns import benchmark
+from gluon_cnns.cpu import bf16_supported
+from gluon_cnns.data import load_data_fashion_mnist
 from gluon_cnns.errors import GluonCNNsError
-from gluon_cnns.quantize import bf16_supported, fuse_for_cpu, quantize_net, to_bfloat16
-from gluon_cnns.utils.data import load_data_fashion_mnist
-from gluon_cnns.utils.training import train
+from gluon_cnns.inference.quantize import fuse_for_cpu, quantize_net, to_bfloat16
+from gluon_cnns.training import train
+from tools.benchmark import argtypes, lowp, nets, timing
+from tools.benchmark import main as benchmark  # the command line: benchmark.main(argv)
 
 
 # The smallest settings that still run every code path.
@@ -79,11 +81,11 @@ def test_weakly_trained_net_is_judged_on_speed_only():
         "fp32": {"images_per_sec": speed, "test_acc": 0.2},
         "fp32_fused": {"images_per_sec": speed, "test_acc": 0.2},
         "int8": {"images_per_sec": dict(speed, median=3.0), "test_acc": 0.17}}}
-    benchmark.judge_lowp(record)
+    lowp.judge_lowp(record)
     assert not record["accuracy_judged"] and record["variants"]["int8"]["met"]
     record["variants"]["fp32"]["test_acc"] = 0.8
     record["variants"]["int8"]["test_acc"] = 0.79
-    benchmark.judge_lowp(record)
+    lowp.judge_lowp(record)
     assert record["accuracy_judged"] and not record["variants"]["int8"]["met"]
 
 
@@ -113,8 +115,8 @@ def test_bad_dtype_is_refused(capsys):
 
 def test_samples_of_several_calls_are_interleaved():
     order = []
-    stats = benchmark.measure_throughputs([lambda: order.append("a"), lambda: order.append("b")],
-                                          images=4, warmup=1, repeat=3, min_time=1e-9)
+    stats = timing.measure_throughputs([lambda: order.append("a"), lambda: order.append("b")],
+                                       images=4, warmup=1, repeat=3, min_time=1e-9)
     assert len(stats) == 2 and all(STATS_KEYS <= set(s) for s in stats)
     assert all(len(s["samples"]) == 3 for s in stats)
     # Warm-up a, b, then one call per sample, alternating: a load change hits both.
@@ -122,11 +124,11 @@ def test_samples_of_several_calls_are_interleaved():
 
 
 def test_per_net_counts_parse():
-    assert benchmark.per_net_int("50") == {None: 50}
-    counts = benchmark.per_net_int("lenet_bn=100,alexnet=10,20")
-    assert benchmark._for_net(counts, "alexnet", 1) == 10
-    assert benchmark._for_net(counts, "vgg11", 1) == 20
-    assert benchmark.name_list("none") == []
+    assert argtypes.per_net_int("50") == {None: 50}
+    counts = argtypes.per_net_int("lenet_bn=100,alexnet=10,20")
+    assert argtypes.for_net(counts, "alexnet", 1) == 10
+    assert argtypes.for_net(counts, "vgg11", 1) == 20
+    assert argtypes.name_list("none") == []
 
 
 # ---------------------------------------------------------------- GluonCV pairing
@@ -135,8 +137,8 @@ def test_per_net_counts_parse():
                                          ("vgg11", "vgg11")])
 def test_gluoncv_pairs_have_the_same_parameter_count(ours, theirs):
     from gluoncv.model_zoo import get_model
-    assert benchmark.GLUONCV_PAIRS[ours][0] == theirs
-    shape = benchmark.input_shape(ours, 1)
+    assert nets.GLUONCV_PAIRS[ours][0] == theirs
+    shape = nets.input_shape(ours, 1)
     for learnable_only in (False, True):
         assert (gluon_cnns.count_parameters(gluon_cnns.get_model(ours), shape, learnable_only)
                 == gluon_cnns.count_parameters(get_model(theirs, classes=10), shape,
@@ -156,8 +158,8 @@ def test_gluoncv_twin_is_timed_in_the_same_run(tmp_path):
 
 
 def test_nets_that_differ_from_gluoncv_are_not_called_identical():
-    assert "alexnet" not in benchmark.GLUONCV_PAIRS
-    assert benchmark.GLUONCV_PAIRS["resnet18"][1].startswith("NOT identical")
+    assert "alexnet" not in nets.GLUONCV_PAIRS
+    assert nets.GLUONCV_PAIRS["resnet18"][1].startswith("NOT identical")
 
 
 # ---------------------------------------------------------------- int8 / bf16 inference
@@ -249,7 +251,7 @@ def _with_batchnorm_statistics(net, X):
 @pytest.mark.parametrize("name,batchnorm", [("lenet_bn", True), ("resnet_mnist", False)])
 def test_fused_fp32_runs_activations_outside_the_convolutions(name, batchnorm):
     # Inside a fused conv oneDNN 1.9.1 ran lenet_bn's sigmoid 30x slower than on its own.
-    from gluon_cnns.quantize import _activations_out_of_convs
+    from gluon_cnns.inference.quantize import _activations_out_of_convs
     net = gluon_cnns.get_model(name)
     net.initialize(mx.init.Xavier())
     X = mx.nd.random.uniform(shape=(8, 1, 28, 28))
@@ -313,8 +315,8 @@ def test_quant_runs_takes_the_net_of_a_training_run(tmp_path, capsys):
 
 def test_bf16_training_runs_in_its_own_process():
     # AMP changes MXNet process-wide, so it is tested in a worker process.
-    result = benchmark._run_worker({"net": "lenet_bn", "dtype": "bf16", "seed": 0,
-                                    "limit_train": 2048, "limit_test": 512, "data_dir": None})
+    result = lowp._run_worker({"net": "lenet_bn", "dtype": "bf16", "seed": 0,
+                               "limit_train": 2048, "limit_test": 512, "data_dir": None})
     assert result["dtype"] == "bf16" and result["train_images"] == 2048
     assert result["param_dtype"] == "<class 'numpy.float32'>"  # fp32 master weights
     assert np.isfinite(result["loss_epoch1"]) and result["test_acc_epoch1"] > 0.1
@@ -322,7 +324,7 @@ def test_bf16_training_runs_in_its_own_process():
 
 
 def test_bf16_training_refuses_a_gpu():
-    from gluon_cnns.amp import check_bf16_context
+    from gluon_cnns.training.amp import check_bf16_context
     check_bf16_context(mx.cpu())
     with pytest.raises(GluonCNNsError, match="CPU only"):
         check_bf16_context([mx.cpu(), mx.gpu(0)])

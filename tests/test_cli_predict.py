@@ -15,10 +15,10 @@ from PIL import Image
 import gluon_cnns
 from gluon_cnns.cli import export as export_cli
 from gluon_cnns.cli import predict
-from gluon_cnns.export import export_model
-from gluon_cnns.utils.data import FASHION_MNIST_CLASSES, find_data, load_data_fashion_mnist, \
+from gluon_cnns.inference.export import export_model
+from gluon_cnns.data import FASHION_MNIST_CLASSES, find_data, load_data_fashion_mnist, \
     read_idx
-from gluon_cnns.utils.io import write_json
+from gluon_cnns.io import write_json
 from reference_loop import plain_gluon_epoch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

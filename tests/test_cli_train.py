@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from gluon_cnns.cli.train import build_parser, main, make_lr_scheduler
+from gluon_cnns.cli.train import build_parser, main
+from gluon_cnns.training.optim import make_lr_scheduler
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "train.py")

@@ -1,4 +1,4 @@
-"""gluon_cnns.utils.data: IDX/CIFAR readers, where data is found, and the batches it yields."""
+"""gluon_cnns.data: IDX/CIFAR readers, where data is found, and the batches it yields."""
 import gzip
 import os
 import pickle
@@ -12,11 +12,14 @@ import pytest
 from mxnet.gluon.data.vision import transforms
 
 from gluon_cnns.errors import DataError
-from gluon_cnns.utils import data
+import dataclasses
+
+from gluon_cnns import data
+from gluon_cnns.data import datasets, locate
 
 # The real Fashion-MNIST from Debian's dataset-fashion-mnist package (CI installs it).
 # Captured before the autouse fixture below points the module constant elsewhere.
-REAL_FASHION_DIR = data.DEBIAN_FASHION_MNIST_DIR
+REAL_FASHION_DIR = datasets.INFO["fashion-mnist"].system_folders[0]
 MEAN = np.array(data.CIFAR10_MEAN, dtype=np.float32)
 STD = np.array(data.CIFAR10_STD, dtype=np.float32)
 
@@ -99,14 +102,15 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.delenv("MXNET_HOME", raising=False)
     monkeypatch.delenv("GLUON_CNNS_DATA", raising=False)
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST_DIR", str(tmp_path / "debian-fashion"))
-    monkeypatch.setattr(data, "DEBIAN_MNIST_DIR", str(tmp_path / "debian-mnist"))
+    for name, folder in (("fashion-mnist", "debian-fashion"), ("mnist", "debian-mnist")):
+        monkeypatch.setitem(datasets.INFO, name, dataclasses.replace(
+            datasets.INFO[name], system_folders=(str(tmp_path / folder),)))
     calls = []
 
     def offline(name, folder):
         calls.append((name, folder))
         raise OSError("cannot reach apache-mxnet.example:443 (no network)")
-    monkeypatch.setattr(data, "mxnet_download", offline)
+    monkeypatch.setattr(locate, "mxnet_download", offline)
     return calls
 
 
@@ -281,7 +285,7 @@ def test_offline_error_is_one_line_naming_the_folders(tmp_path, monkeypatch, iso
     for folder in [str(tmp_path / "env"), str(tmp_path / "env" / name), cache]:
         assert folder in message
     if name != "cifar10":
-        assert getattr(data, "DEBIAN_%s_DIR" % name.upper().replace("-", "_")) in message
+        assert datasets.INFO[name].system_folders[0] in message
     assert "no network" in message and "--data-dir" in message
     assert ("apt-get install dataset-fashion-mnist" in message) == apt
     assert isolated == [(name, cache)]                  # the download went to MXNet's cache
@@ -290,7 +294,7 @@ def test_offline_error_is_one_line_naming_the_folders(tmp_path, monkeypatch, iso
 def test_download_fallback_reads_what_the_downloader_wrote(monkeypatch, isolated):
     def fake_download(name, folder):
         make_idx_folder(folder, n_train=23, n_test=9)
-    monkeypatch.setattr(data, "mxnet_download", fake_download)
+    monkeypatch.setattr(locate, "mxnet_download", fake_download)
     train_iter, test_iter = data.load_data_mnist(4)
     assert (train_iter.num_examples, test_iter.num_examples) == (23, 9)
 
@@ -302,7 +306,7 @@ def test_unreachable_host_fails_fast():
         port = sock.getsockname()[1]
     start = time.time()
     with pytest.raises(OSError, match="cannot reach 127.0.0.1"):
-        data._check_reachable("https://127.0.0.1:%d/" % port, timeout=5)
+        locate._check_reachable("https://127.0.0.1:%d/" % port, timeout=5)
     assert time.time() - start < 3
 
 

@@ -23,8 +23,8 @@ from gluon_cnns import get_model
 from gluon_cnns.cli.launch import (Node, free_ports, parse_args, plan, read_hostfile,
                                    ssh_command, supervise)
 from gluon_cnns.cli.train import main as train_main
-from gluon_cnns.distributed import Cluster, DistributedError, local_batch_size
-from gluon_cnns.utils.data import BatchIterator, load_data
+from gluon_cnns.training.distributed import Cluster, DistributedError, local_batch_size
+from gluon_cnns.data import BatchIterator, load_data
 from reference_loop import plain_gluon_epoch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

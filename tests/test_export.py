@@ -10,11 +10,11 @@ from mxnet.gluon import nn
 
 import gluon_cnns
 from gluon_cnns.errors import GluonCNNsError, InputTooSmallError
-from gluon_cnns.export import (ExportError, checkpoint_meta, export_checkpoint, export_model,
+from gluon_cnns.inference.export import (ExportError, checkpoint_meta, export_checkpoint, export_model,
                                load_checkpoint_net, load_exported, read_export_meta)
 from gluon_cnns.models.base import ClassicNet
-from gluon_cnns.utils.data import CIFAR10_CLASSES, CIFAR10_MEAN, FASHION_MNIST_CLASSES
-from gluon_cnns.utils.io import write_json
+from gluon_cnns.data import CIFAR10_CLASSES, CIFAR10_MEAN, FASHION_MNIST_CLASSES
+from gluon_cnns.io import write_json
 
 BN_NETS = ("lenet_bn", "resnet18", "densenet", "resnet20_cifar", "resnet110_cifar")
 

@@ -9,10 +9,10 @@ import pytest
 from mxnet import gluon
 from mxnet.gluon import nn
 
-import gluon_cnns.utils.training as training
+import gluon_cnns.training.engine as training
 from gluon_cnns.cli.train import main
 from gluon_cnns.errors import GluonCNNsError, NonFiniteLossError
-from gluon_cnns.utils.training import train
+from gluon_cnns.training import train
 
 DATA = "/usr/share/datasets/fashion-mnist"
 

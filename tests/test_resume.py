@@ -20,9 +20,9 @@ from mxnet import gluon
 from mxnet.gluon import nn
 
 from gluon_cnns.cli.train import main
-from gluon_cnns.utils import checkpoint
-from gluon_cnns.utils.data import BatchIterator
-from gluon_cnns.utils.training import train
+from gluon_cnns.training import rundir as checkpoint
+from gluon_cnns.data import BatchIterator
+from gluon_cnns.training import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "train.py")

@@ -11,8 +11,8 @@ from mxnet import gluon
 from mxnet.gluon import nn
 
 from gluon_cnns import utils
-from gluon_cnns.utils import io as gio
-from gluon_cnns.utils.training import evaluate_accuracy, train, try_all_gpus, try_gpu
+from gluon_cnns import io as gio
+from gluon_cnns.training import evaluate_accuracy, train, try_all_gpus, try_gpu
 
 EPOCH_LINE = re.compile(r"^epoch \d+, loss \d+\.\d{4}, train acc \d\.\d{3}, "
                         r"test acc \d\.\d{3}, time \d+\.\d sec$")

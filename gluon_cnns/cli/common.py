@@ -1,26 +1,37 @@
-"""What the command-line tools share: one-line usage errors and argument types.
+"""What the command-line tools share: one parser base, one error type, one error line.
 
 argparse calls the type functions on the raw strings, so a bad value is
 reported as "argument --lr: ..." before anything heavy (MXNet, data) is loaded.
 """
 import argparse
 import math
-import platform
+import sys
+
+from ..errors import UsageError, error_line
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are a single line (the usage is in --help), exit 2."""
+    """An ArgumentParser whose errors raise :class:`UsageError` (the usage is in --help)."""
 
     def error(self, message):
-        self.exit(2, "%s: error: %s (see --help)\n" % (self.prog, message))
+        raise UsageError(message)
 
 
 def parse(parser, argv):
-    """``(args, None)``, or ``(None, exit code)`` after --help or a usage error (already printed)."""
+    """``(args, None)``, or ``(None, exit code)`` after --help or a usage error (printed)."""
     try:
         return parser.parse_args(argv), None
-    except SystemExit as e:
+    except UsageError as e:
+        print("%s: error: %s (see --help)" % (parser.prog, e), file=sys.stderr)
+        return None, 2
+    except SystemExit as e:  # --help
         return None, e.code
+
+
+def report(prog, error, code=2):
+    """Print ``error`` as the one line ``PROG: error: ...`` on stderr; return ``code``."""
+    print("%s: error: %s" % (prog, error_line(error)), file=sys.stderr)
+    return code
 
 
 def positive_int(text):
@@ -53,15 +64,3 @@ def positive_float(text):
 def non_negative_float(text):
     """A finite number >= 0 (weight decay)."""
     return _number(text, lambda v: v >= 0, "a number >= 0")
-
-
-def cpu_model():
-    """The CPU's model name (Linux /proc/cpuinfo), else what the platform module says."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"

@@ -5,7 +5,7 @@
 
 writes ``exports/lenet-symbol.json`` + ``exports/lenet-0000.params`` (MXNet),
 ``exports/lenet.onnx`` (ONNX) and ``exports/lenet.json`` (input size,
-normalization and class names); see :mod:`gluon_cnns.export`. The run's
+normalization and class names); see :mod:`gluon_cnns.inference.export`. The run's
 ``best.params`` is exported, or its newest epoch's parameters if it has none.
 A user mistake ends with one line on stderr and exit code 2.
 """
@@ -13,14 +13,14 @@ import argparse
 import sys
 
 from ..errors import GluonCNNsError
-from .common import OneLineParser, parse
+from .common import OneLineParser, parse, report
 
 PROG = "export"
 
 
 def _format_list(text):
     """Comma-separated export formats, e.g. ``symbol,onnx``."""
-    from ..export import FORMATS
+    from ..inference.export import FORMATS
     formats = [f.strip() for f in text.split(",") if f.strip()]
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
@@ -47,17 +47,11 @@ def main(argv=None):
     args, code = parse(build_parser(), argv)
     if args is None:  # --help, or a usage error already printed by the parser
         return code
-    from ..export import export_checkpoint
+    from ..inference.export import export_checkpoint
     try:
         written = export_checkpoint(args.save_dir, args.out, args.formats)
-    except GluonCNNsError as err:
-        lines = str(err).strip().splitlines()
-        print("%s: error: %s" % (PROG, lines[0] if lines else type(err).__name__),
-              file=sys.stderr)
-        return 2
-    except OSError as err:  # e.g. the disk filled up while writing
-        print("%s: error: %s" % (PROG, err), file=sys.stderr)
-        return 2
+    except (GluonCNNsError, OSError) as err:  # OSError: e.g. the disk filled up
+        return report(PROG, err)
     for path in written.values():
         print("wrote %s" % path)
     return 0

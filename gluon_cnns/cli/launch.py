@@ -21,7 +21,6 @@ With it the scheduler runs here and servers, then workers, go round-robin over
 the hosts, each started as ``ssh -o StrictHostKeyChecking=no [-p PORT] HOST
 'cd WORKDIR; export DMLC_...; COMMAND'`` like dmlc's ssh tracker.
 """
-import argparse
 import os
 import shlex
 import signal
@@ -30,6 +29,9 @@ import subprocess
 import sys
 import threading
 import time
+
+from ..errors import UsageError
+from .common import OneLineParser
 
 PROG = "gluon-cnns-launch"
 EXIT_USAGE, EXIT_TIMEOUT = 2, 124
@@ -44,10 +46,6 @@ _POLL_S = 0.1
 _PASSED_ENV = ("OMP_NUM_THREADS", "MXNET_ENGINE_TYPE", "DMLC_INTERFACE", "PS_VERBOSE")
 
 
-class UsageError(Exception):
-    """A launcher mistake: one line on stderr, exit code 2."""
-
-
 class _Stop(Exception):
     """SIGTERM or SIGHUP reached the launcher: stop everything."""
 
@@ -58,13 +56,8 @@ class _Stop(Exception):
 
 # ---------------------------------------------------------------- arguments
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
-
-
 def build_parser():
-    parser = _Parser(
+    parser = OneLineParser(
         prog=PROG, usage="%(prog)s -n WORKERS [-s SERVERS] [options] -- COMMAND [ARGS...]",
         description="Start a scheduler, servers and workers for MXNet's dist_sync / dist_async "
                     "kvstore, each running COMMAND, and forward their output.")

@@ -18,7 +18,7 @@ import os
 import sys
 
 from ..errors import GluonCNNsError, error_line
-from .common import OneLineParser, parse, positive_int
+from .common import OneLineParser, parse, positive_int, report
 
 PROG = "predict"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -46,14 +46,15 @@ def build_parser():
 
 def load_model(spec, ctx=None):
     """``(block, meta)`` for ``--model``: an export prefix or a training run's --save-dir."""
-    from ..export import CONFIG_FILE, checkpoint_meta, export_paths, load_checkpoint_net, \
+    from ..inference.export import checkpoint_meta, export_paths, load_checkpoint_net, \
         load_exported
+    from ..training.rundir import RunDir
     sidecar = export_paths(spec)["meta"]
     if not os.path.exists(spec) and not os.path.exists(sidecar):
         raise GluonCNNsError("neither an export (no %s) nor a training run's --save-dir (no such "
                              "folder)" % sidecar)
     # A folder is a save-dir, unless it is not one and an export of that name exists.
-    if os.path.isdir(spec) and (os.path.exists(os.path.join(spec, CONFIG_FILE))
+    if os.path.isdir(spec) and (RunDir(spec).has_config()
                                 or not os.path.exists(sidecar)):
         net, config = load_checkpoint_net(spec, ctx)
         net.hybridize()
@@ -187,10 +188,6 @@ def print_text(results):
         print("\n\n".join(blocks))
 
 
-def _error(message):
-    print("%s: error: %s" % (PROG, message), file=sys.stderr)
-
-
 def _read_images(paths, channels, failed):
     """``(paths read, their pixels)``; each unreadable file is reported and added to ``failed``."""
     readable, images = [], []
@@ -199,7 +196,7 @@ def _read_images(paths, channels, failed):
             images.append(read_image(path, channels))
             readable.append(path)
         except ImageError as err:
-            _error("%s: %s" % (path, err))
+            report(PROG, "%s: %s" % (path, err))
             failed.append((path, str(err)))
     return readable, images
 
@@ -222,15 +219,15 @@ def run(args):
     try:
         block, meta = load_model(args.model)
     except GluonCNNsError as err:
-        _error("--model %s: %s" % (args.model, error_line(err)))
+        report(PROG, "--model %s: %s" % (args.model, error_line(err)))
         return 2
     files, failed = expand_inputs(args.images)
     for path, reason in failed:
-        _error("%s: %s" % (path, reason))
+        report(PROG, "%s: %s" % (path, reason))
     try:
         results = classify(block, meta, files, args.top_k, failed)
     except (GluonCNNsError, mx.base.MXNetError) as err:  # e.g. a hand-edited sidecar
-        _error("--model %s does not run on these images: %s" % (args.model, error_line(err)))
+        report(PROG, "--model %s does not run on these images: %s" % (args.model, error_line(err)))
         return 2
     if args.json:
         print(json.dumps({"model": args.model, "net": meta.get("net"), "results": results,

@@ -2,10 +2,13 @@
 
     train_iter, test_iter = utils.load_data_fashion_mnist(batch_size=256)
     utils.train(train_iter, test_iter, net, loss, trainer, utils.try_gpu(), num_epochs=5)
+
+A facade: the helpers live in ``gluon_cnns.data`` and ``gluon_cnns.training``.
 """
-from .data import (CIFAR10_CLASSES, FASHION_MNIST_CLASSES, MNIST_CLASSES, get_text_labels,
-                   load_data, load_data_cifar10, load_data_fashion_mnist, load_data_mnist)
-from .training import evaluate_accuracy, train, try_all_gpus, try_gpu
+from ..data import (CIFAR10_CLASSES, FASHION_MNIST_CLASSES, MNIST_CLASSES, get_text_labels,
+                    load_data, load_data_cifar10, load_data_fashion_mnist, load_data_mnist)
+from ..training.devices import try_all_gpus, try_gpu
+from ..training.loop import evaluate_accuracy, train
 
 __all__ = ["CIFAR10_CLASSES", "FASHION_MNIST_CLASSES", "MNIST_CLASSES", "evaluate_accuracy",
            "get_text_labels", "load_data", "load_data_cifar10", "load_data_fashion_mnist",

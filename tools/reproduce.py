@@ -16,10 +16,11 @@ import subprocess
 import sys
 import time
 
-from .common import cpu_model
+from gluon_cnns.cpu import cpu_model
+from gluon_cnns.errors import GluonCNNsError
 
 PROG = "reproduce"
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Test accuracy the reference reports for each net. Fashion-MNIST: d2l, MXNet edition,
 # 5 epochs, SGD, Xavier, on a GPU. CIFAR-10: GluonCV's model zoo (200+ epochs).
@@ -32,6 +33,7 @@ BOOK_NOTES = {"lenet": "d2l sigmoid LeNet: 0.754 (a different net)"}
 
 
 def _parser():
+    """The reproduction tool's command line."""
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("--net", required=True, help="comma-separated registry names")
     p.add_argument("--epochs", type=int, help="fewer epochs than the recipe: a reduced run")
@@ -48,6 +50,7 @@ def _parser():
 
 
 def _usage_error(message):
+    """Print a one-line usage error; the exit code 2."""
     print("%s: error: %s" % (PROG, message), file=sys.stderr)
     return 2
 
@@ -68,15 +71,9 @@ def machine_description():
     return "%s, %d cores" % (cpu_model(), os.cpu_count() or 0)
 
 
-def run_one(net, args):
-    """Train ``net``; return its result record (or raise RuntimeError with the log tail)."""
-    from ..utils.io import read_json, read_jsonl
-    save_dir = os.path.join(args.runs_dir, net)
-    if os.path.isdir(save_dir):
-        shutil.rmtree(save_dir)  # a fresh run each time: --save-dir refuses to overwrite
-    cmd = train_command(net, args) + ["--save-dir", save_dir]
-    print("$ " + " ".join(cmd[:-2]), flush=True)
-    os.makedirs(save_dir)
+def _train(cmd, save_dir):
+    """Run the train.py command ``cmd`` into ``save_dir``; returns (output, exit code,
+    peak memory in MiB, wall seconds). The output is also kept in save_dir/train.out."""
     out_path = os.path.join(save_dir, "train.out")
     start = time.time()
     with open(out_path, "w") as out:
@@ -85,21 +82,17 @@ def run_one(net, args):
         # wait4 gives this child's own peak memory (RUSAGE_CHILDREN would be the
         # maximum over every run so far).
         _, status, usage = os.wait4(proc.pid, 0)
+        # Told to Popen too, which would otherwise think the child still runs.
         proc.returncode = (os.WEXITSTATUS(status) if os.WIFEXITED(status)
                            else -os.WTERMSIG(status))
     wall = time.time() - start
     with open(out_path) as f:
-        output = f.read()
-    print(output, end="", flush=True)
-    if proc.returncode != 0:
-        raise RuntimeError("%s exited %d: %s" % (net, proc.returncode,
-                                                 " ".join(output.strip().splitlines()[-1:])))
-    config = read_json(os.path.join(save_dir, "config.json"))
-    log = read_jsonl(os.path.join(save_dir, "log.jsonl"))
-    plot = os.path.join(args.docs_dir, "results", net + ".png")
-    os.makedirs(os.path.dirname(plot), exist_ok=True)
-    shutil.copyfile(os.path.join(save_dir, "curves.png"), plot)
-    from ..models import model_spec
+        return f.read(), proc.returncode, usage.ru_maxrss / 1024.0, wall
+
+
+def _reductions(net, config):
+    """How a run was cut down from the net's recipe, e.g. "1 of 5 epochs, 6000 train images"."""
+    from gluon_cnns.models import model_spec
     recipe = model_spec(net).recipe
     reduced = []
     if config["epochs"] < recipe.epochs:
@@ -108,6 +101,29 @@ def run_one(net, args):
         reduced.append("%d train images" % config["limit_train"])
     if config.get("limit_test"):
         reduced.append("%d test images" % config["limit_test"])
+    return ", ".join(reduced)
+
+
+def run_one(net, args):
+    """Train ``net``; return its result record (or raise RuntimeError with the log tail)."""
+    from gluon_cnns.io import read_jsonl
+    from gluon_cnns.training.rundir import RunDir
+    save_dir = os.path.join(args.runs_dir, net)
+    if os.path.isdir(save_dir):
+        shutil.rmtree(save_dir)  # a fresh run each time: --save-dir refuses to overwrite
+    cmd = train_command(net, args) + ["--save-dir", save_dir]
+    print("$ " + " ".join(cmd[:-2]), flush=True)
+    os.makedirs(save_dir)
+    output, code, peak_rss_mib, wall = _train(cmd, save_dir)
+    print(output, end="", flush=True)
+    if code != 0:
+        raise RuntimeError("%s exited %d: %s" % (net, code,
+                                                 " ".join(output.strip().splitlines()[-1:])))
+    config = RunDir(save_dir).read_config()
+    log = read_jsonl(os.path.join(save_dir, "log.jsonl"))
+    plot = os.path.join(args.docs_dir, "results", net + ".png")
+    os.makedirs(os.path.dirname(plot), exist_ok=True)
+    shutil.copyfile(os.path.join(save_dir, "curves.png"), plot)
     last = log[-1]
     return {"net": net, "command": " ".join(cmd[:-2]), "dataset": config["dataset"],
             "epochs": config["epochs"], "batch_size": config["batch_size"], "lr": config["lr"],
@@ -116,13 +132,14 @@ def run_one(net, args):
             "train_acc": last["train_acc"], "test_acc": last["test_acc"],
             "best_test_acc": max(r["test_acc"] for r in log),
             "sec_per_epoch": sum(r["time"] for r in log) / len(log), "wall_sec": wall,
-            "peak_rss_mib": usage.ru_maxrss / 1024.0, "reduced": ", ".join(reduced),
+            "peak_rss_mib": peak_rss_mib, "reduced": _reductions(net, config),
             "machine": machine_description(), "context": ", ".join(config["contexts"]),
             "epoch_test_acc": [r["test_acc"] for r in log],
             "date": time.strftime("%Y-%m-%d"), "plot": os.path.relpath(plot, args.docs_dir)}
 
 
 def _book(net):
+    """The reference's test accuracy of ``net`` as a table cell."""
     if net in BOOK_TEST_ACC:
         return "%.3f" % BOOK_TEST_ACC[net]
     return BOOK_NOTES.get(net, "-")
@@ -130,7 +147,7 @@ def _book(net):
 
 def render_markdown(results, notes=""):
     """RESULTS.md from the accumulated results (registry order), then ``notes``."""
-    from ..models import list_models
+    from gluon_cnns.models import list_models
     order = {name: i for i, name in enumerate(list_models())}
     rows = sorted(results.values(), key=lambda r: order.get(r["net"], len(order)))
     lines = ["# Reproduced results", "",
@@ -178,12 +195,13 @@ def _read_notes(docs_dir):
 
 
 def main(argv=None):
+    """Entry point; returns the exit code (1 if any net's run failed)."""
     try:
         args = _parser().parse_args(argv)
     except SystemExit as e:
         return e.code
-    from ..models import list_models
-    from ..utils.io import read_json, write_json, write_text
+    from gluon_cnns.io import read_json, write_json, write_text
+    from gluon_cnns.models import list_models
     nets = [n.strip() for n in args.net.split(",") if n.strip()]
     unknown = [n for n in nets if n not in list_models()]
     if unknown:
@@ -198,7 +216,7 @@ def main(argv=None):
     for net in nets:
         try:
             results[net] = run_one(net, args)
-        except RuntimeError as e:
+        except (RuntimeError, GluonCNNsError) as e:  # one line: a failed or unreadable run
             print("%s: error: %s" % (PROG, e), file=sys.stderr)
             failed += 1
             continue

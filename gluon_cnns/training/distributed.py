@@ -28,10 +28,9 @@ are done. Only workers get past the import and reach this module, where
 ``mx.kv.create('dist_sync')`` connects to the scheduler at
 ``DMLC_PS_ROOT_URI:DMLC_PS_ROOT_PORT`` and learns the worker's rank.
 """
-import copy
 import os
 
-from .errors import GluonCNNsError
+from ..errors import GluonCNNsError
 
 # --kvstore choices: the first two sum gradients inside one process.
 KVSTORES = ("device", "local", "dist_sync", "dist_async")
@@ -87,9 +86,7 @@ class Cluster:
         # their last example (always the same one).
         steps = -(-(train_iter.num_examples // self.num_workers) // part.batch_size)
         if len(part) > steps:
-            part = copy.copy(part)
-            keep = steps * part.batch_size
-            part.images, part.labels = part.images[:keep], part.labels[:keep]
+            part = part.take(steps * part.batch_size)
         return part
 
     def trainer(self, params, optimizer, optimizer_params):
@@ -134,7 +131,7 @@ class Cluster:
     def dump_params(self, net, path):
         """Save this worker's final weights to ``path`` ('{rank}' is replaced); for tests."""
         if path:
-            from .utils.io import atomic_write
+            from ..io import atomic_write
             atomic_write(path.format(rank=self.rank), net.save_parameters)
 
     def describe(self):

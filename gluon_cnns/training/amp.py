@@ -1,6 +1,6 @@
 """bfloat16 mixed-precision training on the CPU (MXNet 1.9.1 AMP + oneDNN).
 
-    from gluon_cnns.amp import enable_bf16_training
+    from gluon_cnns.training.amp import enable_bf16_training
     enable_bf16_training()              # before the net is built or hybridized
     net = gluon_cnns.get_model('lenet_bn')
     ...                                 # train exactly as in fp32
@@ -15,8 +15,8 @@ overflow check would copy a flag to the host after every batch).
 
 Two MXNet 1.9.1 CPU problems are worked around (measured on an AVX512-BF16 CPU):
 
-* The ``relu`` operator (``F.relu``, used by the zoo's residual blocks) has no
-  oneDNN kernel, and in bf16 it runs as a scalar loop: forward plus backward
+* The ``relu`` operator (``F.relu``, which the tutorials' blocks and many user
+  blocks write; the zoo writes ``Activation('relu')``) has no oneDNN kernel, and in bf16 it runs as a scalar loop: forward plus backward
   ReLU took longer than all the convolutions of ResNet-18. ``relu`` is
   therefore routed to ``Activation(act_type='relu')``, the same function with
   a oneDNN bf16 kernel.
@@ -32,8 +32,8 @@ bf16; compare predictions with ``output.argmax(axis=1) == y.astype('float32')``
 """
 import mxnet as mx
 
-from .errors import GluonCNNsError
-from .quantize import bf16_supported
+from ..cpu import bf16_supported
+from ..errors import GluonCNNsError
 
 __all__ = ["enable_bf16_training", "bf16_training_enabled", "check_bf16_context"]
 

@@ -1,0 +1,128 @@
+"""The model zoo's registry: name -> builder, description and training recipe.
+
+In the manner of GluonCV's ``model_zoo``: each entry also carries the net's
+tutorial recipe, so that ``scripts/train.py --net NAME`` alone reproduces the
+book. Adding a net is one file in this package plus one ``_register`` line.
+Nothing here imports MXNet: the builders are imported when first called.
+"""
+import difflib
+import numbers
+from collections import OrderedDict, namedtuple
+
+import importlib
+
+from ..errors import GluonCNNsError, UnknownModelError
+
+# A training recipe: what `scripts/train.py --net NAME` uses when a flag is not given.
+# lr_steps are epochs at which the step schedule multiplies the lr by lr_factor.
+Recipe = namedtuple("Recipe", "dataset epochs batch_size lr optimizer momentum wd resize "
+                              "lr_schedule lr_steps lr_factor")
+
+
+def recipe(dataset="fashion-mnist", epochs=5, batch_size=256, lr=0.1, optimizer="sgd",
+           momentum=0.0, wd=0.0, resize=None, lr_schedule="none", lr_steps=(), lr_factor=0.1):
+    """Build a :data:`Recipe`; the defaults are the d2l book's (SGD, 5 epochs, Fashion-MNIST)."""
+    return Recipe(dataset, epochs, batch_size, lr, optimizer, momentum, wd, resize,
+                  lr_schedule, tuple(lr_steps), lr_factor)
+
+
+# He et al. 2015, section 4.2, as GluonCV's train_cifar10.py runs it: NAG, lr 0.1,
+# momentum 0.9, wd 1e-4, lr / 10 at epochs 100 and 150 of 200 (batch 128).
+_CIFAR_RECIPE = recipe(dataset="cifar10", epochs=200, batch_size=128, lr=0.1, optimizer="nag",
+                       momentum=0.9, wd=1e-4, lr_schedule="step", lr_steps=(100, 150))
+
+# The lecture's own loop ("PyTorch深度学习实践", lecture 11): SGD lr 0.01, momentum 0.5,
+# batch 64, 28x28 inputs.
+_LECTURE_RECIPE = recipe(lr=0.01, momentum=0.5, batch_size=64)
+
+class ModelSpec(namedtuple("ModelSpec", "name where description recipe")):
+    """A registered net: ``where`` is "module:builder" inside this package, imported on
+    first use of ``builder``, so that listing the zoo and its recipes needs no MXNet."""
+    __slots__ = ()
+
+    @property
+    def builder(self):
+        module, function = self.where.split(":")
+        return getattr(importlib.import_module("." + module, __package__), function)
+
+
+_REGISTRY = OrderedDict()
+
+
+def _register(name, where, description, train_recipe):
+    _REGISTRY[name] = ModelSpec(name, where, description, train_recipe)
+
+
+# Recipes: d2l (MXNet edition) chapter 5 defaults; see README "Differences" for lenet's lr.
+_register("lenet", "lenet:lenet", "LeNet of the MXNet article: ReLU, 20/50 conv filters, Dense 128",
+          recipe(lr=0.1, batch_size=256))
+_register("lenet_bn", "lenet:lenet_bn", "d2l batch-normalized LeNet (6/16 filters, 120/84 units, sigmoid)",
+          recipe(lr=1.0, batch_size=256))
+_register("alexnet", "alexnet:alexnet", "AlexNet (Krizhevsky et al. 2012), single-tower, Dropout 0.5",
+          recipe(lr=0.01, batch_size=128, resize=224))
+_register("vgg11", "vgg:vgg11", "VGG-11 (Simonyan & Zisserman 2014, config A)",
+          recipe(lr=0.05, batch_size=128, resize=224))
+_register("vgg13", "vgg:vgg13", "VGG-13 (config B)", recipe(lr=0.05, batch_size=128, resize=224))
+_register("vgg16", "vgg:vgg16", "VGG-16 (config D)", recipe(lr=0.05, batch_size=128, resize=224))
+_register("vgg19", "vgg:vgg19", "VGG-19 (config E)", recipe(lr=0.05, batch_size=128, resize=224))
+_register("vgg11_small", "vgg:vgg11_small", "VGG-11 with conv channels / 4, as d2l trains it",
+          recipe(lr=0.05, batch_size=128, resize=224))
+_register("nin", "nin:nin", "Network in Network (Lin et al. 2013) with global average pooling",
+          recipe(lr=0.1, batch_size=128, resize=224))
+_register("googlenet", "googlenet:googlenet", "GoogLeNet / Inception v1 (Szegedy et al. 2014), d2l layout",
+          recipe(lr=0.1, batch_size=128, resize=96))
+_register("resnet18", "resnet:resnet18", "ResNet-18 (He et al. 2015), d2l layout",
+          recipe(lr=0.05, batch_size=256, resize=96))
+_register("resnet34", "resnet:resnet34", "ResNet-34 (He et al. 2015), d2l layout",
+          recipe(lr=0.05, batch_size=256, resize=96))
+_register("resnet20_cifar", "resnet_cifar:resnet20_cifar", "CIFAR ResNet-20 (He et al. 2015 sec. 4.2, n=3)",
+          _CIFAR_RECIPE)
+_register("resnet32_cifar", "resnet_cifar:resnet32_cifar", "CIFAR ResNet-32 (n=5)", _CIFAR_RECIPE)
+_register("resnet44_cifar", "resnet_cifar:resnet44_cifar", "CIFAR ResNet-44 (n=7)", _CIFAR_RECIPE)
+_register("resnet56_cifar", "resnet_cifar:resnet56_cifar", "CIFAR ResNet-56 (n=9)", _CIFAR_RECIPE)
+_register("resnet110_cifar", "resnet_cifar:resnet110_cifar", "CIFAR ResNet-110 (n=18)", _CIFAR_RECIPE)
+_register("densenet", "densenet:densenet", "DenseNet (Huang et al. 2017), d2l layout, growth rate 32",
+          recipe(lr=0.1, batch_size=256, resize=96))
+_register("inception_mnist", "lecture:inception_mnist",
+          "lecture net: two convs, each followed by an InceptionA module (88 channels)",
+          _LECTURE_RECIPE)
+_register("resnet_mnist", "lecture:resnet_mnist",
+          "lecture net: two convs, each followed by a plain residual block",
+          _LECTURE_RECIPE)
+
+
+def list_models():
+    """Names of every registered network, in registry order."""
+    return list(_REGISTRY)
+
+
+def model_spec(name):
+    """The :data:`ModelSpec` (builder, description, recipe) registered under ``name``."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(str(name), list(_REGISTRY), n=3, cutoff=0.5)
+        hint = ("did you mean %s? " % ", ".join(close)) if close else ""
+        raise UnknownModelError("unknown network %r; %sknown networks: %s"
+                                % (name, hint, ", ".join(_REGISTRY))) from None
+
+
+def get_model(name, **kwargs):
+    """Build the network registered as ``name``; ``kwargs`` go to its builder (e.g. ``classes``).
+
+    An unknown name raises UnknownModelError; a ``classes`` that is not a
+    positive integer, or an argument the builder does not take, GluonCNNsError.
+    """
+    spec = model_spec(name)
+    classes = kwargs.get("classes", 10)
+    if isinstance(classes, bool) or not isinstance(classes, numbers.Integral) or classes < 1:
+        raise GluonCNNsError("get_model(%r): classes must be a positive integer, got %r"
+                             % (name, classes))
+    try:
+        return spec.builder(**kwargs)
+    except TypeError as err:
+        if "unexpected keyword argument" not in str(err):
+            raise
+        raise GluonCNNsError("get_model(%r) takes no argument %s; see the builder's "
+                             "signature, gluon_cnns.model_spec(%r).builder"
+                             % (name, str(err).rsplit(" ", 1)[-1], name)) from None

@@ -1,0 +1,101 @@
+"""When a run is saved: after every epoch, every K batches, and on Ctrl-C."""
+import signal
+import threading
+
+from .rundir import describe
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C, after a checkpoint was saved; the message says where and how to go on."""
+
+
+class Checkpointer:
+    """Saves the run to a :class:`RunDir`: after every epoch (as ``train``'s callback), and
+    every ``every`` batches and on Ctrl-C (``on_batch``, ``train``'s batch_callback).
+
+    Write order makes a kill at any point recoverable: the new checkpoint's
+    files, best.params and the log first, then the index, and only then are the
+    files that it no longer names deleted. Two checkpoints at most: a 200-epoch
+    run of a large net would otherwise fill the disk.
+    """
+
+    def __init__(self, run_dir, net, trainer, train_iter, history, best=None, current=None,
+                 every=None, ctrl_c=None, last_epoch=None, resume_command=None):
+        self.run_dir, self.net, self.trainer, self.train_iter = run_dir, net, trainer, train_iter
+        self.history = history  # log records so far, including earlier runs
+        self.best = best or {"test_acc": -1.0, "epoch": None}
+        self.current = current  # the entry of the newest checkpoint (resumed from)
+        self.every = every      # also save every this many batches
+        self.ctrl_c = ctrl_c    # a CtrlC: save and stop once it was pressed
+        self.last_epoch = last_epoch
+        self.resume_command = resume_command  # what to run to continue, for the Ctrl-C line
+
+    def __call__(self, record):
+        """After an epoch: checkpoint, best.params, log and curves."""
+        epoch = record["epoch"]
+        entry = self.run_dir.write_checkpoint(epoch, 0, self.net, self.trainer, self.train_iter)
+        if record["test_acc"] > self.best["test_acc"]:
+            self.run_dir.save_best(self.net)
+            self.best = {"test_acc": record["test_acc"], "epoch": epoch}
+        self.history.append({k: record[k] for k in ("epoch", "loss", "train_acc", "test_acc",
+                                                    "time", "images_per_sec", "lr", "nan_skips")
+                             if k in record})
+        self.run_dir.write_log(self.history)
+        self._switch(entry)
+        self.run_dir.save_curves(self.history)
+        if epoch != self.last_epoch:
+            self._stop_if_interrupted()
+
+    def on_batch(self, progress):
+        """After a batch: a checkpoint when one is due, or when Ctrl-C was pressed."""
+        stop = self.ctrl_c is not None and self.ctrl_c.requested
+        due = (self.every and progress.batch % self.every == 0
+               and progress.batch != progress.num_batches)  # the epoch's end saves anyway
+        position = (progress.epoch - 1, progress.batch)
+        if not (due or stop) or position == self._position(self.current):
+            return
+        snapshot = progress.snapshot()  # first: raises if a batch was not finite
+        entry = self.run_dir.write_checkpoint(progress.epoch - 1, progress.batch, self.net,
+                                              self.trainer, self.train_iter)
+        entry["progress"] = snapshot
+        self._switch(entry)
+        self._stop_if_interrupted()
+
+    @staticmethod
+    def _position(entry):
+        return None if entry is None else (entry["epoch"], entry.get("batch", 0))
+
+    def _switch(self, entry):
+        """Make ``entry`` the newest checkpoint, the current one the one before it."""
+        entry.update(best_test_acc=self.best["test_acc"], best_epoch=self.best["epoch"])
+        self.run_dir.switch(entry, self.current)
+        self.current = entry
+
+    def _stop_if_interrupted(self):
+        if self.ctrl_c is not None and self.ctrl_c.requested:
+            raise TrainingInterrupted(
+                "saved a checkpoint at %s in %s; continue with: %s"
+                % (describe(self.current), self.run_dir, self.resume_command))
+
+
+class CtrlC:
+    """While training with a run folder: the first Ctrl-C asks for a checkpoint at the
+    end of the batch in flight and a clean stop; a second one stops at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():  # signals reach only it
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc_info):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)

@@ -1,0 +1,70 @@
+"""What a checkpoint holds besides the parameters and the trainer: the random state.
+
+NumPy's and Python's generators (shuffling, augmentation) and the shuffled
+order of the epoch in progress, as plain arrays for ``np.savez`` -- no pickle.
+MXNet's own generator (Dropout masks) has no API to read its state:
+``train(seed=...)`` reseeds it from (seed, epoch, batch) before every batch
+instead, so its state is a function of the position and needs no file.
+"""
+import hashlib
+import random
+
+import numpy as np
+
+from ..errors import CheckpointError
+
+
+def sha256_file(path):
+    """The SHA-256 of a file, as hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def capture_random_state(data_iter=None):
+    """NumPy's and Python's random states and ``data_iter``'s pass, as arrays for ``np.savez``."""
+    _, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
+    version, words, gauss_next = random.getstate()
+    arrays = {"numpy_keys": keys, "numpy_pos": np.int64(pos),
+              "numpy_has_gauss": np.int64(has_gauss),
+              "numpy_cached_gaussian": np.float64(cached_gaussian),
+              "python_version": np.int64(version),
+              "python_words": np.array(words, dtype=np.int64),
+              "python_gauss_next": np.array([] if gauss_next is None else [gauss_next],
+                                            dtype=np.float64)}
+    state = data_iter.state() if hasattr(data_iter, "state") else {"order": None}
+    if state["order"] is not None:
+        arrays["order"] = np.asarray(state["order"], dtype=np.int64)
+    return arrays
+
+
+def restore_random_state(arrays, batch=0, data_iter=None):
+    """Undo ``capture_random_state``; ``data_iter``'s next pass continues after ``batch``."""
+    np.random.set_state(("MT19937", arrays["numpy_keys"], int(arrays["numpy_pos"]),
+                         int(arrays["numpy_has_gauss"]), float(arrays["numpy_cached_gaussian"])))
+    gauss = arrays["python_gauss_next"]
+    random.setstate((int(arrays["python_version"]),
+                     tuple(int(w) for w in arrays["python_words"]),
+                     float(gauss[0]) if len(gauss) else None))
+    if hasattr(data_iter, "set_state"):
+        order = arrays["order"] if "order" in arrays else None
+        data_iter.set_state({"order": order, "batch": batch})
+    elif batch:
+        raise CheckpointError("the checkpoint is %d batches into an epoch, but the training "
+                              "data cannot continue there (it has no set_state)" % batch)
+
+
+def save_npz(path, arrays):
+    # A file object: np.savez would append ".npz" to the temporary file's name.
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def seed_all(seed):
+    """Seed every generator a run draws from: MXNet's, NumPy's and Python's."""
+    import mxnet as mx
+    mx.random.seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)

@@ -1,0 +1,248 @@
+"""The benchmark's command line: ``python scripts/benchmark.py`` (see ``--help``)."""
+import argparse
+import datetime
+import json
+import sys
+import time
+
+from gluon_cnns.cli.common import OneLineParser, parse, positive_float, positive_int
+from gluon_cnns.errors import GluonCNNsError
+
+from . import __doc__ as _PACKAGE_DOC
+from .argtypes import name_list, non_negative_int, per_net_dir, per_net_int
+from .end_to_end import E2E_TARGET_NETS, add_compute_floor, bench_e2e
+from .lowp import bench_bf16_training, bench_lowp, check_run, judge_lowp
+from .machine import gemm_limit, load_average, machine_info, resolve_ctx
+from .nets import bench_net
+from .profile import profile_train_step
+from .report import render
+
+PROG = "gluon-cnns-benchmark"
+
+
+def build_parser():
+    """The benchmark's command line."""
+    parser = OneLineParser(prog=PROG, description=_PACKAGE_DOC.split("\n\n")[0],
+                           formatter_class=argparse.RawDescriptionHelpFormatter,
+                           epilog="Example: python scripts/benchmark.py --net lenet_bn,alexnet "
+                                  "--repeat 5 --markdown")
+    add = parser.add_argument
+    add("--net", type=name_list, metavar="A,B", help="nets to time (default: all of the zoo)")
+    add("--batch-size", type=per_net_int, default={}, metavar="N|NET=N,...",
+        help="batch size, for every net or per net (default: each net's recipe)")
+    add("--ctx", choices=("cpu", "gpu"), default="cpu", help="device (default: cpu)")
+    add("--repeat", type=positive_int, default=3, metavar="N",
+        help="timed samples per figure; the median is reported (default: 3)")
+    add("--warmup", type=non_negative_int, default=1, metavar="N",
+        help="untimed samples before them (default: 1)")
+    add("--min-time", type=positive_float, default=0.5, metavar="S",
+        help="a sample repeats the call until it lasts S seconds (default: 0.5)")
+    add("--gemm-size", type=positive_int, default=2048, metavar="N",
+        help="side of the square matrices of the GEMM-limit measurement (default: 2048)")
+    add("--no-gluoncv", action="store_true", help="do not time GluonCV's nets")
+    _add_suite_flags(add)
+    add("--data-dir", metavar="DIR", help="folder with the Fashion-MNIST files")
+    add("--seed", type=int, default=0, help="random seed (default: 0)")
+    add("--json", metavar="FILE", help="write every figure to FILE (atomically)")
+    add("--markdown", nargs="?", const="docs/BENCHMARKS.md", metavar="FILE",
+        help="write the tables as Markdown (default file: docs/BENCHMARKS.md)")
+    add("--render", metavar="JSON",
+        help="measure nothing: print (and --markdown) the report saved in JSON by --json")
+    return parser
+
+
+def _add_suite_flags(add):
+    """The flags of the optional suites: end to end, int8/bf16, bf16 training, profile."""
+    add("--e2e-nets", type=name_list, metavar="A,B",
+        help="nets for the end-to-end comparison with the tutorial loop (default: those of "
+             "%s that are benchmarked; 'none' to skip)" % ", ".join(E2E_TARGET_NETS))
+    add("--e2e-batches", type=per_net_int, default={None: 50}, metavar="N|NET=N,...",
+        help="training batches per end-to-end sample (default: 50)")
+    add("--e2e-repeat", type=positive_int, metavar="N",
+        help="timed epochs per end-to-end figure (default: --repeat)")
+    add("--e2e-workers", type=non_negative_int, default=4, metavar="N",
+        help="DataLoader workers of the tutorial loop (default: 4, as in the tutorials)")
+    add("--dtype", type=name_list, default=[], metavar="int8,bf16",
+        help="also time int8 and/or bf16 inference of trained nets (trained in this run, "
+             "or see --quant-runs)")
+    add("--quant-nets", type=name_list, default=["lenet_bn"], metavar="A,B",
+        help="nets trained for --dtype (default: lenet_bn)")
+    add("--quant-runs", type=per_net_dir, default={}, metavar="NET=DIR,...",
+        help="take these --dtype nets from a scripts/train.py --save-dir (its best.params) "
+             "instead of training them here")
+    add("--quant-train", type=per_net_int, default={None: 60000}, metavar="N|NET=N,...",
+        help="training images for --dtype nets (default: 60000, all)")
+    add("--quant-epochs", type=positive_int, default=1, metavar="N",
+        help="epochs of that training (default: 1)")
+    add("--quant-test", type=per_net_int, default={None: 10000}, metavar="N|NET=N,...",
+        help="test images for the accuracies (default: 10000, all)")
+    add("--calib-batches", type=positive_int, default=10, metavar="N",
+        help="training batches for int8 calibration (default: 10)")
+    add("--calib-mode", choices=("naive", "entropy"), default="naive",
+        help="int8 calibration (default: naive = min/max)")
+    add("--bf16-train", type=name_list, default=[], metavar="A,B",
+        help="nets to train one epoch in fp32 and in bf16 (each in a fresh process)")
+    add("--bf16-train-limit", type=per_net_int, default={None: 20000}, metavar="N|NET=N,...",
+        help="training images for --bf16-train (default: 20000)")
+    add("--profile", type=name_list, default=[], metavar="A,B",
+        help="per-operator time of two training steps of these nets (mx.profiler)")
+
+
+def _check_names(names, what):
+    """``names``, after checking that each is a net of the zoo."""
+    from gluon_cnns.errors import UnknownModelError
+    from gluon_cnns.models import model_spec
+    for name in names:
+        try:
+            model_spec(name)
+        except UnknownModelError as e:  # names the net and suggests close ones
+            raise GluonCNNsError("%s: %s" % (what, e)) from None
+    return names
+
+
+def _check_args(opts):
+    """Fill in the defaults that depend on other flags; GluonCNNsError for a bad combination."""
+    from gluon_cnns.models import list_models
+    opts.net = _check_names(opts.net or list_models(), "--net")
+    if opts.e2e_repeat is None:
+        opts.e2e_repeat = opts.repeat
+    if opts.e2e_nets is None:
+        opts.e2e_nets = [n for n in E2E_TARGET_NETS if n in opts.net]
+    _check_names(opts.e2e_nets, "--e2e-nets")
+    bad = [d for d in opts.dtype if d not in ("int8", "bf16")]
+    if bad:
+        raise GluonCNNsError("--dtype takes int8 and/or bf16, got %s" % ", ".join(bad))
+    _check_names(opts.quant_nets, "--quant-nets")
+    extra = [n for n in opts.quant_runs if n not in opts.quant_nets]
+    if extra:
+        raise GluonCNNsError("--quant-runs names %s, which --quant-nets leaves out; add it: "
+                             "--quant-nets %s" % (", ".join(extra),
+                                                  ",".join(opts.quant_nets + extra)))
+    if opts.quant_runs and not opts.dtype:
+        raise GluonCNNsError("--quant-runs needs --dtype int8 and/or bf16")
+    for name, folder in opts.quant_runs.items():
+        check_run(name, folder)
+    _check_names(opts.bf16_train, "--bf16-train")
+    _check_names(opts.profile, "--profile")
+    for flag in ("batch_size", "e2e_batches", "quant_train", "quant_test", "bf16_train_limit"):
+        _check_names([k for k in getattr(opts, flag) if k is not None],
+                     "--" + flag.replace("_", "-"))
+
+
+def _say(*parts):
+    """Progress on stderr, so that stdout holds only the report."""
+    print(*parts, file=sys.stderr, flush=True)
+
+
+def _new_report(opts, command, ctx):
+    """The report before any measurement: the run's command, machine and settings."""
+    settings = {k: v for k, v in vars(opts).items() if k not in ("json", "markdown")}
+    return {"schema": 1, "command": command, "started":
+            datetime.datetime.now().isoformat(timespec="seconds"),
+            "machine": machine_info(), "ctx": str(ctx),
+            "settings": json.loads(json.dumps(settings, default=str)),
+            "nets": [], "e2e": [], "low_precision": [], "bf16_training": [], "profiles": {},
+            "notes": [], "section_seconds": {}}
+
+
+def run(opts, command):
+    """Run every measurement ``opts`` asks for; returns the report dict."""
+    import mxnet as mx
+    _check_args(opts)
+    ctx = resolve_ctx(opts.ctx)
+    start = time.time()
+    report = _new_report(opts, command, ctx)
+
+    def timed(section, label, fn, *args):
+        """``fn(*args)``, announced on stderr, its time added to section_seconds."""
+        _say(label + " ...")
+        begin = time.time()
+        result = fn(*args)
+        seconds = report["section_seconds"]
+        seconds[section] = seconds.get(section, 0.0) + time.time() - begin
+        return result
+
+    def gemm():
+        return gemm_limit(ctx, opts.gemm_size, opts.warmup, opts.repeat, opts.min_time)
+
+    report["gemm"] = timed("gemm", "measuring the GEMM limit", gemm)
+    for name in opts.net:
+        report["nets"].append(timed("nets", "timing %s" % name, bench_net, name, ctx, opts))
+    by_name = {r["net"]: r for r in report["nets"]}
+    for name in opts.e2e_nets:
+        record = timed("e2e", "end to end: %s" % name, bench_e2e, name, ctx, opts)
+        report["e2e"].append(add_compute_floor(record, by_name.get(name)))
+    if opts.dtype and ctx.device_type != "cpu":
+        report["notes"].append("--dtype skipped: int8/bf16 need the CPU (oneDNN)")
+    elif opts.dtype:
+        for name in opts.quant_nets:
+            report["low_precision"].append(timed("low_precision", "int8/bf16: training and "
+                                                 "converting %s" % name, bench_lowp, name, ctx,
+                                                 opts))
+    for name in opts.bf16_train:
+        report["bf16_training"].append(timed("bf16_training", "bf16 training: %s" % name,
+                                             bench_bf16_training, name, opts))
+    for name in opts.profile:
+        report["profiles"][name] = timed("profiles", "profiling %s" % name, profile_train_step,
+                                         name, ctx, opts)
+    # Once more at the end: on a shared machine the ceiling moves.
+    report["gemm_end"] = timed("gemm", "measuring the GEMM limit again", gemm)
+    report["machine"]["load_average_end"] = load_average()
+    report["seconds"] = time.time() - start
+    report["targets"] = targets(report)
+    mx.nd.waitall()
+    return report
+
+
+def targets(report):
+    """Every target this run measured: [{what, target, measured, met}]."""
+    rows = []
+    for r in report["e2e"]:
+        if r.get("target") and "speedup" in r:
+            rows.append({"what": "end to end %s" % r["net"], "target": r["target"],
+                         "measured": r["speedup"], "met": r["met"],
+                         "measured_static": r["speedup_static"], "met_static": r["met_static"]})
+    for r in report["low_precision"]:
+        for variant in ("int8", "bf16"):
+            v = r["variants"].get(variant)
+            if v is not None:
+                rows.append({"what": "%s %s inference" % (r["net"], variant),
+                             "target": v["target_speedup"], "measured": v["speedup_vs_fp32"],
+                             "accuracy_change_points": v["accuracy_change_points"],
+                             "accuracy_judged": r.get("accuracy_judged", True),
+                             "met": v["met"]})
+    return rows
+
+
+def load_report(path):
+    """A report saved with --json, its verdicts recomputed with the current rules."""
+    from gluon_cnns.io import read_json
+    try:
+        report = read_json(path)
+    except (OSError, ValueError) as e:
+        raise GluonCNNsError("--render: cannot read %s (%s); pass a file written by --json"
+                             % (path, e)) from None
+    report["low_precision"] = [judge_lowp(r) for r in report.get("low_precision", [])]
+    report["targets"] = targets(report)
+    return report
+
+
+def main(argv=None):
+    """Entry point; returns the exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    opts, code = parse(build_parser(), argv)
+    if opts is None:  # --help, or a usage error already printed by the parser
+        return code
+    command = " ".join(["python scripts/benchmark.py"] + argv)
+    try:
+        report = load_report(opts.render) if opts.render else run(opts, command)
+    except GluonCNNsError as e:
+        print("%s: error: %s" % (PROG, e), file=sys.stderr)
+        return 2
+    print(render(report))
+    from gluon_cnns.io import write_json, write_text
+    if opts.json and not opts.render:
+        write_json(opts.json, report)
+    if opts.markdown:
+        write_text(opts.markdown, render(report, markdown=True))
+    return 0

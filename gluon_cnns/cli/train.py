@@ -20,10 +20,8 @@ stop``; the last good checkpoint is kept); 130 interrupted (Ctrl-C), after
 saving a checkpoint when there is a ``--save-dir``.
 """
 import argparse
-import contextlib
 import random
 import sys
-from types import SimpleNamespace
 
 from ..data.datasets import DATASETS, image_shape
 from ..errors import GluonCNNsError, NonFiniteLossError, UsageError, error_line
@@ -263,6 +261,7 @@ def prepare(args):
     """Everything checked and set up before the data is read: the run as a namespace."""
     from ..models import get_model
     from ..training.distributed import setup as setup_cluster
+    from ..training.fit import Run
     run_dir, saved, ckpt = _resume_point(args)
     settings = _settings(args, saved, ckpt)
     ctxs = _devices(args, settings, saved)
@@ -287,88 +286,9 @@ def prepare(args):
         except BaseException:
             writer.unlock()
             raise
-    return SimpleNamespace(settings=settings, ctxs=ctxs, net=net, sample_shape=sample_shape,
-                           cluster=cluster, source=run_dir, run_dir=writer, ckpt=ckpt,
-                           done=ckpt["epoch"] if ckpt else 0, saver=None)
-
-
-# ---------------------------------------------------------------- fit
-
-def _load(run):
-    """The data iterators of the run (this worker's shard of the training set)."""
-    import mxnet as mx
-    from ..data import load_data
-    s = run.settings
-    # With several devices the batch is split later; keep it on the CPU until then.
-    data_ctx = run.ctxs[0] if len(run.ctxs) == 1 else mx.cpu()
-    train_iter, test_iter = load_data(s["dataset"], run.cluster.batch_size, resize=s["resize"],
-                                      root=s["data_dir"], ctx=data_ctx,
-                                      limit_train=s["limit_train"], limit_test=s["limit_test"])
-    return run.cluster.shard(train_iter), test_iter
-
-
-def _build(run, args, train_iter):
-    """Initialize the net, make the trainer and restore the checkpoint being resumed."""
-    import mxnet as mx
-    from ..training.optim import make_trainer
-    run.net.initialize(mx.init.Xavier(), ctx=run.ctxs)
-    if not args.no_hybridize:
-        # Static memory and shapes: the graph is planned once (a short last batch plans it
-        # once more); lenet_bn's training step measured 10.4k -> 14k images/s.
-        run.net.hybridize(static_alloc=True, static_shape=True)
-    trainer = make_trainer(run.net, run.settings, len(train_iter), run.cluster)
-    if run.ckpt:
-        try:
-            run.source.restore(run.ckpt, run.net, trainer, run.ctxs, train_iter)
-        except GluonCNNsError as e:  # CheckpointError, DataError
-            raise UsageError("--resume: cannot load the checkpoint in %s (%s); start a new "
-                             "--save-dir" % (args.save_dir, error_line(e)))
-    run.cluster.sync_parameters(run.net, trainer, run.sample_shape, run.ctxs[0])
-    return trainer
-
-
-def _saver(run, args, trainer, train_iter):
-    """The Checkpointer of a run with a --save-dir (rank 0 only), else None."""
-    from ..training.saver import Checkpointer, CtrlC
-    if run.run_dir is None:
-        return None
-    history, best = [], None
-    if run.ckpt:
-        history = run.run_dir.read_log(run.done)
-        best = {"test_acc": run.ckpt.get("best_test_acc", -1.0),
-                "epoch": run.ckpt.get("best_epoch")}
-    # Ctrl-C saves first; a distributed job cannot stop all its workers at one batch.
-    ctrl_c = None if run.cluster.distributed else CtrlC()
-    return Checkpointer(run.run_dir, run.net, trainer, train_iter, history, best,
-                        current=run.ckpt, every=run.settings["checkpoint_every"],
-                        ctrl_c=ctrl_c, last_epoch=run.settings["epochs"],
-                        resume_command="%s --save-dir %s --resume" % (PROG, args.save_dir))
-
-
-def fit(run, args):
-    """Train the prepared run; returns the history of the epochs trained now."""
-    from mxnet import gluon
-    from ..training import train
-    from ..training.state import seed_all
-    seed_all(run.settings["seed"])
-    train_iter, test_iter = _load(run)
-    trainer = _build(run, args, train_iter)
-    if not args.quiet and run.cluster.is_chief:
-        _print_summary(run.settings, train_iter, test_iter, run.ckpt, args.save_dir)
-    saver = _saver(run, args, trainer, train_iter)
-    run.saver = saver
-    try:
-        with (saver.ctrl_c if saver and saver.ctrl_c else contextlib.nullcontext()):
-            return train(train_iter, test_iter, run.net, gluon.loss.SoftmaxCrossEntropyLoss(),
-                         trainer, run.ctxs if len(run.ctxs) > 1 else run.ctxs[0],
-                         run.settings["epochs"], progress=not args.quiet, callback=saver,
-                         start_epoch=run.done, seed=run.settings["seed"],
-                         nan_policy=run.settings["nan_policy"] or "stop",
-                         batch_callback=saver.on_batch if saver else None,
-                         resume=run.ckpt.get("progress") if run.ckpt else None)
-    except NonFiniteLossError as e:
-        raise NonFiniteLossError(_diverged_message(e, saver), e.epoch, e.batch, e.lr,
-                                 e.what) from None
+    return Run(settings, ctxs, net, sample_shape, cluster, source=run_dir, writer=writer,
+               ckpt=ckpt, hybridize=not args.no_hybridize, progress=not args.quiet,
+               resume_command="%s --save-dir %s --resume" % (PROG, args.save_dir))
 
 
 def _finish(run, args, history):
@@ -389,13 +309,21 @@ def _finish(run, args, history):
 
 def run(args):
     """Train as ``args`` says; returns the history. Raises GluonCNNsError on mistakes."""
+    from ..training.fit import fit
     prepared = prepare(args)
+    show = None
+    if not args.quiet and prepared.cluster.is_chief:
+        def show(train_iter, test_iter):
+            _print_summary(prepared.settings, train_iter, test_iter, prepared.ckpt, args.save_dir)
     try:
-        history = fit(prepared, args)
+        history = fit(prepared, on_ready=show)
         _finish(prepared, args, history)
+    except NonFiniteLossError as e:
+        raise NonFiniteLossError(_diverged_message(e, prepared.saver), e.epoch, e.batch, e.lr,
+                                 e.what) from None
     finally:
-        if prepared.run_dir is not None:
-            prepared.run_dir.unlock()
+        if prepared.writer is not None:
+            prepared.writer.unlock()
     return history
 
 

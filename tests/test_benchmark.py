@@ -136,7 +136,8 @@ def test_per_net_counts_parse():
 @pytest.mark.parametrize("ours,theirs", [("resnet20_cifar", "cifar_resnet20_v1"),
                                          ("vgg11", "vgg11")])
 def test_gluoncv_pairs_have_the_same_parameter_count(ours, theirs):
-    from gluoncv.model_zoo import get_model
+    from gluon_cnns.gluoncv_import import import_gluoncv
+    get_model = import_gluoncv("gluoncv.model_zoo").get_model
     assert nets.GLUONCV_PAIRS[ours][0] == theirs
     shape = nets.input_shape(ours, 1)
     for learnable_only in (False, True):

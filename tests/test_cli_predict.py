@@ -261,7 +261,8 @@ def test_truncated_png_is_refused_even_after_gluoncv_sets_pillow_lenient(tmp_pat
     path = tmp_path / "cut.png"
     Image.new("L", (28, 28), 128).save(str(path))
     path.write_bytes(path.read_bytes()[:-30])
-    import gluoncv.data  # noqa: F401  (sets ImageFile.LOAD_TRUNCATED_IMAGES = True)
+    from gluon_cnns.gluoncv_import import import_gluoncv
+    import_gluoncv("gluoncv.data")  # sets ImageFile.LOAD_TRUNCATED_IMAGES = True
     assert ImageFile.LOAD_TRUNCATED_IMAGES
     with pytest.raises(ImageError):
         read_image(str(path), 1)

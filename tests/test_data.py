@@ -572,8 +572,11 @@ def test_cifar_root_without_files(tmp_path):
 # ---------------------------------------------------------------------------
 
 def test_get_text_labels():
-    assert data.get_text_labels([0, 9, 6]) == ["T-shirt/top", "Ankle boot", "Shirt"]
-    assert data.get_text_labels(mx.nd.array([1, 7])) == ["Trouser", "Sneaker"]
+    # As d2l's get_fashion_mnist_labels writes them; the capitalized names on request.
+    assert data.get_text_labels([0, 9, 6]) == ["t-shirt", "ankle boot", "shirt"]
+    assert data.get_fashion_mnist_labels([0, 9, 6]) == ["t-shirt", "ankle boot", "shirt"]
+    assert data.get_text_labels(mx.nd.array([1, 7]), data.FASHION_MNIST_CLASSES) == \
+        ["Trouser", "Sneaker"]
     assert data.get_text_labels(np.array([3.0]), data.CIFAR10_CLASSES) == ["cat"]
     assert len(data.FASHION_MNIST_CLASSES) == len(data.CIFAR10_CLASSES) == 10
     with pytest.raises(DataError, match="outside"):

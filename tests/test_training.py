@@ -3,6 +3,8 @@ import io
 import json
 import os
 import re
+import subprocess
+import sys
 
 import mxnet as mx
 import numpy as np
@@ -16,6 +18,8 @@ from gluon_cnns.training import evaluate_accuracy, train, try_all_gpus, try_gpu
 
 EPOCH_LINE = re.compile(r"^epoch \d+, loss \d+\.\d{4}, train acc \d\.\d{3}, "
                         r"test acc \d\.\d{3}, time \d+\.\d sec$")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def toy_batches(num_batches, batch_size=32, seed=0):
@@ -232,3 +236,19 @@ def test_jsonl_round_trip(tmp_path):
     gio.write_jsonl(path, records)
     assert gio.read_jsonl(path) == records
     assert [json.loads(l) for l in open(path)] == records
+
+
+def test_gluoncv_schedules_load_beside_pytorch_2(tmp_path):
+    # GluonCV 0.10.5 refuses to import when torch >= 2 is installed; our schedules must not.
+    fake = tmp_path / "torch"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("__version__ = '2.13.0+cpu'\n")
+    code = ("import gluon_cnns.training.optim as o, torch\n"
+            "s = o.make_lr_scheduler({'lr': 0.1, 'epochs': 2, 'lr_schedule': 'step',\n"
+            "                         'lr_steps': [1], 'lr_factor': 0.1}, 5)\n"
+            "print(s(5), s(6), torch.__version__)\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), ROOT]))
+    out = subprocess.run([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0.1", "0.010000000000000002", "2.13.0+cpu"]

@@ -5,8 +5,9 @@ Importing this package does not import MXNet; the loaders do, when first used.
 """
 from .._lazy import lazy_exports
 from .datasets import (CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_NAMES, CIFAR10_STD, DATASETS,
-                       FASHION_MNIST_CLASSES, IDX_NAMES, MNIST_CLASSES, DatasetInfo,
-                       dataset_info, get_text_labels, image_shape)
+                       FASHION_MNIST_CLASSES, FASHION_MNIST_TEXT_LABELS, IDX_NAMES,
+                       MNIST_CLASSES, DatasetInfo, dataset_info, get_fashion_mnist_labels,
+                       get_text_labels, image_shape)
 from .locate import find_data, mxnet_cache_dir, mxnet_download, search_folders
 from .readers import read_cifar10, read_idx
 
@@ -17,6 +18,7 @@ __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 __all__ = sorted(list(_LAZY) + [
     "CIFAR10_CLASSES", "CIFAR10_MEAN", "CIFAR10_NAMES", "CIFAR10_STD", "DATASETS", "DatasetInfo",
-    "FASHION_MNIST_CLASSES", "IDX_NAMES", "MNIST_CLASSES", "dataset_info", "find_data", "get_text_labels",
+    "FASHION_MNIST_CLASSES", "FASHION_MNIST_TEXT_LABELS", "IDX_NAMES", "MNIST_CLASSES",
+    "dataset_info", "find_data", "get_fashion_mnist_labels", "get_text_labels",
     "image_shape", "mxnet_cache_dir", "mxnet_download", "read_cifar10", "read_idx",
     "search_folders"])

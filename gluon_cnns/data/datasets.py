@@ -14,6 +14,9 @@ from ..errors import DataError
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 MNIST_CLASSES = [str(digit) for digit in range(10)]
+# The names as the d2l book (``get_fashion_mnist_labels``) and the MXNet tutorials print them.
+FASHION_MNIST_TEXT_LABELS = ["t-shirt", "trouser", "pullover", "dress", "coat",
+                             "sandal", "shirt", "sneaker", "bag", "ankle boot"]
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck"]
 
@@ -90,8 +93,9 @@ def image_shape(dataset, resize=None):
 
 
 def get_text_labels(labels, classes=None):
-    """Turn numeric labels into class names (Fashion-MNIST names by default)."""
-    classes = FASHION_MNIST_CLASSES if classes is None else classes
+    """Turn numeric labels into class names; Fashion-MNIST's as d2l writes them by default
+    (``'ankle boot'``; pass ``classes=FASHION_MNIST_CLASSES`` for ``'Ankle boot'``)."""
+    classes = FASHION_MNIST_TEXT_LABELS if classes is None else classes
     if hasattr(labels, "asnumpy"):  # an NDArray: one copy instead of one per label
         labels = labels.asnumpy()
     names = []
@@ -102,3 +106,8 @@ def get_text_labels(labels, classes=None):
                             "as classes=" % (label, len(classes) - 1))
         names.append(classes[index])
     return names
+
+
+def get_fashion_mnist_labels(labels):
+    """d2l's name for :func:`get_text_labels` with the Fashion-MNIST classes."""
+    return get_text_labels(labels, FASHION_MNIST_TEXT_LABELS)

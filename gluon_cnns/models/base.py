@@ -1,5 +1,6 @@
 """What every network of the zoo shares: a ``HybridSequential`` of top-level
-blocks that refuses inputs too small for it with one clear error.
+blocks with GluonCV's ``features``/``output`` split, that refuses inputs too
+small for it with one clear error.
 
 Being a ``HybridSequential`` keeps the d2l idiom working::
 
@@ -10,6 +11,7 @@ Being a ``HybridSequential`` keeps the d2l idiom working::
 and makes the top-level blocks the natural unit of the shape trace.
 """
 import json
+from collections import OrderedDict
 
 import mxnet as mx
 from mxnet.gluon import nn
@@ -21,17 +23,78 @@ _MAX_SEARCHED_SIDE = 1024
 
 
 class ClassicNet(nn.HybridSequential):
-    """A ``HybridSequential`` that checks the spatial size of its input.
+    """A ``HybridSequential`` of the net's top-level blocks, with GluonCV's head/body split.
 
-    MXNet reports an input that shrinks to nothing somewhere inside the net as a
-    long shape-inference traceback from deep inside the graph; this class finds
-    the net's smallest usable side once (by symbolic shape inference, no
-    compute) and raises :class:`InputTooSmallError` naming it instead.
+    It behaves as a plain ``HybridSequential`` (slicing, iteration, hooks, Gluon's
+    ``summary``), plus:
+
+    * ``features`` (every block up to the classifier) and ``output`` (the
+      classifier), as in GluonCV's model zoo. ``net.output = nn.Dense(k)``
+      replaces the classifier, e.g. to fine-tune on k classes.
+    * An input too small for the net raises :class:`InputTooSmallError` naming
+      its smallest side, instead of MXNet's shape-inference traceback. The
+      smallest side is found (by symbolic shape inference, hooks switched off)
+      only after a forward pass has failed, so a working forward pass costs
+      nothing and runs user hooks exactly once.
+    * ``load_parameters`` also takes files whose structural names differ only
+      in numbering (a parameterless block added or removed), matching the
+      parameters in order and by shape.
     """
+
+    # How many trailing top-level blocks make up the classifier (``output``).
+    head_size = 1
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._min_side_cache = {}
+
+    # ------------------------------------------------------------ head and body
+
+    @property
+    def features(self):
+        """Every top-level block before the classifier, as a ``HybridSequential`` sharing them."""
+        return self[:-self.head_size]
+
+    @property
+    def output(self):
+        """The classifier: the last top-level block (a ``HybridSequential`` of them if several)."""
+        blocks = list(self._children.values())[-self.head_size:]
+        return blocks[0] if len(blocks) == 1 else self[-self.head_size:]
+
+    def __setattr__(self, name, value):
+        if name == "output" and "_children" in vars(self):
+            self._replace_output(value)
+        else:
+            super().__setattr__(name, value)
+
+    def _replace_output(self, block):
+        """Put ``block`` in place of the classifier (hybridized like the rest of the net)."""
+        if not isinstance(block, nn.HybridBlock):
+            raise TypeError("output must be a HybridBlock such as nn.Dense(classes), got %s"
+                            % type(block).__name__)
+        keys = list(self._children)[-self.head_size:]
+        for key in keys:
+            del self._children[key]
+        self._children[keys[0]] = block
+        vars(self)["head_size"] = 1
+        if self._active:
+            block.hybridize(True, **dict(self._flags))
+        self._clear_cached_op()
+
+    def __getitem__(self, key):
+        """A block, or for a slice a plain ``HybridSequential`` of the same blocks.
+
+        Gluon's ``HybridSequential`` slices into ``type(self)(prefix=...)``, which
+        for a zoo net would build a whole new net and append the slice to it.
+        """
+        layers = list(self._children.values())[key]
+        if not isinstance(layers, list):
+            return layers
+        view = nn.HybridSequential(prefix=self.prefix)
+        view.add(*layers)
+        return view
+
+    # ------------------------------------------------------------ input checks
 
     def min_input_size(self, channels=1):
         """Smallest side ``s`` such that an input of shape (1, channels, s, s) runs."""
@@ -55,9 +118,67 @@ class ClassicNet(nn.HybridSequential):
                                                 shape[2], shape[3], need))
 
     def forward(self, x, *args):
-        if isinstance(x, mx.nd.NDArray):
+        if isinstance(x, mx.nd.NDArray) and (x.ndim != 4 or (self._active and
+                                                             self._cached_op is None)):
+            # A hybridized net's first call would print MXNet's "infer_shape error"
+            # lines before raising: check first (hooks off, once per channel count).
             self.check_input_shape(x.shape)
-        return super().forward(x, *args)
+        try:
+            return super().forward(x, *args)
+        except (mx.base.MXNetError, ValueError) as err:
+            if isinstance(err, InputTooSmallError) or not isinstance(x, mx.nd.NDArray):
+                raise
+            self.check_input_shape(x.shape)  # raises if the input was too small
+            raise
+
+    # ------------------------------------------------------------ parameters
+
+    def load_parameters(self, filename, ctx=None, allow_missing=False, ignore_extra=False,
+                        cast_dtype=False, dtype_source="current"):
+        try:
+            super().load_parameters(filename, ctx, allow_missing, ignore_extra, cast_dtype,
+                                    dtype_source)
+        except (AssertionError, ValueError) as err:
+            loaded = mx.nd.load(filename)
+            renamed = _renamed_in_order(loaded, self._collect_params_with_prefix())
+            if renamed is None or allow_missing or ignore_extra:
+                raise err
+            params = self._collect_params_with_prefix()
+            for name, array in renamed.items():
+                params[name]._load_init(array, ctx, cast_dtype=cast_dtype,
+                                        dtype_source=dtype_source)
+
+
+def _renamed_in_order(loaded, params):
+    """``loaded`` (structural name -> array) under the names of ``params``, matched in order,
+    or None unless both hold the same number of arrays with the same shapes in that order.
+
+    A parameterless block (a ``Flatten``) added to a net shifts the numbers in the names
+    of the blocks after it, not the order or shapes of the parameters.
+    """
+    ours = [(name, p.shape) for name, p in params.items()]
+    theirs = list(loaded.items())
+    if len(ours) != len(theirs):
+        return None
+    for (_, shape), (_, array) in zip(ours, theirs):
+        if shape is not None and all(shape) and tuple(shape) != array.shape:
+            return None
+    return {name: array for (name, _), (_, array) in zip(ours, theirs)}
+
+
+def _hooks_off(net):
+    """Switch off every forward hook of ``net`` and its children; returns how to put them back."""
+    saved = []
+
+    def clear(block):
+        saved.append((block, block._forward_hooks, block._forward_pre_hooks))
+        block._forward_hooks, block._forward_pre_hooks = OrderedDict(), OrderedDict()
+    net.apply(clear)
+
+    def restore():
+        for block, hooks, pre_hooks in saved:
+            block._forward_hooks, block._forward_pre_hooks = hooks, pre_hooks
+    return restore
 
 
 class GlobalAvgPool(nn.HybridBlock):
@@ -131,7 +252,11 @@ def _output_shape(symbol, input_shape):
 
 def _search_min_side(net, channels):
     """Binary search for the smallest square side the net accepts (shape inference only)."""
-    symbol = _structure_only(net(mx.sym.var("data")))
+    restore = _hooks_off(net)  # the search is not a forward pass the user's hooks should see
+    try:
+        symbol = _structure_only(net(mx.sym.var("data")))
+    finally:
+        restore()
     if _output_shape(symbol, (1, channels, _MAX_SEARCHED_SIDE, _MAX_SEARCHED_SIDE)) is None:
         return _MAX_SEARCHED_SIDE
     lo, hi = 1, _MAX_SEARCHED_SIDE  # hi always works

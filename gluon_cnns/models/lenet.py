@@ -12,7 +12,7 @@ from .base import ClassicNet
 
 
 class LeNet(ClassicNet):
-    """The MXNet article's LeNet: Conv(20,5) Pool Conv(50,3) Pool Dense(128) Dense."""
+    """The MXNet article's LeNet: Conv(20,5) Pool Conv(50,3) Pool Flatten Dense(128) Dense."""
 
     def __init__(self, classes=10, **kwargs):
         super().__init__(**kwargs)
@@ -21,7 +21,10 @@ class LeNet(ClassicNet):
                      nn.MaxPool2D(pool_size=2, strides=2),
                      nn.Conv2D(50, kernel_size=3, activation="relu"),
                      nn.MaxPool2D(pool_size=2, strides=2),
-                     nn.Dense(128, activation="relu"),  # Dense flattens NCHW itself
+                     # Dense would flatten by itself; an explicit Flatten, as the article
+                     # has, lets symbol-level tools (mx.viz.print_summary) see the shapes.
+                     nn.Flatten(),
+                     nn.Dense(128, activation="relu"),
                      nn.Dense(classes))
 
 
@@ -39,6 +42,7 @@ class LeNetBN(ClassicNet):
                      nn.MaxPool2D(pool_size=2, strides=2),
                      nn.Conv2D(16, kernel_size=5), nn.BatchNorm(), nn.Activation(activation),
                      nn.MaxPool2D(pool_size=2, strides=2),
+                     nn.Flatten(),  # as in LeNet above
                      nn.Dense(120), nn.BatchNorm(), nn.Activation(activation),
                      nn.Dense(84), nn.BatchNorm(), nn.Activation(activation),
                      nn.Dense(classes))

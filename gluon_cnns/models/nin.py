@@ -18,6 +18,10 @@ class NiNNet(ClassicNet):
     """NiN: three NiN blocks with max-pools, dropout, a NiN block with ``classes``
     channels and global average pooling in place of dense layers."""
 
+    # The classifier: the last NiN block (``classes`` channels), its global average
+    # pooling and the flatten (Lin et al. 2013 section 3.2: no dense layers).
+    head_size = 3
+
     def __init__(self, classes=10, **kwargs):
         super().__init__(**kwargs)
         with self.name_scope():

@@ -39,6 +39,31 @@ def total(parts):
     return sum(p.asscalar() for p in parts)
 
 
+def batches(data, what="data"):
+    """``(X, y)`` from any iterable the tutorials train on: ``(X, y)`` pairs (tuples or
+    lists) or ``mx.io.DataBatch`` es. An ``mx.io.DataIter`` (``NDArrayIter``,
+    ``ImageRecordIter``) is reset first and the padding of its last batch dropped."""
+    if isinstance(data, gluon.Block):
+        raise TypeError("%s is a %s, not batches of data; the order is train(train_iter, "
+                        "test_iter, net, loss, trainer, ctx, num_epochs) -- d2l's order (net, "
+                        "train_iter, test_iter, batch_size, trainer, ctx, num_epochs) is "
+                        "train_ch5" % (what, type(data).__name__))
+    if isinstance(data, mx.io.DataIter):
+        data.reset()
+    return map(_pair, data)
+
+
+def _pair(batch):
+    """``(X, y)`` of one batch; a DataBatch without the padding of a short last batch."""
+    if not isinstance(batch, mx.io.DataBatch):
+        X, y = batch
+        return X, y
+    X, y = batch.data[0], batch.label[0]
+    if batch.pad:
+        X, y = X[:X.shape[0] - batch.pad], y[:y.shape[0] - batch.pad]
+    return X, y
+
+
 def _draws_random_numbers(net):
     """Whether training ``net`` draws from MXNet's generator: it has an active Dropout."""
     if not isinstance(net, gluon.Block):
@@ -381,18 +406,22 @@ class Engine:
             bads = [bad.as_in_context(c) for c in self.ctxs]
         return bad, bads
 
-    def run_epoch(self, data, state, progress=True, batch_callback=None):
-        """One pass over ``data`` (continuing ``state``); returns ``state.finish()``."""
+    def run_epoch(self, data, state, progress=True, batch_callback=None, batch_size=None):
+        """One pass over ``data`` (continuing ``state``); returns ``state.finish()``.
+
+        Every batch steps with ``batch_size`` (default: the data's, else its first batch's).
+        """
         bar = ProgressBar(progress, data, state)
         # Every example's gradient gets the weight lr / batch_size, also in the short last
         # batch, as d2l's train_ch5 steps: a full-size update of the short batch just
         # before evaluation, unseen by BatchNorm's running statistics, cost lenet_bn
         # 7 points of test accuracy after epoch 1 (docs/RESULTS_NOTES.md).
-        batch_size = getattr(data, "batch_size", 0)
+        nominal = batch_size or getattr(data, "batch_size", 0)
         previous = previous_bad = None
-        for X, y in data:
-            batch_size = max(batch_size, X.shape[0])  # any iterable: its first batch
-            last = self.step(X, y, state, batch_size)
+        for X, y in batches(data, "train_data"):
+            if not batch_size:
+                nominal = max(nominal, X.shape[0])  # any iterable: its first batch
+            last = self.step(X, y, state, nominal)
             # Python runs at most one batch ahead of the device: enough to prepare the
             # next batch while this one computes, without queueing the whole epoch.
             if previous is not None:

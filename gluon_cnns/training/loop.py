@@ -4,20 +4,36 @@ Same names and positional parameters as the tutorial's ``utils.py``; the loop
 reads the device once per epoch instead of once per batch (see ``engine``).
 For exact resumption ``train`` can continue mid-epoch (``resume``), call back
 after every batch (``batch_callback``, e.g. to checkpoint) and reseed MXNet's
-generator from the position (``seed``); see ``training.checkpoint``.
+generator from the position (``seed``); see ``training.rundir``.
 """
 import mxnet as mx
+from mxnet import gluon
 
 from .devices import as_contexts, split
-from .engine import Engine, EpochProgress, correct_count, total
+from .engine import Engine, EpochProgress, batches, correct_count, total
 
 
-def evaluate_accuracy(data_iter, net, ctx):
-    """Classification accuracy of ``net`` on ``data_iter``; ``ctx`` is one context or a list."""
-    ctxs = as_contexts(ctx)
+def _net_context(net):
+    """The contexts of ``net``'s parameters, else the CPU."""
+    for param in net.collect_params().values():
+        try:
+            return param.list_ctx()
+        except RuntimeError:  # not initialized yet
+            break
+    return mx.cpu()
+
+
+def evaluate_accuracy(data_iter, net, ctx=None):
+    """Classification accuracy of ``net`` on ``data_iter``.
+
+    ``ctx`` is one context or a list; by default where the net's parameters are
+    (as the tutorials' ``ctx=mx.cpu()`` default does on a CPU machine).
+    """
+    data = batches(data_iter, "data_iter")
+    ctxs = as_contexts(_net_context(net) if ctx is None else ctx)
     correct = [mx.nd.zeros((1,), ctx=c) for c in ctxs]
     n = 0
-    for X, y in data_iter:
+    for X, y in data:
         Xs, ys = split(X, y, ctxs)
         for i, (x_part, y_part) in enumerate(zip(Xs, ys)):
             correct[i] += correct_count(net(x_part), y_part)
@@ -26,8 +42,9 @@ def evaluate_accuracy(data_iter, net, ctx):
 
 
 def train(train_data, test_data, net, loss, trainer, ctx, num_epochs, *,
-          progress=True, callback=None, start_epoch=0, epoch_lr=None,
-          seed=None, nan_policy="stop", batch_callback=None, resume=None):
+          progress=True, callback=None, start_epoch=0, epoch_lr=None, seed=None,
+          nan_policy="stop", batch_callback=None, resume=None, print_batches=None,
+          batch_size=None):
     """Train ``net`` for ``num_epochs`` epochs and return the per-epoch history.
 
     The first seven parameters are those of the MXNet tutorial's ``utils.train``.
@@ -64,14 +81,28 @@ def train(train_data, test_data, net, loss, trainer, ctx, num_epochs, *,
       epoch ``start_epoch + 1``: that epoch goes on after the snapshot's batch,
       with its sums. ``train_data`` must continue there too
       (``BatchIterator.set_state``).
+    * ``print_batches``: every this many batches, print the old gluon
+      tutorials' ``Batch N. Loss: ..., Train acc ...`` line (a host read each time).
+    * ``batch_size``: what every ``trainer.step`` divides by; default the data's
+      ``batch_size``, else its first batch's size.
+
+    The data may yield ``(X, y)`` pairs or be an ``mx.io.DataIter`` of
+    ``DataBatch`` es (reset before each pass).
 
     Each history record is a dict with keys ``epoch``, ``loss``, ``train_acc``,
     ``test_acc``, ``time`` (seconds, test evaluation included, as in d2l),
     ``images_per_sec`` (training only) and ``lr`` (at the end of the epoch),
     and ``nan_skips`` with ``nan_policy="skip"``.
     """
+    if isinstance(train_data, gluon.Block) or not isinstance(net, gluon.Block):
+        raise TypeError("train(train_iter, test_iter, net, loss, trainer, ctx, num_epochs) got "
+                        "a %s as its third argument, net; for d2l's order (net, train_iter, "
+                        "test_iter, batch_size, trainer, ctx, num_epochs) call train_ch5"
+                        % type(net).__name__)
     ctxs = as_contexts(ctx)
     engine = Engine(net, loss, trainer, ctxs, nan_policy, seed)
+    if print_batches:
+        batch_callback = _with_batch_lines(batch_callback, print_batches)
     print("training on", ctxs[0] if len(ctxs) == 1 else ctxs)
     history = []
     for epoch in range(start_epoch + 1, num_epochs + 1):
@@ -79,7 +110,7 @@ def train(train_data, test_data, net, loss, trainer, ctx, num_epochs, *,
             trainer.set_learning_rate(epoch_lr(epoch))
         state = EpochProgress(ctxs, epoch, _length(train_data), nan_policy,
                               resume if epoch == start_epoch + 1 else None)
-        record = engine.run_epoch(train_data, state, progress, batch_callback)
+        record = engine.run_epoch(train_data, state, progress, batch_callback, batch_size)
         record.update(epoch=epoch, test_acc=evaluate_accuracy(test_data, net, ctxs),
                       time=state.elapsed())
         if nan_policy != "skip":
@@ -89,6 +120,26 @@ def train(train_data, test_data, net, loss, trainer, ctx, num_epochs, *,
         if callback is not None:
             callback(record)
     return history
+
+
+def train_ch5(net, train_iter, test_iter, batch_size, trainer, ctx, num_epochs):
+    """d2l's ``train_ch5``, same arguments: :func:`train` with softmax cross-entropy,
+    stepping every batch with ``batch_size``."""
+    return train(train_iter, test_iter, net, gluon.loss.SoftmaxCrossEntropyLoss(), trainer,
+                 ctx, num_epochs, batch_size=batch_size)
+
+
+def _with_batch_lines(batch_callback, every):
+    """``batch_callback`` that also prints the running loss and accuracy every ``every``
+    batches, as the old gluon tutorials' ``train(..., print_batches=N)`` did."""
+    def callback(state):
+        if state.batch % every == 0:
+            print("Batch %d. Loss: %f, Train acc %f" % (
+                state.batch, total(state.loss_sum) / state.examples,
+                total(state.correct) / state.examples), flush=True)
+        if batch_callback is not None:
+            batch_callback(state)
+    return callback
 
 
 def _epoch_line(record):

@@ -4,12 +4,17 @@ The schedules are GluonCV's (``LRScheduler``, chained by ``LRSequential`` for a
 warm-up), given to the optimizer, which calls them with the number of the
 update it is about to make -- counted from 1, as MXNet's optimizers count.
 """
+from ..gluoncv_import import import_gluoncv
 from .distributed import Cluster
+
+
+def _gluoncv_schedulers():
+    return import_gluoncv("gluoncv.utils.lr_scheduler")
 
 
 def _step_schedule(base_lr, first_updates, factor, total):
     """``base_lr``, times ``factor`` from each update number in ``first_updates`` on."""
-    from gluoncv.utils.lr_scheduler import LRScheduler
+    LRScheduler = _gluoncv_schedulers().LRScheduler
     return LRScheduler("step", base_lr=base_lr, niters=total + 1, step_iter=list(first_updates),
                        step_factor=factor)
 
@@ -22,7 +27,7 @@ def make_lr_scheduler(settings, batches_per_epoch):
     rate, as MXNet's ``MultiFactorScheduler`` has it); ``cosine`` decays it to 0
     over all ``epochs`` (at update u, ``lr (1 + cos(pi u / total)) / 2``).
     """
-    from gluoncv.utils.lr_scheduler import LRScheduler
+    LRScheduler = _gluoncv_schedulers().LRScheduler
     lr, schedule = settings["lr"], settings["lr_schedule"]
     total = settings["epochs"] * batches_per_epoch
     if schedule == "step":

@@ -5,11 +5,13 @@
 
 A facade: the helpers live in ``gluon_cnns.data`` and ``gluon_cnns.training``.
 """
-from ..data import (CIFAR10_CLASSES, FASHION_MNIST_CLASSES, MNIST_CLASSES, get_text_labels,
-                    load_data, load_data_cifar10, load_data_fashion_mnist, load_data_mnist)
+from ..data import (CIFAR10_CLASSES, FASHION_MNIST_CLASSES, MNIST_CLASSES,
+                    get_fashion_mnist_labels, get_text_labels, load_data, load_data_cifar10,
+                    load_data_fashion_mnist, load_data_mnist)
 from ..training.devices import try_all_gpus, try_gpu
-from ..training.loop import evaluate_accuracy, train
+from ..training.loop import evaluate_accuracy, train, train_ch5
 
 __all__ = ["CIFAR10_CLASSES", "FASHION_MNIST_CLASSES", "MNIST_CLASSES", "evaluate_accuracy",
-           "get_text_labels", "load_data", "load_data_cifar10", "load_data_fashion_mnist",
-           "load_data_mnist", "train", "try_all_gpus", "try_gpu"]
+           "get_fashion_mnist_labels", "get_text_labels", "load_data", "load_data_cifar10",
+           "load_data_fashion_mnist", "load_data_mnist", "train", "train_ch5", "try_all_gpus",
+           "try_gpu"]

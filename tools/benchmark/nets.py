@@ -197,7 +197,8 @@ def bench_net(name, ctx, opts):
 
 def gluoncv_twin(name, shape, ours):
     """GluonCV's counterpart of ``name`` (uninitialized) and the start of its record."""
-    from gluoncv.model_zoo import get_model as gluoncv_model
+    from gluon_cnns.gluoncv_import import import_gluoncv
+    gluoncv_model = import_gluoncv("gluoncv.model_zoo").get_model
     from gluon_cnns.shapes import count_parameters
     theirs_name, note = GLUONCV_PAIRS[name]
     net = gluoncv_model(theirs_name, classes=10)

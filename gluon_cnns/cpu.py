@@ -35,3 +35,9 @@ def bf16_supported():
     Without them oneDNN still computes in bf16, by emulation, slower than fp32.
     """
     return bool(cpu_features() & {"avx512_bf16", "amx_bf16"})
+
+
+def machine_description():
+    """The CPU model and its core count, e.g. "AMD EPYC 9B14, 2 cores"."""
+    import os
+    return "%s, %d cores" % (cpu_model(), os.cpu_count() or 0)

@@ -1,4 +1,4 @@
-"""Crash-safe file writes and small JSON helpers.
+"""Crash-safe file writes, small JSON helpers and a restricted unpickler.
 
 A training run can be killed at any moment (Ctrl-C, a preempted machine, a
 full disk). If a checkpoint were written in place, a kill halfway through
@@ -10,6 +10,7 @@ half of each.
 """
 import json
 import os
+import pickle
 import tempfile
 
 
@@ -101,3 +102,21 @@ def read_jsonl(path):
     """Read a JSON Lines file into a list of objects (blank lines are skipped)."""
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that loads only the globals ``allow(module, name)`` accepts.
+
+    A pickle can call any function while it loads ("pickle is not secure", Python
+    docs); the files this package reads need a handful of known classes, and
+    every other global is refused before anything runs.
+    """
+
+    def __init__(self, file, allow, **kwargs):
+        super().__init__(file, **kwargs)
+        self._allow = allow
+
+    def find_class(self, module, name):
+        if not self._allow(module, name):
+            raise pickle.UnpicklingError("refusing to load %s.%s" % (module, name))
+        return super().find_class(module, name)

@@ -10,6 +10,7 @@ the real scripts in a fresh interpreter, where a traceback would show.
 import gzip
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -74,6 +75,16 @@ def place(tmp_path_factory):
     (corrupt / "checkpoint.json").write_text("{not json")
     paths["corrupt_run"] = str(corrupt)
 
+    # The lenet run with a malformed index ("epoch": true, "batch": "x") or config.
+    for name, index_change, config_change in (("bad-index-run", {"epoch": True, "batch": "x"}, {}),
+                                              ("bad-config-run", {}, {"epochs": "5"})):
+        folder = base / name
+        shutil.copytree(str(run), str(folder))
+        (folder / "checkpoint.json").write_text(json.dumps(dict(entry, **index_change)))
+        (folder / "config.json").write_text(json.dumps(dict(
+            {"net": "lenet", "epochs": 1, "batch_size": 64}, **config_change)))
+        paths[name.replace("-", "_")] = str(folder)
+
     (base / "empty").mkdir()
     paths["empty"] = str(base / "empty")
     paths["data"] = DATA
@@ -120,6 +131,22 @@ TRAIN = [
      "--nan-policy skip needs a single device"),
     ("gpus without gpus", ["--gpus", "2"], "usable GPU"),
     ("unknown flag", ["--learning-rate", "0.1"], "unrecognized arguments: --learning-rate"),
+    ("empty net", ["--net", ""], "argument --net/--model: must not be empty"),
+    ("empty save dir", ["--net", "lenet", "--save-dir", ""], "argument --save-dir: must not be"),
+    ("empty export", ["--net", "lenet", "--export", ""], "argument --export: must not be empty"),
+    ("empty data dir", ["--net", "lenet", "--data-dir", ""], "argument --data-dir: must not be"),
+    ("lr beyond float32", ["--lr", "1e308"], "argument --lr: must be a positive number below"),
+    ("wd beyond float32", ["--wd", "1e300"], "argument --wd: must be a number >= 0 and below"),
+    ("negative seed", ["--seed", "-1"], "argument --seed: must be in 0..2147483647"),
+    ("huge seed", ["--seed", "99999999999999999999"], "argument --seed: must be in 0..2147483647"),
+    ("resize that cannot fit", ["--net", "lenet", "--resize", "100000"],
+     "needs 9536.7 GiB for its input alone"),
+    ("export name too long", ["--net", "lenet", "--export", "{tmp}/" + "x" * 250],
+     "cannot write the --export"),
+    ("resume with a malformed index", ["--resume", "--save-dir", "{bad_index_run}"],
+     "'epoch' and 'batch' must be whole numbers"),
+    ("resume with a malformed config", ["--resume", "--save-dir", "{bad_config_run}"],
+     "'epochs' is '5', not a positive whole number"),
 ]
 
 PREDICT = [
@@ -127,6 +154,7 @@ PREDICT = [
     ("predict a missing model", ["x.png", "--model", "{tmp}/no-such-model"],
      "neither an export"),
     ("predict top-k 0", ["x.png", "--model", "m", "--top-k", "0"], "argument --top-k"),
+    ("predict empty model", ["x.png", "--model", ""], "argument --model: must not be empty"),
 ]
 
 EXPORT = [
@@ -134,6 +162,12 @@ EXPORT = [
                                "pdf"], "argument --formats"),
     ("export a missing run", ["--save-dir", "{tmp}/no-such-run", "--out", "{tmp}/e"],
      "no such folder"),
+    ("export empty out", ["--save-dir", "{lenet_run}", "--out", ""],
+     "argument --out: must not be empty"),
+    ("export blank out", ["--save-dir", "{lenet_run}", "--out", "  "],
+     "argument --out: must not be empty"),
+    ("export empty save dir", ["--save-dir", "", "--out", "{tmp}/e"],
+     "argument --save-dir: must not be empty"),
 ]
 
 
@@ -167,6 +201,8 @@ def test_command_exits_2_with_one_line(place, capsys, prog, main, case, argv, fr
     ("train.py", ["--checkpoint-every", "0"], "--checkpoint-every"),
     ("predict.py", ["x.png", "--model", "{tmp}/nothing"], "neither an export"),
     ("export.py", ["--save-dir", "{tmp}/nothing", "--out", "{tmp}/e"], "no such folder"),
+    ("export.py", ["--save-dir", "{lenet_run}", "--out", ""], "must not be empty"),
+    ("launch.py", ["-n", "25000", "-s", "1", "--", "true"], "one launcher starts at most 4096"),
 ])
 def test_scripts_in_a_fresh_interpreter(place, script, argv, fragment):
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", script)]
@@ -266,3 +302,136 @@ def test_function_raises_one_clear_error(place, capsys, call, error, fragment):
 
 def test_the_table_is_big_enough():
     assert len(COMMANDS) + len(API) >= 25
+
+
+# ---------------------------------------------------------------- issue 15, part B
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A lenet --save-dir with real parameters, and its export (symbol format)."""
+    base = tmp_path_factory.mktemp("issue15")
+    run = base / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"net": "lenet", "dataset": "fashion-mnist",
+                                                 "resize": None}))
+    net = _lenet()
+    net(mx.nd.zeros((1, 1, 28, 28)))
+    net.save_parameters(str(run / "best.params"))
+    gluon_cnns.export_model(net, str(base / "export" / "lenet"), (1, 1, 28, 28),
+                            formats="symbol", net_name="lenet")
+    image = base / "shirt.png"
+    from PIL import Image
+    Image.new("L", (28, 28), 128).save(str(image))
+    return {"base": base, "run": str(run), "export": str(base / "export" / "lenet"),
+            "image": str(image)}
+
+
+def _one_line(capsys, main, argv, prog, fragment):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    lines = err.splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("%s: error: " % prog), lines
+    assert fragment in lines[0], lines[0]
+    assert "Traceback" not in out + err
+    return lines[0]
+
+
+@pytest.mark.parametrize("changes, fragment", [
+    ({"input_size": "abc"}, "\"input_size\" must be [height, width], integers in 1..4096, "
+                            "got 'abc'; export the net again, or correct the file"),
+    ({"normalization": None}, '"normalization" must be {"divide_by": 255'),
+    ({"channels": 2}, "the net takes 2 input channels; predict reads images as grey"),
+    ({"class_names": None}, '"class_names" must be a non-empty list of strings, got None'),
+])
+def test_predict_with_a_damaged_sidecar(trained_run, tmp_path, capsys, changes, fragment):
+    """Issue 15 case 9: every sidecar field is checked; one line, exit 2."""
+    from gluon_cnns.cli import predict
+    import shutil
+    prefix = str(tmp_path / "edited")
+    for suffix in ("-symbol.json", "-0000.params"):
+        shutil.copy(trained_run["export"] + suffix, prefix + suffix)
+    meta = json.load(open(trained_run["export"] + ".json"))
+    meta.update(changes)
+    (tmp_path / "edited.json").write_text(json.dumps(meta))
+    line = _one_line(capsys, predict.main, [trained_run["image"], "--model", prefix], "predict",
+                     fragment)
+    assert line.startswith("predict: error: --model %s: " % prefix)
+
+
+@pytest.mark.parametrize("changes, fragment", [
+    ({"resize": "big"}, "'big'"),
+    ({"resize": [28]}, "[28]"),
+    ({"classes": "ten"}, "'ten'"),
+])
+def test_predict_with_a_damaged_config(trained_run, tmp_path, capsys, changes, fragment):
+    """Issue 15 case 9: a save-dir's config.json with a wrong type; one line, exit 2.
+
+    (Whether the run folder's reader or checkpoint_meta finds it: the line names the key
+    and the value.)
+    """
+    from gluon_cnns.cli import predict
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(trained_run["run"], str(run))
+    config = json.load(open(str(run / "config.json")))
+    config.update(changes)
+    (run / "config.json").write_text(json.dumps(config))
+    line = _one_line(capsys, predict.main, [trained_run["image"], "--model", str(run)],
+                     "predict", fragment)
+    assert list(changes)[0] in line
+
+
+def test_export_out_ending_in_a_slash_writes_inside_the_folder(trained_run, tmp_path, capsys):
+    """Issue 15 case 5: --out dir/ wrote dir-symbol.json ... beside dir, in the parent."""
+    from gluon_cnns.cli import export
+    (tmp_path / "exports").mkdir()
+    assert export.main(["--save-dir", trained_run["run"], "--out",
+                        str(tmp_path / "exports") + "/", "--formats", "symbol"]) == 0
+    assert sorted(os.listdir(str(tmp_path))) == ["exports"]
+    assert sorted(os.listdir(str(tmp_path / "exports"))) == [
+        "lenet-0000.params", "lenet-symbol.json", "lenet.json"]
+    out = capsys.readouterr().out
+    assert "wrote %s" % (tmp_path / "exports" / "lenet.json") in out
+    assert "replaced" not in out
+    # Again: the export there is replaced as a whole, and the output says so.
+    assert export.main(["--save-dir", trained_run["run"], "--out",
+                        str(tmp_path / "exports") + "/", "--formats", "symbol"]) == 0
+    assert "replaced the previous export %s" % (tmp_path / "exports" / "lenet") in \
+        capsys.readouterr().out
+
+
+def _idx_folder(folder, train_labels, n_train=8):
+    """The four IDX files of a tiny Fashion-MNIST, with the given training labels."""
+    folder.mkdir()
+    arrays = {"train-images-idx3-ubyte": np.zeros((n_train, 28, 28), np.uint8),
+              "train-labels-idx1-ubyte": np.asarray(train_labels, np.uint8),
+              "t10k-images-idx3-ubyte": np.zeros((4, 28, 28), np.uint8),
+              "t10k-labels-idx1-ubyte": np.arange(4, dtype=np.uint8)}
+    for name, array in arrays.items():
+        header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim)
+        header += struct.pack(">%dI" % array.ndim, *array.shape)
+        (folder / (name + ".gz")).write_bytes(gzip.compress(header + array.tobytes()))
+    return str(folder)
+
+
+@pytest.mark.parametrize("labels, n_train, fragment", [
+    ([0, 1, 2, 3, 12, 5, 6, 7], 8, "train-images-idx3-ubyte.gz: labels span 0..12, but "
+                                   "Fashion-MNIST has classes 0..9; the files are damaged or of "
+                                   "another data set"),
+    ([], 0, "train-images-idx3-ubyte.gz holds no examples; the file is empty or cut short"),
+])
+def test_train_on_idx_files_that_cannot_train(tmp_path, capsys, labels, n_train, fragment):
+    """Issue 15 case 13: labels beyond the classes gave train acc 0.000, no images loss nan."""
+    from gluon_cnns.cli import train
+    data = _idx_folder(tmp_path / "data", labels, n_train)
+    _one_line(capsys, train.main, ["--net", "lenet", "--epochs", "1", "--quiet", "--data-dir",
+                                   data], "gluon-cnns-train", fragment)
+
+
+def test_launch_a_job_too_big_to_follow(capsys):
+    """Issue 15 case 11: OSError: Too many open files, after starting thousands of processes."""
+    from gluon_cnns.cli import launch
+    _one_line(capsys, launch.main, ["-n", "25000", "-s", "1", "--", "true"],
+              "gluon-cnns-launch", "-n 25000 -s 1 is 25002 processes with the scheduler; one "
+                                   "launcher starts at most 4096")

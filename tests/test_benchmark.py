@@ -141,7 +141,8 @@ def test_gluoncv_pairs_have_the_same_parameter_count(ours, theirs):
     assert nets.GLUONCV_PAIRS[ours][0] == theirs
     shape = nets.input_shape(ours, 1)
     for learnable_only in (False, True):
-        assert (gluon_cnns.count_parameters(gluon_cnns.get_model(ours), shape, learnable_only)
+        twin = gluon_cnns.get_model(ours, **nets.GLUONCV_PAIRS[ours][2])
+        assert (gluon_cnns.count_parameters(twin, shape, learnable_only)
                 == gluon_cnns.count_parameters(get_model(theirs, classes=10), shape,
                                                learnable_only))
 
@@ -155,7 +156,10 @@ def test_gluoncv_twin_is_timed_in_the_same_run(tmp_path):
     assert theirs["model"] == "cifar_resnet20_v1" and theirs["same_param_count"]
     for key in ("forward_imperative", "forward_hybrid", "train_step"):
         assert theirs[key]["median"] > 0
-        assert theirs["ratio"][key] == pytest.approx(net[key]["median"] / theirs[key]["median"])
+        # Ours as the twin (shortcut B, no stem ReLU), timed beside the default net.
+        assert theirs["ours_as"] == {"shortcut": "B", "stem_relu": False}
+        assert theirs["ratio"][key] == pytest.approx(theirs["ours"][key]["median"]
+                                                     / theirs[key]["median"])
 
 
 def test_nets_that_differ_from_gluoncv_are_not_called_identical():

@@ -267,3 +267,69 @@ def test_truncated_png_is_refused_even_after_gluoncv_sets_pillow_lenient(tmp_pat
     with pytest.raises(ImageError):
         read_image(str(path), 1)
     assert ImageFile.LOAD_TRUNCATED_IMAGES  # the process-wide setting is put back
+
+
+# ---------------------------------------------------------------- issue 15: hostile files
+
+def test_a_named_pipe_is_skipped_not_waited_for(trained, tmp_path):
+    """Issue 15 case 12: predict f.png (a FIFO) hung forever; now one line, the rest classified."""
+    fifo = str(tmp_path / "f.png")
+    os.mkfifo(fifo)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    os.mkfifo(str(folder / "a.png"))  # in a folder too
+    shutil.copy(trained.pngs[1], str(folder / "b.png"))
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "predict.py"), fifo,
+                           trained.pngs[0], str(folder), "--model", trained.export],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [
+        "predict: error: %s: not a regular file (a named pipe); skipped" % path
+        for path in (fifo, str(folder / "a.png"))]
+    assert [block.splitlines()[0] for block in proc.stdout.strip().split("\n\n")] == \
+        [trained.pngs[0], str(folder / "b.png")]
+
+
+def test_a_20000x20000_png_is_classified(trained, capsys, tmp_path):
+    """Issue 15 case 12: refused as a "decompression bomb" although any size should work."""
+    big = str(tmp_path / "big.png")
+    image = Image.fromarray(trained.raw[0]).resize((20000, 20000), Image.NEAREST)
+    image.save(big, compress_level=1)
+    del image
+    code, out, err = _run(capsys, big, trained.pngs[0], "--model", trained.export, "--json")
+    assert code == 0 and err == []
+    top1, _ = _top1_from_json(out)
+    assert top1[big] == top1[trained.pngs[0]] == trained.predicted[0]
+
+
+def _png_header_only(path, width, height):
+    """A PNG that says it is width x height (one empty row of data: never decoded here)."""
+    import struct
+    import zlib
+
+    def chunk(kind, body):
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body) & 0xffffffff))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                + chunk(b"IDAT", zlib.compress(b"\x00" * (width + 1))) + chunk(b"IEND", b""))
+
+
+def test_an_image_above_the_pixel_bound_is_one_line_naming_it(trained, capsys, tmp_path):
+    huge = str(tmp_path / "huge.png")
+    _png_header_only(huge, 30000, 30000)
+    code, out, err = _run(capsys, huge, trained.pngs[0], "--model", trained.export)
+    assert code == 2 and out.startswith(trained.pngs[0])
+    assert err == ["predict: error: %s: the image is 30000x30000 (900 megapixels), more than "
+                   "the 500 megapixels predict reads; scale it down first" % huge]
+
+
+def test_a_large_jpeg_is_decoded_at_a_reduced_scale(tmp_path):
+    from gluon_cnns.cli.predict import LARGE_PIXELS, read_image
+    path = str(tmp_path / "wide.jpg")
+    Image.new("RGB", (6000, 4000), (200, 10, 10)).save(path, quality=80)
+    assert 6000 * 4000 > LARGE_PIXELS
+    pixels = read_image(path, 3, (28, 28))
+    assert pixels.shape[2] == 3 and 112 <= pixels.shape[0] < 4000 // 4
+    assert abs(int(pixels[..., 0].mean()) - 200) < 10

@@ -581,3 +581,49 @@ def test_get_text_labels():
     assert len(data.FASHION_MNIST_CLASSES) == len(data.CIFAR10_CLASSES) == 10
     with pytest.raises(DataError, match="outside"):
         data.get_text_labels([10])
+
+
+# ---------------------------------------------------------------------------
+# Issue 15 case 13: data that would train silently to nothing
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("which", ["train", "t10k"])
+def test_idx_labels_beyond_the_classes_are_refused(tmp_path, which):
+    make_idx_folder(tmp_path, n_train=20, n_test=10)
+    labels = (np.arange(20 if which == "train" else 10) % 10).astype(np.uint8)
+    labels[-1] = 12  # one label beyond Fashion-MNIST's ten classes
+    write_idx(str(tmp_path / ("%s-labels-idx1-ubyte.gz" % which)), labels)
+    with pytest.raises(DataError) as info:
+        data.load_data_fashion_mnist(4, root=str(tmp_path))
+    message = str(info.value)
+    assert "%s-images-idx3-ubyte.gz: labels span 0..12, but Fashion-MNIST has classes 0..9" \
+        % which in message and "\n" not in message, message
+    with pytest.raises(DataError, match="but MNIST has classes 0..9"):
+        data.load_data_mnist(4, root=str(tmp_path))
+
+
+@pytest.mark.parametrize("which", ["train", "t10k"])
+def test_idx_files_without_images_are_refused(tmp_path, which):
+    make_idx_folder(tmp_path, n_train=20, n_test=10)
+    write_idx(str(tmp_path / ("%s-images-idx3-ubyte.gz" % which)), np.zeros((0, 28, 28), np.uint8))
+    write_idx(str(tmp_path / ("%s-labels-idx1-ubyte.gz" % which)), np.zeros((0,), np.uint8))
+    with pytest.raises(DataError, match="%s-images-idx3-ubyte.gz holds no examples" % which):
+        data.load_data_fashion_mnist(4, root=str(tmp_path))
+
+
+def test_cifar_batches_without_images_are_refused(tmp_path):
+    for name in data.CIFAR10_NAMES:
+        with open(str(tmp_path / name), "wb") as f:
+            pickle.dump({b"data": np.zeros((0, 3072), np.uint8), b"labels": []}, f, protocol=4)
+    with pytest.raises(DataError, match="holds no examples"):
+        data.load_data_cifar10(4, root=str(tmp_path))
+
+
+def test_read_idx_pair_checks_labels_only_when_given_the_classes(tmp_path):
+    from gluon_cnns.data.readers import read_idx_pair
+    write_idx(str(tmp_path / "i"), np.zeros((3, 2, 2), np.uint8), gz=False)
+    write_idx(str(tmp_path / "l"), np.array([0, 5, 200], np.uint8), gz=False)
+    images, labels = read_idx_pair(str(tmp_path / "i"), str(tmp_path / "l"))
+    assert images.shape == (3, 2, 2, 1) and labels.tolist() == [0, 5, 200]
+    with pytest.raises(DataError, match="labels span 0..200, but the data set has classes 0..5"):
+        read_idx_pair(str(tmp_path / "i"), str(tmp_path / "l"), classes=6)

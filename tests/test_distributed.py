@@ -401,6 +401,20 @@ def test_local_plan_uses_loopback_and_increasing_ports():
     assert int(nodes[0].env["DMLC_PS_ROOT_PORT"]) not in ports
 
 
+def test_local_workers_split_the_cores_unless_the_user_set_threads(monkeypatch):
+    from gluon_cnns.threads import USER_THREAD_VARS, available_cores
+    for name in USER_THREAD_VARS:
+        monkeypatch.delenv(name, raising=False)
+    nodes = plan(*parse_args(["-n", "2", "-s", "1", "--", "python", "train.py"]))
+    share = str(max(1, available_cores() // 2))
+    assert [n.env.get("OMP_NUM_THREADS") for n in nodes] == [None, None, share, share]
+    nodes = plan(*parse_args(["-n", "2", "--env", "OMP_NUM_THREADS=3", "--", "python", "t.py"]))
+    assert {n.env["OMP_NUM_THREADS"] for n in nodes} == {"3"}  # --env wins, for every process
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")  # set here: inherited, not replaced
+    nodes = plan(*parse_args(["-n", "2", "--", "python", "train.py"]))
+    assert all("OMP_NUM_THREADS" not in n.env for n in nodes)
+
+
 def test_ssh_command_line_follows_dmlc():
     argv = ssh_command("10.0.0.2", "2222", "/work dir", {"DMLC_ROLE": "worker", "X": "a b"},
                        ["python", "train.py", "--note", "it's"])
@@ -494,3 +508,129 @@ def test_supervise_notices_servers_that_stop_early(monkeypatch):
 def test_free_ports_are_distinct_and_sorted():
     ports = free_ports("127.0.0.1", 5)
     assert ports == sorted(ports) and len(set(ports)) == 5
+
+
+# ---------------------------------------------------------------- issue 15: hostile jobs
+
+def test_a_job_too_big_to_follow_is_refused_up_front():
+    """Issue 15 case 11: not "OSError: Too many open files" after starting thousands."""
+    code, out, err = run_launch(["-n", "25000", "-s", "1", "--", "true"], timeout=60)
+    assert code == 2 and out == [], err
+    lines = err.splitlines()
+    assert lines == ["gluon-cnns-launch: error: -n 25000 -s 1 is 25002 processes with the "
+                     "scheduler; one launcher starts at most 4096 (see --help)"]
+
+
+def test_a_job_beyond_the_open_file_limit_is_refused_up_front():
+    import resource
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (100, 100))
+    proc = subprocess.run([PY, LAUNCH, "-n", "100", "-s", "1", "--", "true"],
+                          capture_output=True, text=True, timeout=60, preexec_fn=low_limit)
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and "needs 166 open files, but the limit here is 100 (ulimit -n)" \
+        in lines[0], lines
+
+
+def test_ports_that_cannot_be_reserved_are_one_line(monkeypatch, capsys):
+    from gluon_cnns.cli import launch
+
+    def no_more_files(host, count):
+        raise OSError(24, "Too many open files")
+    monkeypatch.setattr(launch, "free_ports", no_more_files)
+    assert launch.main(["-n", "2", "-s", "1", "--", "true"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["gluon-cnns-launch: error: cannot reserve 4 ports on 127.0.0.1: Too many "
+                   "open files (see --help)"]
+
+
+def test_a_process_that_cannot_be_spawned_stops_the_others(monkeypatch, capsys):
+    from gluon_cnns.cli import launch
+    real_popen, started = subprocess.Popen, []
+
+    def popen(*args, **kwargs):
+        if len(started) == 2:
+            raise OSError(11, "Resource temporarily unavailable")
+        started.append(real_popen(*args, **kwargs))
+        return started[-1]
+    monkeypatch.setattr(launch.subprocess, "Popen", popen)
+    code = launch.main(["-n", "2", "-s", "1", "--", PY, "-c", "import time; time.sleep(60)"])
+    assert code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["gluon-cnns-launch: error: cannot start the worker 0 (%s): Resource "
+                   "temporarily unavailable (see --help)" % PY]
+    assert len(started) == 2 and all(p.poll() is not None for p in started)
+
+
+def test_a_second_sigterm_while_stopping_kills_at_once_without_a_traceback():
+    """Issue 15 case 11: the launcher printed its own _Stop traceback and left processes."""
+    stubborn = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                "print('up', flush=True); time.sleep(60)")
+    job = Launch(["-n", "2", "-s", "1", "--timeout", "60", "--", PY, "-c", stubborn])
+    try:
+        for label in ("scheduler", "server 0", "worker 0", "worker 1"):
+            job.wait_for(r"^\[%s\] up$" % label, timeout=30)
+        job.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)  # stopping: the processes ignore SIGTERM, the grace period runs
+        sent = time.monotonic()
+        job.proc.send_signal(signal.SIGTERM)
+        code, out, err = job.finish(timeout=30)
+        assert time.monotonic() - sent < 2.5  # not the 3 s grace: killed at once
+        assert code == 128 + signal.SIGTERM
+        assert err.splitlines() == ["gluon-cnns-launch: got SIGTERM; stopped all processes"]
+        for label, pid in job.pids().items():
+            assert not os.path.exists("/proc/%d" % pid) or _is_zombie(pid), label
+    finally:
+        job.cleanup()
+
+
+# Runs scripts/train.py, making one ordinary Python error (or a DataError) happen in
+# the trainer's step FAIL_AT of kvstore rank FAIL_RANK only: a worker that fails
+# while the other goes on. Scheduler and server serve inside `import mxnet` and exit.
+_FAILING_WORKER = r"""
+import sys
+sys.path.insert(0, %(root)r)
+from mxnet import gluon
+from gluon_cnns.errors import DataError
+FAIL_RANK, FAIL_AT, ERROR = 1, 3, %(error)s
+calls, real_step = [0], gluon.Trainer.step
+
+def step(self, *args, **kwargs):
+    calls[0] += 1
+    kv = getattr(self, "_kvstore", None)
+    if calls[0] == FAIL_AT and kv is not None and kv.rank == FAIL_RANK:
+        raise ERROR("injected failure at batch %%d" %% FAIL_AT)
+    return real_step(self, *args, **kwargs)
+
+gluon.Trainer.step = step
+from gluon_cnns.cli.train import main
+sys.exit(main())
+"""
+
+
+@pytest.mark.parametrize("error, exit_code, line", [
+    ("RuntimeError", 1, "[worker 1] RuntimeError: injected failure at batch 3"),
+    ("DataError", 2, "[worker 1] gluon-cnns-train: error: injected failure at batch 3"),
+])
+def test_a_worker_that_fails_mid_training_ends_the_job_at_once(tmp_path, error, exit_code, line):
+    """Issue 15 case 14: the failed worker hung in MXNet's exit barrier, and so the job."""
+    script = tmp_path / "failing_train.py"
+    script.write_text(_FAILING_WORKER % {"root": ROOT, "error": error})
+    job = Launch(["-n", "2", "-s", "1", "--timeout", "100", "--", PY, str(script),
+                  "--net", "lenet", "--data-dir", DATA, "--limit-train", "8192",
+                  "--limit-test", "256", "--epochs", "50", "--kvstore", "dist_sync", "--quiet"])
+    try:
+        job.wait_for(re.escape(line) + "$", timeout=100)
+        failed_at = time.monotonic()
+        code, out, err = job.finish(timeout=100)
+        assert time.monotonic() - failed_at < 15, "the job went on after the failure"
+        assert code == exit_code, "\n".join(out) + err
+        assert err.splitlines() == ["gluon-cnns-launch: worker 1 exited with code %d; stopped "
+                                    "all processes" % exit_code]
+        assert not any(l.startswith("[worker 0]") and "Traceback" in l for l in out)
+        for label, pid in job.pids().items():  # nothing left running
+            assert not os.path.exists("/proc/%d" % pid) or _is_zombie(pid), label
+    finally:
+        job.cleanup()

@@ -316,3 +316,184 @@ def test_export_checkpoint(tmp_path):
     assert block.meta["normalization"]["std"] == pytest.approx(
         [0.2023, 0.1994, 0.2010])
     assert block.meta["class_names"] == CIFAR10_CLASSES
+
+
+# ---------------------------------------------------------------- publishing as a whole
+
+# Exports a net to a prefix in a fresh interpreter that SIGKILLs itself instead of
+# making its (LIMIT + 1)-th os.replace: a kill between any two renames of a publication.
+_KILLED_EXPORT = r"""
+import os, signal, sys
+sys.path.insert(0, %r)
+import gluon_cnns
+from gluon_cnns.inference.export import export_model
+params, prefix, limit = sys.argv[1], sys.argv[2], int(sys.argv[3])
+calls, real_replace = [0], os.replace
+def replace(*args, **kwargs):
+    if calls[0] >= limit:
+        os.kill(os.getpid(), signal.SIGKILL)
+    calls[0] += 1
+    return real_replace(*args, **kwargs)
+os.replace = replace
+net = gluon_cnns.get_model("lenet")
+net.load_parameters(params)
+export_model(net, prefix, (1, 1, 28, 28), net_name="lenet",
+             class_names=["new%%d" %% i for i in range(10)])
+print(calls[0])
+"""
+
+
+def _export_killed_after(tmp_path, params, prefix, limit):
+    import subprocess
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = tmp_path / "killed_export.py"
+    script.write_text(_KILLED_EXPORT % root)
+    return subprocess.run([sys.executable, str(script), params, prefix, str(limit)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_an_export_killed_between_any_two_renames_is_the_old_or_the_new_one(tmp_path):
+    """Issue 15 case 4: never the new weights with the old sidecar, never a broken export."""
+    import onnx
+    import signal
+    from gluon_cnns.inference.export import _export_files
+    old, x = make_net("lenet", seed=1)
+    new, _ = make_net("lenet", seed=2)
+    new_params = str(tmp_path / "new.params")
+    new.save_parameters(new_params)
+    expected = {"old": old(x).asnumpy(), "new": new(x).asnumpy()}
+    assert np.abs(expected["old"] - expected["new"]).max() > 1e-2
+    old_names = ["old%d" % i for i in range(10)]
+
+    done = _export_killed_after(tmp_path, new_params, str(tmp_path / "whole" / "lenet"), 10 ** 6)
+    assert done.returncode == 0, done.stderr
+    renames = int(done.stdout.split()[-1])
+    assert renames >= 3
+    seen = set()
+    for limit in range(renames + 1):
+        prefix = str(tmp_path / ("kill%d" % limit) / "lenet")
+        export_model(old, prefix, (1, 1, 28, 28), net_name="lenet", class_names=old_names)
+        proc = _export_killed_after(tmp_path, new_params, prefix, limit)
+        assert proc.returncode == (0 if limit == renames else -signal.SIGKILL), proc.stderr
+        block = load_exported(prefix)
+        which = block.meta["class_names"][0][:3]
+        seen.add(which)
+        np.testing.assert_allclose(block(x).asnumpy(), expected[which], rtol=0, atol=1e-5,
+                                   err_msg="killed after %d renames" % limit)
+        # The ONNX file the sidecar names belongs to the same export.
+        files = _export_files(prefix, block.meta)
+        props = {p.key: p.value for p in onnx.load(files["onnx"]).metadata_props}
+        assert json.loads(props["gluon_cnns.meta"])["class_names"][0][:3] == which
+        # The next export finishes the job and leaves no staging folder behind.
+        export_model(new, prefix, (1, 1, 28, 28), net_name="lenet", class_names=old_names)
+        assert _listing(os.path.dirname(prefix)) == ["lenet-0000.params", "lenet-symbol.json",
+                                                     "lenet.json", "lenet.onnx"]
+        np.testing.assert_allclose(load_exported(prefix)(x).asnumpy(), expected["new"],
+                                   rtol=0, atol=1e-5)
+    assert seen == {"old", "new"}
+
+
+def test_an_export_with_fewer_formats_removes_the_previous_ones(tmp_path):
+    """The old .onnx would otherwise stay beside a symbol-only export of other weights."""
+    old, _ = make_net("lenet", seed=1)
+    new, x = make_net("lenet", seed=2)
+    prefix = str(tmp_path / "m")
+    export_model(old, prefix, (1, 1, 28, 28))
+    export_model(new, prefix, (1, 1, 28, 28), formats="symbol")
+    assert _listing(tmp_path) == ["m-0000.params", "m-symbol.json", "m.json"]
+    np.testing.assert_allclose(load_exported(prefix)(x).asnumpy(), new(x).asnumpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("out", ["{tmp}/dir/", "{tmp}/dir/.", "{tmp}/dir/sub/"])
+def test_an_export_path_naming_a_folder_writes_inside_it(tmp_path, out):
+    """Issue 15 case 5: ``dir/`` means "in this folder", never dir-symbol.json beside it."""
+    net, _ = make_net("lenet")
+    os.makedirs(str(tmp_path / "dir"))
+    out = out.format(tmp=tmp_path)
+    files = export_model(net, out, (1, 1, 28, 28), formats="symbol", net_name="lenet")
+    folder = os.path.abspath(out)
+    assert files["meta"] == os.path.join(folder, "lenet.json")
+    assert _listing(folder)[-3:] == ["lenet-0000.params", "lenet-symbol.json", "lenet.json"]
+    assert _listing(tmp_path) == ["dir"]
+
+
+def test_an_empty_export_path_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    net, _ = make_net("lenet")
+    with pytest.raises(ExportError, match="the export path is empty"):
+        export_model(net, "", (1, 1, 28, 28))
+    assert _listing(tmp_path) == [] and _listing(tmp_path.parent).count(tmp_path.name + ".json") == 0
+
+
+def _sidecar_with(tmp_path, **changes):
+    net, _ = make_net("lenet")
+    prefix = str(tmp_path / "m")
+    export_model(net, prefix, (1, 1, 28, 28), formats="symbol")
+    meta = json.load(open(prefix + ".json"))
+    meta.update(changes)
+    write_json(prefix + ".json", meta)
+    return prefix
+
+
+@pytest.mark.parametrize("changes, fragment", [
+    ({"input_size": "abc"}, '"input_size" must be [height, width]'),
+    ({"input_size": [28, 0]}, '"input_size" must be [height, width]'),
+    ({"input_size": [10 ** 9, 28]}, '"input_size" must be [height, width]'),
+    ({"input_shape": [1, 1, 28]}, '"input_shape" must be [N, C, H, W]'),
+    ({"channels": True}, '"channels" must be a positive integer'),
+    ({"normalization": None}, '"normalization" must be'),
+    ({"normalization": {"divide_by": 255, "mean": [0.5], "std": [0.0]}}, '"normalization"'),
+    ({"normalization": {"divide_by": 255, "mean": "x", "std": [1]}}, '"normalization"'),
+    ({"normalization": {"divide_by": 1, "mean": None, "std": None}}, "divide_by 1"),
+    ({"class_names": "abc"}, '"class_names" must be a non-empty list'),
+    ({"class_names": [1, 2]}, '"class_names"'),
+    ({"net": 7}, '"net" must be a non-empty string'),
+    ({"format_version": 99}, "newer than the 1"),
+    ({"files": {"symbol": "../../etc/passwd"}}, "not a file of this export"),
+    ({"files": {"symbol": ".m.export-x/model-0000.params"}}, "not a file of this export"),
+    ({"files": ["m-symbol.json"]}, '"files" must map'),
+])
+def test_read_export_meta_checks_every_field(tmp_path, changes, fragment):
+    """Issue 15 case 9: a hand-edited sidecar is one ExportError naming the field."""
+    prefix = _sidecar_with(tmp_path, **changes)
+    for call in (read_export_meta, load_exported):
+        with pytest.raises(ExportError) as info:
+            call(prefix)
+        message = str(info.value)
+        assert fragment in message and "\n" not in message, message
+        assert message.startswith(prefix + ".json: ")
+
+
+def test_a_sidecar_that_is_not_a_regular_file_is_refused_at_once(tmp_path):
+    import threading
+    os.mkfifo(str(tmp_path / "m.json"))  # reading it would wait for a writer forever
+    raised = []
+
+    def read():
+        try:
+            read_export_meta(str(tmp_path / "m"))
+        except ExportError as err:
+            raised.append(str(err))
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(30)
+    assert not reader.is_alive(), "read_export_meta waits on a FIFO"
+    assert len(raised) == 1 and "not a regular file" in raised[0], raised
+
+
+@pytest.mark.parametrize("config, fragment", [
+    ({"net": "lenet", "resize": "big"}, '"resize": \'big\''),
+    ({"net": "lenet", "resize": -3}, '"resize": -3'),
+    ({"net": "lenet", "resize": 1.5}, '"resize": 1.5'),
+])
+def test_checkpoint_meta_checks_the_config(config, fragment):
+    with pytest.raises(ExportError) as info:
+        checkpoint_meta(config)
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_load_checkpoint_net_checks_classes(tmp_path):
+    write_json(str(tmp_path / "config.json"), {"net": "lenet", "classes": "ten"})
+    make_net("lenet")[0].save_parameters(str(tmp_path / "best.params"))
+    with pytest.raises(ExportError, match='"classes" must be a positive integer'):
+        load_checkpoint_net(str(tmp_path))

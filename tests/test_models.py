@@ -54,9 +54,9 @@ def built(name, shape, seed=0, **kwargs):
 
 def test_registry_lists_every_family():
     expected = {"lenet", "lenet_bn", "alexnet", "vgg11", "vgg13", "vgg16", "vgg19",
-                "vgg11_small", "nin", "googlenet", "resnet18", "resnet34", "resnet20_cifar",
-                "resnet32_cifar", "resnet44_cifar", "resnet56_cifar", "resnet110_cifar",
-                "densenet", "inception_mnist", "resnet_mnist"}
+                "vgg11_small", "nin", "googlenet", "resnet18", "resnet34", "resnet14_cifar",
+                "resnet20_cifar", "resnet32_cifar", "resnet44_cifar", "resnet56_cifar",
+                "resnet110_cifar", "densenet", "inception_mnist", "resnet_mnist"}
     assert set(ALL) == expected
 
 

@@ -55,10 +55,11 @@ def test_cifar_resnet_recipe_runs_end_to_end_on_cifar_files(tmp_path, capsys):
                             "--save-dir", str(save_dir)])
     assert [r["epoch"] for r in history] == [1, 2]
     config = json.loads((save_dir / "config.json").read_text())
-    # He et al. 2015 sec. 4.2 / GluonCV: NAG, lr 0.1, momentum 0.9, wd 1e-4, batch 128
-    assert (config["dataset"], config["optimizer"], config["lr"], config["momentum"],
-            config["wd"], config["batch_size"]) == ("cifar10", "nag", 0.1, 0.9, 1e-4, 128)
-    assert config["lr_schedule"] == "step" and config["lr_steps"] == [100, 150]
+    # He et al. 2015 sec. 4.2: SGD, lr 0.1, momentum 0.9, wd 1e-4, batch 128, /10 at 32k, 48k
+    assert (config["recipe"], config["dataset"], config["optimizer"], config["lr"],
+            config["momentum"], config["wd"], config["batch_size"]) == (
+        "paper", "cifar10", "sgd", 0.1, 0.9, 1e-4, 128)
+    assert config["lr_schedule"] == "step" and config["lr_step_iters"] == [32000, 48000]
 
 
 def test_reproduce_script_writes_a_labelled_reduced_row(tmp_path):

@@ -1,12 +1,18 @@
 """``scripts/reproduce.py``: train nets with their tutorial recipes and publish the results.
 
 Each net is trained by ``scripts/train.py`` in a subprocess (the package's own
-training path, exactly the command printed in the table), with ``--save-dir``
-so that its per-epoch log and loss/accuracy plot come from the run itself.
-Results accumulate in ``docs/results.json``; ``docs/RESULTS.md`` is rewritten
-from it after every run, so the table can be filled one net at a time.
+training path, exactly the command printed in the table) into ``RUNS/NET`` with
+``--save-dir`` and ``--checkpoint-every``. Every figure of a row comes from that
+run folder: the recipe and machine from config.json; per-epoch loss, accuracy,
+seconds, threads, peak memory and whether the epoch ran in a resumed process
+from log.jsonl; the plot from curves.png. A folder that already holds a
+finished run is read, not trained again; an unfinished one is continued with
+``--resume`` (so a long recipe spans sessions: run it in the background, stop
+it any time, run the same command again). Results accumulate in
+``docs/results.json``; ``docs/RESULTS.md`` is rewritten from it after every net.
 
     python scripts/reproduce.py --net lenet,lenet_bn
+    python scripts/reproduce.py --net googlenet --runs-dir ~/runs     # continue or read it
     python scripts/reproduce.py --net googlenet --epochs 1 --limit-train 6000   # reduced run
 """
 import argparse
@@ -16,7 +22,7 @@ import subprocess
 import sys
 import time
 
-from gluon_cnns.cpu import cpu_model
+from gluon_cnns.cpu import machine_description
 from gluon_cnns.errors import GluonCNNsError
 
 PROG = "reproduce"
@@ -46,6 +52,11 @@ def _parser():
                    help="where the runs' --save-dir folders go (default runs/reproduce)")
     p.add_argument("--docs-dir", default=os.path.join(ROOT, "docs"),
                    help="where RESULTS.md, results.json and the plots go (default docs/)")
+    p.add_argument("--checkpoint-every", type=int, default=100, metavar="K",
+                   help="checkpoint every K batches, so a cut-off run loses little (default 100)")
+    p.add_argument("--read-only", action="store_true",
+                   help="only read the run folders as they are (an unfinished run gives a row "
+                        "marked in progress); train nothing")
     return p
 
 
@@ -64,11 +75,6 @@ def train_command(net, args):
         if value is not None:
             cmd += [flag, str(value)]
     return cmd
-
-
-def machine_description():
-    """CPU model and core count, e.g. "AMD EPYC, 2 cores"."""
-    return "%s, %d cores" % (cpu_model(), os.cpu_count() or 0)
 
 
 def _train(cmd, save_dir):
@@ -104,38 +110,72 @@ def _reductions(net, config):
     return ", ".join(reduced)
 
 
-def run_one(net, args):
-    """Train ``net``; return its result record (or raise RuntimeError with the log tail)."""
-    from gluon_cnns.io import read_jsonl
+def _run_state(save_dir):
+    """"none", "unfinished" or "finished": what ``save_dir`` holds of a run."""
     from gluon_cnns.training.rundir import RunDir
+    run_dir = RunDir(save_dir)
+    if not run_dir.has_config():
+        return "none"
+    log = run_dir.read_log() or []
+    done = max([r["epoch"] for r in log], default=0)
+    return "finished" if done >= run_dir.read_config()["epochs"] else "unfinished"
+
+
+def run_one(net, args):
+    """Train, continue or read ``net``'s run folder; return its result record (or raise
+    RuntimeError with the log tail)."""
     save_dir = os.path.join(args.runs_dir, net)
-    if os.path.isdir(save_dir):
-        shutil.rmtree(save_dir)  # a fresh run each time: --save-dir refuses to overwrite
-    cmd = train_command(net, args) + ["--save-dir", save_dir]
-    print("$ " + " ".join(cmd[:-2]), flush=True)
-    os.makedirs(save_dir)
-    output, code, peak_rss_mib, wall = _train(cmd, save_dir)
-    print(output, end="", flush=True)
-    if code != 0:
-        raise RuntimeError("%s exited %d: %s" % (net, code,
-                                                 " ".join(output.strip().splitlines()[-1:])))
-    config = RunDir(save_dir).read_config()
-    log = read_jsonl(os.path.join(save_dir, "log.jsonl"))
-    plot = os.path.join(args.docs_dir, "results", net + ".png")
+    cmd = train_command(net, args)
+    state = _run_state(save_dir)
+    if state != "finished" and not args.read_only:
+        if state == "none" and os.path.isdir(save_dir):
+            shutil.rmtree(save_dir)  # a folder without a run: --save-dir refuses to reuse it
+        os.makedirs(save_dir, exist_ok=True)
+        run = (["--save-dir", save_dir, "--resume", "--quiet"] if state == "unfinished" else
+               cmd[2:] + ["--save-dir", save_dir, "--checkpoint-every",
+                          str(args.checkpoint_every)])
+        print("$ " + " ".join(["python", "scripts/train.py"] + run), flush=True)
+        output, code, _, _ = _train(["python", "scripts/train.py"] + run, save_dir)
+        print(output, end="", flush=True)
+        if code != 0:
+            raise RuntimeError("%s exited %d: %s" % (net, code,
+                                                     " ".join(output.strip().splitlines()[-1:])))
+    elif state == "none":
+        raise RuntimeError("%s has no run in %s" % (net, save_dir))
+    return row_from_run(net, save_dir, " ".join(cmd), args.docs_dir)
+
+
+def row_from_run(net, save_dir, command, docs_dir):
+    """The result record of the run in ``save_dir``, from its files alone."""
+    from gluon_cnns.training.rundir import RunDir
+    run_dir = RunDir(save_dir)
+    config, log = run_dir.read_config(), run_dir.read_log() or []
+    if not log:
+        raise RuntimeError("%s: the run in %s has no finished epoch yet" % (net, save_dir))
+    plot = os.path.join(docs_dir, "results", net + ".png")
     os.makedirs(os.path.dirname(plot), exist_ok=True)
-    shutil.copyfile(os.path.join(save_dir, "curves.png"), plot)
+    shutil.copyfile(run_dir.file("curves.png"), plot)
     last = log[-1]
-    return {"net": net, "command": " ".join(cmd[:-2]), "dataset": config["dataset"],
+    progress = "" if last["epoch"] >= config["epochs"] else (
+        "in progress: %d of %d epochs" % (last["epoch"], config["epochs"]))
+    return {"net": net, "command": command, "dataset": config["dataset"],
             "epochs": config["epochs"], "batch_size": config["batch_size"], "lr": config["lr"],
             "optimizer": config["optimizer"], "momentum": config.get("momentum"),
-            "resize": config.get("resize"), "seed": args.seed, "train_loss": last["loss"],
-            "train_acc": last["train_acc"], "test_acc": last["test_acc"],
-            "best_test_acc": max(r["test_acc"] for r in log),
-            "sec_per_epoch": sum(r["time"] for r in log) / len(log), "wall_sec": wall,
-            "peak_rss_mib": peak_rss_mib, "reduced": _reductions(net, config),
-            "machine": machine_description(), "context": ", ".join(config["contexts"]),
+            "resize": config.get("resize"), "seed": config.get("seed"),
+            "train_loss": last["loss"], "train_acc": last["train_acc"],
+            "test_acc": last["test_acc"], "best_test_acc": max(r["test_acc"] for r in log),
+            "sec_per_epoch": sum(r["time"] for r in log) / len(log),
+            "threads": sorted({r["threads"] for r in log if "threads" in r}),
+            "peak_rss_mib": max([r["peak_rss_mib"] for r in log if "peak_rss_mib" in r],
+                                default=None),
+            "resumed": any(r.get("resumed") for r in log),
+            "reduced": ", ".join(filter(None, [_reductions(net, config), progress])),
+            "machine": config.get("machine") or machine_description(),
+            "context": ", ".join(config["contexts"]),
             "epoch_test_acc": [r["test_acc"] for r in log],
-            "date": time.strftime("%Y-%m-%d"), "plot": os.path.relpath(plot, args.docs_dir)}
+            "epoch_loss": [r["loss"] for r in log],
+            "date": last.get("date", time.strftime("%Y-%m-%d"))[:10],
+            "plot": os.path.relpath(plot, docs_dir)}
 
 
 def _book(net):
@@ -171,9 +211,7 @@ def render_markdown(results, notes=""):
             r["sec_per_epoch"], run, r["machine"], r["context"], r["date"]))
     lines += ["", "## Commands", ""]
     for r in rows:
-        lines.append("- `%s`: `%s` (peak memory %.0f MiB, test acc per epoch %s)" % (
-            r["net"], r["command"], r["peak_rss_mib"],
-            ", ".join("%.3f" % a for a in r["epoch_test_acc"])))
+        lines.append("- `%s`: `%s`; %s" % (r["net"], r["command"], _conditions(r)))
     lines += ["", "## Curves", ""]
     for r in rows:
         lines.append("`%s`:" % r["net"])
@@ -183,6 +221,19 @@ def render_markdown(results, notes=""):
     if notes.strip():
         lines += ["", notes.strip()]
     return "\n".join(lines) + "\n"
+
+
+def _conditions(r):
+    """How a run ran, for its line under "Commands"."""
+    parts = ["test acc per epoch %s" % ", ".join("%.3f" % a for a in r["epoch_test_acc"])]
+    if r.get("epoch_loss"):
+        parts.append("train loss per epoch %s" % ", ".join("%.4f" % l for l in r["epoch_loss"]))
+    if r.get("threads"):
+        parts.append("%s OpenMP thread(s)" % "/".join(map(str, r["threads"])))
+    if r.get("peak_rss_mib"):
+        parts.append("peak memory %.0f MiB" % r["peak_rss_mib"])
+    parts.append("resumed after an interruption" if r.get("resumed") else "one uninterrupted run")
+    return "; ".join(parts)
 
 
 def _read_notes(docs_dir):

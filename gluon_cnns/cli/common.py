@@ -45,6 +45,11 @@ def positive_int(text):
     return value
 
 
+# MXNet passes optimizer settings to its operators as float32: anything larger fails
+# deep inside the first update ("Invalid Parameter format").
+FLOAT32_MAX = 3.4e38
+
+
 def _number(text, accept, requirement):
     """A finite float for which ``accept(value)`` holds, else an ArgumentTypeError."""
     try:
@@ -57,10 +62,32 @@ def _number(text, accept, requirement):
 
 
 def positive_float(text):
-    """A finite number > 0."""
-    return _number(text, lambda v: v > 0, "a positive number")
+    """A number > 0 that fits float32."""
+    return _number(text, lambda v: 0 < v < FLOAT32_MAX, "a positive number below 3.4e38")
 
 
 def non_negative_float(text):
-    """A finite number >= 0 (weight decay)."""
-    return _number(text, lambda v: v >= 0, "a number >= 0")
+    """A number >= 0 that fits float32 (weight decay)."""
+    return _number(text, lambda v: 0 <= v < FLOAT32_MAX, "a number >= 0 and below 3.4e38")
+
+
+def non_empty(example=None):
+    """An argparse type: a string that is not empty (an empty --save-dir or --net must not
+    quietly mean "none"); ``example`` completes the message, e.g. "a path, e.g. out/lenet"."""
+    def check(text):
+        if not text.strip():
+            raise argparse.ArgumentTypeError("must not be empty" + (
+                "; give %s" % example if example else ""))
+        return text
+    return check
+
+
+def seed_value(text):
+    """A seed MXNet, NumPy and Python all take: a whole number in 0..2**31-1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a whole number, got %r" % text)
+    if not 0 <= value < 2 ** 31:
+        raise argparse.ArgumentTypeError("must be in 0..2147483647, got %r" % text)
+    return value

@@ -5,15 +5,19 @@
 
 writes ``exports/lenet-symbol.json`` + ``exports/lenet-0000.params`` (MXNet),
 ``exports/lenet.onnx`` (ONNX) and ``exports/lenet.json`` (input size,
-normalization and class names); see :mod:`gluon_cnns.inference.export`. The run's
-``best.params`` is exported, or its newest epoch's parameters if it has none.
+normalization and class names); see :mod:`gluon_cnns.inference.export`.
+``--out exports/`` (a trailing ``/``) writes inside that folder, named after
+the net: ``exports/lenet-symbol.json``, ... The run's ``best.params`` is
+exported, or its newest epoch's parameters if it has none. An export already
+at PATH is replaced as a whole (and the output says so).
 A user mistake ends with one line on stderr and exit code 2.
 """
 import argparse
+import os
 import sys
 
 from ..errors import GluonCNNsError
-from .common import OneLineParser, parse, report
+from .common import OneLineParser, non_empty, parse, report
 
 PROG = "export"
 
@@ -29,14 +33,29 @@ def _format_list(text):
     return formats
 
 
+def _previous_export(args):
+    """The sidecar of an export that ``--out`` names already (it will be replaced), or None."""
+    from ..inference.export import _export_target, export_paths
+    from ..training.rundir import RunDir
+    try:
+        net = RunDir(args.save_dir).read_config()["net"]
+        sidecar = export_paths(_export_target(args.out, net))["meta"]
+    except GluonCNNsError:  # export_checkpoint reports it
+        return None
+    return sidecar if os.path.exists(sidecar) else None
+
+
 def build_parser():
     parser = OneLineParser(prog=PROG, description="Export the net of a training run (--save-dir) "
                                             "to MXNet symbol files and/or ONNX.")
     parser.add_argument("--save-dir", required=True, metavar="DIR",
+                        type=non_empty("a path, e.g. runs/lenet"),
                         help="the --save-dir of a scripts/train.py run")
     parser.add_argument("--out", required=True, metavar="PATH",
+                        type=non_empty("a path, e.g. exports/lenet"),
                         help="export prefix: writes PATH-symbol.json, PATH-0000.params, "
-                             "PATH.onnx and PATH.json")
+                             "PATH.onnx and PATH.json; a folder ending in / gets files "
+                             "named after the net inside it")
     parser.add_argument("--formats", type=_format_list, default=["symbol", "onnx"],
                         metavar="F1,F2", help="symbol, onnx or both (default: symbol,onnx)")
     return parser
@@ -47,13 +66,21 @@ def main(argv=None):
     args, code = parse(build_parser(), argv)
     if args is None:  # --help, or a usage error already printed by the parser
         return code
+    from ..threads import configure
+    configure()  # before MXNet is imported
     from ..inference.export import export_checkpoint
+    previous = _previous_export(args)
     try:
         written = export_checkpoint(args.save_dir, args.out, args.formats)
     except (GluonCNNsError, OSError) as err:  # OSError: e.g. the disk filled up
         return report(PROG, err)
+    except KeyboardInterrupt:  # the previous export, if any, is still whole
+        print("%s: interrupted" % PROG, file=sys.stderr)
+        return 130
     for path in written.values():
         print("wrote %s" % path)
+    if previous:
+        print("replaced the previous export %s" % previous[:-len(".json")])
     return 0
 
 

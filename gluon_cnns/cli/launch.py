@@ -11,10 +11,17 @@ process with the ``DMLC_*`` variables that tell MXNet the process's role,
 * ``DMLC_PS_ROOT_URI`` / ``DMLC_PS_ROOT_PORT``: where the scheduler listens;
 * ``DMLC_NUM_SERVER`` / ``DMLC_NUM_WORKER``: how many of each to wait for;
 * ``DMLC_NODE_HOST``: the address this process listens on;
+* ``OMP_NUM_THREADS`` (local workers, unless set here or with ``--env``): this
+  machine's physical cores divided among the workers, at least 1 each
+  (:func:`gluon_cnns.threads.worker_env`);
 
 forwards every line the processes print with a ``[worker 0]`` / ``[server 0]``
 / ``[scheduler]`` prefix, and stops everything as soon as one process fails
-(or ``--timeout`` passes), exiting with that process's code.
+(or ``--timeout`` passes), exiting with that process's code. SIGTERM, SIGHUP
+or Ctrl-C stop everything too (exit 128 + the signal's number; a second one
+kills at once). A job that cannot fit -- more than MAX_PROCESSES processes,
+or more than the open-file limit (``ulimit -n``) lets the launcher follow --
+is refused before anything starts.
 
 Without ``--hostfile`` every process runs here and listens on 127.0.0.1 only.
 With it the scheduler runs here and servers, then workers, go round-robin over
@@ -31,6 +38,7 @@ import threading
 import time
 
 from ..errors import UsageError
+from ..threads import worker_env
 from .common import OneLineParser
 
 PROG = "gluon-cnns-launch"
@@ -44,14 +52,43 @@ KILL_GRACE_S = 3.0
 _POLL_S = 0.1
 # Forwarded to remote hosts when set here (dmlc's ssh tracker passes the same kind).
 _PASSED_ENV = ("OMP_NUM_THREADS", "MXNET_ENGINE_TYPE", "DMLC_INTERFACE", "PS_VERBOSE")
+# The most processes (scheduler, servers, workers) one launcher starts and follows,
+# each with an output pipe and a thread.
+MAX_PROCESSES = 4096
+# Open files the launcher needs besides one pipe per process (Python, its modules, spare).
+_SPARE_FILES = 64
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
 
-class _Stop(Exception):
-    """SIGTERM or SIGHUP reached the launcher: stop everything."""
+class _Signals:
+    """What SIGTERM, SIGHUP and SIGINT (Ctrl-C) ask of the launcher, noted, never raised.
 
-    def __init__(self, signum):
-        super().__init__(signum)
-        self.signum = signum
+    The handler only records the signal; the launcher looks at it between the
+    processes it starts and while it waits, and stops the job. So a signal can
+    never interrupt the launcher half-way through starting or stopping a
+    process (which could leave one running, or print a traceback). A second
+    signal while stopping skips the grace period: the processes are killed.
+    """
+
+    def __init__(self):
+        self.signum = None
+        self.hurry = False
+
+    def __call__(self, signum, frame):
+        if self.signum is None:
+            self.signum = signum
+        else:
+            self.hurry = True
+
+    def outcome(self):
+        """(exit code, reason) for the signal received."""
+        if self.signum == signal.SIGINT:
+            return 130, "interrupted"
+        return 128 + self.signum, "got %s" % signal.Signals(self.signum).name
+
+    def install(self):
+        """Handle the stop signals here; returns the handlers to put back."""
+        return {s: signal.signal(s, self) for s in _STOP_SIGNALS}
 
 
 # ---------------------------------------------------------------- arguments
@@ -101,6 +138,7 @@ def parse_args(argv):
         raise UsageError("-n must be at least 1 worker, got %d" % args.num_workers)
     if args.num_servers < 1:
         raise UsageError("-s must be at least 1 server, got %d" % args.num_servers)
+    check_capacity(args.num_workers, args.num_servers)
     if not 0 <= args.port <= 65535:
         raise UsageError("--port must be in 0..65535, got %d" % args.port)
     if args.timeout is not None and not args.timeout > 0:
@@ -110,6 +148,31 @@ def parse_args(argv):
                          "127.0.0.1 and the current folder")
     args.env = dict(_parse_env(item) for item in args.env)
     return args, command
+
+
+def check_capacity(num_workers, num_servers):
+    """Refuse a job the launcher cannot start and follow; raise the open-file limit if needed.
+
+    Every process costs the launcher one open pipe (its output) and a thread.
+    """
+    total = num_workers + num_servers + 1
+    job = "-n %d -s %d is %d processes with the scheduler" % (num_workers, num_servers, total)
+    if total > MAX_PROCESSES:
+        raise UsageError("%s; one launcher starts at most %d" % (job, MAX_PROCESSES))
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = total + _SPARE_FILES
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return
+    if hard == resource.RLIM_INFINITY or hard >= need:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+        return
+    raise UsageError("%s, and following them needs %d open files, but the limit here is %d "
+                     "(ulimit -n); raise it (ulimit -n %d) or start fewer processes"
+                     % (job, need, hard, need))
 
 
 def _parse_env(item):
@@ -199,7 +262,12 @@ def plan(args, command):
         host_ip = "127.0.0.1"
         # One port per process, increasing in start order: ps-lite ranks the
         # processes of one host by port, so "worker 0" is also kvstore rank 0.
-        ports = free_ports(host_ip, args.num_servers + args.num_workers + 1)
+        try:
+            ports = free_ports(host_ip, args.num_servers + args.num_workers + 1)
+        except OSError as e:
+            raise UsageError("cannot reserve %d ports on %s: %s"
+                             % (args.num_servers + args.num_workers + 1, host_ip,
+                                e.strerror or e))
         root_port = args.port or ports.pop(0)
     else:
         hosts = read_hostfile(args.hostfile)
@@ -219,6 +287,8 @@ def plan(args, command):
         env = dict(common, DMLC_ROLE=role, **dmlc)
         if args.hostfile is None:
             env.update(DMLC_NODE_HOST=host_ip, PORT=str(ports[i]))
+            if role == "worker":  # the local workers share this machine's cores
+                env.update(worker_env(args.num_workers, dict(os.environ, **common)))
             nodes.append(Node("%s %d" % (role, index), list(command), env))
         else:
             host, ssh_port = hosts[i % len(hosts)]
@@ -248,35 +318,44 @@ def _forward(node, out, lock):
     node.proc.stdout.close()
 
 
-def start(nodes, out):
-    """Start every node in its own process group, with a thread forwarding its output."""
+def start(nodes, out, stopping=lambda: False):
+    """Start every node in its own process group, with a thread forwarding its output.
+
+    Stops early, leaving the rest unstarted, once ``stopping()`` is true.
+    """
     lock = threading.Lock()
     for node in nodes:
+        if stopping():
+            return
         env = dict(os.environ, **node.env)
         try:
             node.proc = subprocess.Popen(node.argv, env=env, stdout=subprocess.PIPE,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          start_new_session=True)
         except OSError as e:
-            raise UsageError("cannot run %s: %s" % (node.argv[0], e.strerror or e))
+            raise UsageError("cannot start the %s (%s): %s"
+                             % (node.label, node.argv[0], e.strerror or e)) from None
         with lock:
             out.write(("[launch] %s: pid %d\n" % (node.label, node.proc.pid)).encode())
             out.flush()
         node.reader = threading.Thread(target=_forward, args=(node, out, lock), daemon=True)
-        node.reader.start()
+        try:
+            node.reader.start()
+        except RuntimeError as e:  # "can't start new thread"
+            node.reader = None
+            raise UsageError("cannot follow the %s: %s" % (node.label, e)) from None
 
 
-def stop(nodes):
-    """SIGTERM every live process group, then SIGKILL what is left after a grace period."""
+def stop(nodes, hurry=lambda: False):
+    """SIGTERM every live process group, then SIGKILL what is left after a grace period
+    (at once when ``hurry()`` becomes true)."""
     live = [n for n in nodes if n.proc is not None and n.proc.poll() is None]
     for node in live:
         _signal_group(node.proc, signal.SIGTERM)
     deadline = time.monotonic() + KILL_GRACE_S
-    for node in live:
-        try:
-            node.proc.wait(max(deadline - time.monotonic(), 0.01))
-        except subprocess.TimeoutExpired:
-            pass
+    while time.monotonic() < deadline and not hurry() \
+            and any(n.proc.poll() is None for n in live):
+        time.sleep(0.02)
     for node in live:
         # Only a process not yet reaped: its pid, and so its group id, is still ours.
         if node.proc.poll() is None:
@@ -303,15 +382,17 @@ def _describe(code):
     return "exited with code %d" % code
 
 
-def supervise(nodes, timeout=None):
+def supervise(nodes, timeout=None, signals=None):
     """Wait for the job; return (exit code, reason or None). Never waits past ``timeout``.
 
     A reason that names a process means that process failed; the caller stops
-    the others.
+    the others. A stop signal noted in ``signals`` (a _Signals) ends the wait.
     """
     start_time = time.monotonic()
     workers_done_at = orphaned_at = None
     while True:
+        if signals is not None and signals.signum is not None:
+            return signals.outcome()
         now = time.monotonic()
         for node in nodes:
             code = node.proc.poll()
@@ -338,26 +419,26 @@ def supervise(nodes, timeout=None):
         time.sleep(_POLL_S)
 
 
-def _on_signal(signum, frame):
-    raise _Stop(signum)
+def launch(args, command, out=None, signals=None):
+    """Run the job; return the exit code. Every process is gone when this returns.
 
-
-def launch(args, command, out=None):
-    """Run the job; return the exit code. Every process is gone when this returns."""
+    ``signals`` is the _Signals handler in place (installed here if None).
+    """
     out = out or sys.stdout.buffer
-    nodes = plan(args, command)
-    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
+    previous = None
+    if signals is None:
+        signals = _Signals()
+        previous = signals.install()
+    nodes = []
     try:
-        start(nodes, out)
-        code, reason = supervise(nodes, args.timeout)
-    except KeyboardInterrupt:
-        code, reason = 130, "interrupted"
-    except _Stop as e:
-        code, reason = 128 + e.signum, "got %s" % signal.Signals(e.signum).name
+        nodes = plan(args, command)
+        start(nodes, out, lambda: signals.signum is not None)
+        code, reason = supervise(nodes, args.timeout, signals)
     finally:
-        stop(nodes)
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        stop(nodes, lambda: signals.hurry)
+        if previous is not None:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
     if reason:
         print("%s: %s; stopped all processes" % (PROG, reason), file=sys.stderr)
     return code
@@ -366,14 +447,19 @@ def launch(args, command, out=None):
 def main(argv=None):
     """Entry point of ``gluon-cnns-launch``; returns the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    signals = _Signals()
+    previous = signals.install()
     try:
         args, command = parse_args(argv)
-        return launch(args, command)
-    except UsageError as e:
+        return launch(args, command, signals=signals)
+    except UsageError as e:  # the processes started, if any, are stopped
         print("%s: error: %s (see --help)" % (PROG, e), file=sys.stderr)
         return EXIT_USAGE
     except SystemExit as e:  # --help
         return e.code
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 if __name__ == "__main__":

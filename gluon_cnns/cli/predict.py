@@ -10,19 +10,30 @@ net was trained on: converted to grey (1 channel) or RGB (3 channels),
 resized bilinearly to the net's input size, divided by 255 and, where the
 model says so, normalized per channel.
 
-A file that cannot be read is reported as one line on stderr and the others
-are still classified; the exit code is then 2 (0 when every file worked).
+A file that cannot be read -- missing, damaged, not an image, not a regular
+file (a named pipe would block forever), or larger than MAX_PIXELS -- is
+reported as one line on stderr and the others are still classified; the exit
+code is then 2 (0 when every file worked). Images of up to MAX_PIXELS pixels
+are read; above LARGE_PIXELS they are decoded at a reduced scale where the
+format allows (JPEG) and otherwise shrunk by an integer factor right after
+decoding, to about four times the net's input size, before the usual resize.
 """
 import json
 import os
+import stat
 import sys
 
 from ..errors import GluonCNNsError, error_line
-from .common import OneLineParser, parse, positive_int, report
+from .common import OneLineParser, non_empty, parse, positive_int, report
 
 PROG = "predict"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 BATCH_SIZE = 64  # images per forward pass: bounds memory for a large folder
+# The largest image read: 500 megapixels (e.g. 22000 x 22000) take up to 2 GB while a
+# PNG is decoded (4 bytes a pixel at most); JPEGs are decoded at a reduced scale.
+MAX_PIXELS = 500_000_000
+# Larger images are reduced right after decoding (Image.draft / Image.reduce).
+LARGE_PIXELS = 4096 * 4096
 
 
 class ImageError(Exception):
@@ -34,6 +45,7 @@ def build_parser():
     parser.add_argument("images", nargs="+", metavar="IMAGE",
                         help="image files (png, jpg, jpeg, bmp, gif), or folders of them")
     parser.add_argument("--model", required=True, metavar="PATH",
+                        type=non_empty("an export prefix or a --save-dir, e.g. exports/lenet"),
                         help="export prefix (PATH.json, PATH-symbol.json, ...) or a training "
                              "run's --save-dir")
     parser.add_argument("--top-k", type=positive_int, default=3, metavar="K",
@@ -57,10 +69,15 @@ def load_model(spec, ctx=None):
     if os.path.isdir(spec) and (RunDir(spec).has_config()
                                 or not os.path.exists(sidecar)):
         net, config = load_checkpoint_net(spec, ctx)
+        meta = checkpoint_meta(config)
         net.hybridize()
-        return net, checkpoint_meta(config)
-    block = load_exported(spec, ctx)
-    return block, block.meta
+    else:
+        net = load_exported(spec, ctx)
+        meta = net.meta
+    if meta["channels"] not in (1, 3):
+        raise GluonCNNsError("the net takes %d input channels; predict reads images as grey "
+                             "(1 channel) or RGB (3)" % meta["channels"])
+    return net, meta
 
 
 # ---------------------------------------------------------------- the images
@@ -76,9 +93,10 @@ def expand_inputs(paths):
         if not os.path.isdir(path):
             files.append(path)
             continue
+        # Not only regular files: a named pipe called x.png is reported, not passed over.
         found = sorted(os.path.join(path, name) for name in os.listdir(path)
                        if name.lower().endswith(IMAGE_EXTENSIONS)
-                       and os.path.isfile(os.path.join(path, name)))
+                       and not os.path.isdir(os.path.join(path, name)))
         if not found:
             problems.append((path, "folder holds no %s images" % "/".join(
                 e[1:] for e in IMAGE_EXTENSIONS)))
@@ -111,31 +129,97 @@ def _pixels(image, channels):
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 
-def read_image(path, channels):
-    """Read ``path`` as uint8 (H, W, channels) pixels; raise ImageError with the reason."""
+_FILE_TYPES = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _open_regular(path):
+    """``path`` opened for binary reading, or ImageError unless it is a regular file.
+
+    The open does not block (O_NONBLOCK): a named pipe without a writer would
+    otherwise wait forever, and a device would never end.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise ImageError("no such file") from None
+    except PermissionError:
+        raise ImageError("permission denied") from None
+    except OSError as err:
+        raise ImageError("cannot open it (%s)" % (err.strerror or err)) from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):
+            raise ImageError("is a folder")
+        kind = next((name for test, name in _FILE_TYPES if test(mode)), "not a file")
+        raise ImageError("not a regular file (%s); skipped" % kind)
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def _shrink_factor(width, height, size):
+    """The integer factor that brings an image to about 4x ``size`` (H, W); at least 1.
+
+    Without a ``size``, the factor brings it just below LARGE_PIXELS.
+    """
+    if size is None:
+        return max(1, int(((width * height) / LARGE_PIXELS) ** 0.5) + 1)
+    return max(1, min(width // (4 * size[1]), height // (4 * size[0])))
+
+
+def _decode(image, size):
+    """Decode ``image`` (opened, not loaded), reduced if it is large; returns the image."""
+    if image.width * image.height <= LARGE_PIXELS:
+        image.load()  # decode now: a truncated file fails here, not later
+        return image
+    factor = _shrink_factor(image.width, image.height, size)
+    if image.format == "JPEG" and factor > 1:
+        # Decode at 1/2, 1/4 or 1/8 scale: the full image is never in memory.
+        image.draft(None, (max(1, image.width // factor), max(1, image.height // factor)))
+        factor = _shrink_factor(image.width, image.height, size)  # what is left to do
+    image.load()
+    if factor > 1:
+        if image.mode not in ("L", "LA", "RGB", "RGBA", "I", "F", "CMYK", "YCbCr"):
+            # Palette, 1-bit and 16-bit images: Image.reduce takes them as 8-bit or "I".
+            image = image.convert("I" if image.mode in _WIDE_GREY_MODES else "RGBA")
+        image = image.reduce(factor)
+    return image
+
+
+def read_image(path, channels, size=None):
+    """Read ``path`` as uint8 (H, W, channels) pixels; raise ImageError with the reason.
+
+    ``size`` (H, W), the net's input size, lets a large image be reduced to
+    about four times that right away (it is resized to ``size`` later).
+    """
     from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
-    if not os.path.exists(path):
-        raise ImageError("no such file")
-    if os.path.isdir(path):
-        raise ImageError("is a folder")
     # Importing gluoncv's data package sets Pillow's process-wide LOAD_TRUNCATED_IMAGES,
     # which would silently pad a truncated file with grey: refuse truncated files anyway.
-    tolerant, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False
+    # MAX_IMAGE_PIXELS: Pillow's own bound is replaced by MAX_PIXELS, checked below.
+    saved = ImageFile.LOAD_TRUNCATED_IMAGES, Image.MAX_IMAGE_PIXELS
+    ImageFile.LOAD_TRUNCATED_IMAGES, Image.MAX_IMAGE_PIXELS = False, None
     try:
-        with Image.open(path) as image:
-            image.load()  # decode now: a truncated file fails here, not later
+        with _open_regular(path) as f, Image.open(f) as image:
+            pixels = image.width * image.height
+            if pixels > MAX_PIXELS:
+                raise ImageError("the image is %dx%d (%d megapixels), more than the %d "
+                                 "megapixels predict reads; scale it down first"
+                                 % (image.width, image.height, pixels // 10 ** 6,
+                                    MAX_PIXELS // 10 ** 6))
+            image = _decode(image, size)
             image = ImageOps.exif_transpose(image)  # photos taken sideways
             return _pixels(image, channels)
     except UnidentifiedImageError:
         raise ImageError("not an image file (or a format Pillow cannot read)") from None
-    except PermissionError:
-        raise ImageError("permission denied") from None
+    except MemoryError:
+        raise ImageError("not enough memory to decode it") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         # Pillow raises OSError ("image file is truncated") or SyntaxError ("broken PNG
         # file") for damaged files.
         raise ImageError("cannot decode the image (%s)" % " ".join(str(err).split())) from None
     finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = tolerant
+        ImageFile.LOAD_TRUNCATED_IMAGES, Image.MAX_IMAGE_PIXELS = saved
 
 
 def to_batch(images, meta, ctx=None):
@@ -188,12 +272,12 @@ def print_text(results):
         print("\n\n".join(blocks))
 
 
-def _read_images(paths, channels, failed):
+def _read_images(paths, channels, failed, size=None):
     """``(paths read, their pixels)``; each unreadable file is reported and added to ``failed``."""
     readable, images = [], []
     for path in paths:
         try:
-            images.append(read_image(path, channels))
+            images.append(read_image(path, channels, size))
             readable.append(path)
         except ImageError as err:
             report(PROG, "%s: %s" % (path, err))
@@ -205,7 +289,8 @@ def classify(block, meta, files, top, failed):
     """Top-``top`` results for ``files``, read and run BATCH_SIZE at a time (bounded memory)."""
     results = []
     for start in range(0, len(files), BATCH_SIZE):
-        readable, images = _read_images(files[start:start + BATCH_SIZE], meta["channels"], failed)
+        readable, images = _read_images(files[start:start + BATCH_SIZE], meta["channels"], failed,
+                                        meta["input_size"])
         if images:
             probs = predict_probabilities(block, images, meta)
             results += [{"file": path, "top": top_k(p, meta["class_names"], top)}
@@ -242,6 +327,8 @@ def main(argv=None):
     args, code = parse(build_parser(), argv)
     if args is None:  # --help, or a usage error already printed by the parser
         return code
+    from ..threads import configure
+    configure()  # before MXNet is imported
     try:
         return run(args)
     except KeyboardInterrupt:

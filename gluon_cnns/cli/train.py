@@ -19,177 +19,15 @@ earlier one; 3 the loss or gradients became nan or infinite (``--nan-policy
 stop``; the last good checkpoint is kept); 130 interrupted (Ctrl-C), after
 saving a checkpoint when there is a ``--save-dir``.
 """
-import argparse
 import random
 import sys
 
-from ..data.datasets import DATASETS, image_shape
+from ..cpu import machine_description
+from ..data.datasets import image_shape
 from ..errors import GluonCNNsError, NonFiniteLossError, UsageError, error_line
-from ..models.registry import Recipe
-from .common import (OneLineParser, non_negative_float, parse, positive_float, positive_int,
-                     report)
-
-PROG = "gluon-cnns-train"
-DEFAULT_NET = "lenet_bn"
-
-# Settings that a recipe provides come from Recipe; these belong to the run alone.
-# --resume takes both kinds from the saved config.json when a flag is left out.
-_RUN_KEYS = ("limit_train", "limit_test", "seed", "data_dir", "checkpoint_every", "nan_policy")
-# Settings that --resume must not change: the saved optimizer state, learning-rate
-# schedule and data order were made with them.
-_FIXED_ON_RESUME = ("dataset", "batch_size", "lr", "optimizer", "momentum", "wd", "resize",
-                    "lr_schedule", "lr_steps", "lr_factor", "limit_train", "limit_test")
-
-
-# ---------------------------------------------------------------- argument types
-
-def momentum_value(text):
-    """A number in [0, 1): momentum 1 or more never forgets and diverges."""
-    value = non_negative_float(text)
-    if value >= 1:
-        raise argparse.ArgumentTypeError("must be in [0, 1), got %r" % text)
-    return value
-
-
-def epoch_list(text):
-    """Comma-separated, strictly increasing positive epochs, e.g. ``100,150``."""
-    try:
-        steps = tuple(int(s) for s in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected epochs like 100,150, got %r" % text)
-    if any(s <= 0 for s in steps) or any(a >= b for a, b in zip(steps, steps[1:])):
-        raise argparse.ArgumentTypeError(
-            "epochs must be positive and increasing, like 100,150; got %r" % text)
-    return steps
-
-
-def _recipe_table():
-    """The --help epilog: every net with the recipe its flags default to."""
-    from ..models.registry import list_models, model_spec
-    rows = [("net", "dataset", "epochs", "batch", "lr", "optimizer", "resize", "lr schedule")]
-    for name in list_models():
-        r = model_spec(name).recipe
-        schedule = r.lr_schedule
-        if r.lr_schedule == "step":
-            schedule = "step x%g at %s" % (r.lr_factor, ",".join(map(str, r.lr_steps)))
-        rows.append((name, r.dataset, str(r.epochs), str(r.batch_size), "%g" % r.lr,
-                     r.optimizer, str(r.resize or "-"), schedule))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-    return ("Recipes (what each net trains with when a flag is left out):\n  "
-            + "\n  ".join(lines))
-
-
-def build_parser():
-    """The argument parser; every recipe flag defaults to None, meaning "from the recipe"."""
-    parser = OneLineParser(
-        prog=PROG, usage="%(prog)s [--net NAME] [options]  (--list for the nets)",
-        description="Train a classic CNN of the gluon_cnns zoo with its tutorial recipe.",
-        epilog=_recipe_table(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    recipe = " (default: the net's recipe)"
-    add = parser.add_argument
-    add("--net", help="network name, see --list (default: %s)" % DEFAULT_NET)
-    add("--list", action="store_true", help="list the networks and exit")
-    add("--ctx", choices=("cpu", "gpu"), help="device to train on (default: cpu)")
-    add("--gpus", type=positive_int, metavar="N", help="train on N GPUs in data parallel")
-    add("--cpus", type=positive_int, metavar="N",
-        help="train on N CPU contexts in data parallel (tests the multi-device path; no speed-up)")
-    add("--kvstore", choices=("device", "local", "dist_sync", "dist_async"),
-        help="how gradients are summed: device or local within this process (default device), "
-             "dist_sync or dist_async across the workers of scripts/launch.py; --batch-size "
-             "stays the global batch (see docs/SCALING.md)")
-    add("--dump-params", metavar="PATH", help=argparse.SUPPRESS)  # tests: each rank's weights
-    add("--epochs", type=positive_int, metavar="N", help="total number of epochs" + recipe)
-    add("--batch-size", type=positive_int, metavar="N", help="examples per batch" + recipe)
-    add("--lr", type=positive_float, help="learning rate" + recipe)
-    add("--optimizer", choices=("sgd", "nag", "adam"), help="optimizer" + recipe)
-    add("--momentum", type=momentum_value, metavar="M", help="momentum of sgd/nag" + recipe)
-    add("--wd", type=non_negative_float, help="weight decay" + recipe)
-    add("--lr-schedule", choices=("none", "step", "cosine"), help="learning-rate schedule" + recipe)
-    add("--lr-steps", type=epoch_list, metavar="E1,E2",
-        help="epochs after which the step schedule multiplies the lr by --lr-factor" + recipe)
-    add("--lr-factor", type=positive_float, metavar="F", help="factor of the step schedule" + recipe)
-    add("--resize", type=positive_int, metavar="SIDE", help="resize images to SIDE x SIDE" + recipe)
-    add("--dataset", choices=DATASETS, help="dataset" + recipe)
-    add("--data-dir", metavar="DIR", help="folder with the dataset files")
-    add("--no-hybridize", action="store_true", help="run imperatively (slower, easier to debug)")
-    add("--dtype", choices=("fp32", "bf16"), default="fp32",
-        help="bf16: mixed-precision training on a CPU with AVX512-BF16/AMX (weights stay "
-             "fp32; see docs/BENCHMARKS.md for its speed-up)")
-    add("--seed", type=int, metavar="N",
-        help="seed mxnet, numpy and random for a repeatable run (default: a random seed, "
-             "saved in config.json so that --resume continues exactly)")
-    add("--limit-train", type=positive_int, metavar="N", help="train on the first N examples only")
-    add("--limit-test", type=positive_int, metavar="N", help="test on the first N examples only")
-    add("--save-dir", metavar="DIR",
-        help="write config, per-epoch checkpoints, best.params, log.jsonl and curves.png here")
-    add("--resume", action="store_true", help="continue from the last checkpoint in --save-dir")
-    add("--checkpoint-every", type=positive_int, metavar="K",
-        help="also save a checkpoint every K batches, not only after each epoch (needs "
-             "--save-dir)")
-    add("--nan-policy", choices=("stop", "skip"),
-        help="on a nan or infinite loss: stop (exit 3, keeping the last good checkpoint) or "
-             "skip the batch, undoing its update (default: stop)")
-    add("--export", metavar="PATH",
-        help="after training, export the net to PATH-symbol.json + PATH-0000.params, "
-             "PATH.onnx and PATH.json (for scripts/predict.py)")
-    add("--quiet", action="store_true", help="no progress bar or extra information")
-    return parser
-
-
-# ---------------------------------------------------------------- settings
-
-def resolve_settings(args, saved=None):
-    """Merge explicit flags, the saved config (when resuming) and the net's recipe.
-
-    Precedence: a flag given on the command line, then ``saved``, then the recipe.
-    """
-    from ..models.registry import model_spec
-    net = args.net or (saved or {}).get("net") or DEFAULT_NET
-    recipe = model_spec(net).recipe._asdict()  # raises UnknownModelError with close matches
-    settings = {"net": net}
-    for key in Recipe._fields + _RUN_KEYS:
-        given = getattr(args, key)
-        if given is not None:
-            settings[key] = given
-        elif saved is not None and key in saved:
-            settings[key] = saved[key]
-        else:
-            settings[key] = recipe.get(key)
-    # JSON has no tuples; keep one type so that comparisons with config.json work.
-    settings["lr_steps"] = list(settings["lr_steps"] or ())
-
-    if settings["optimizer"] == "adam":
-        if args.momentum is not None:
-            raise UsageError("--momentum applies to sgd and nag, not adam; drop --momentum")
-        settings["momentum"] = None
-    if settings["lr_schedule"] == "step" and not settings["lr_steps"]:
-        raise UsageError("--lr-schedule step needs --lr-steps, e.g. --lr-steps 100,150")
-    if args.lr_steps is not None and settings["lr_schedule"] != "step":
-        raise UsageError("--lr-steps only applies to --lr-schedule step; add --lr-schedule step")
-    return settings
-
-
-def _check_resume_changes(args, saved, save_dir):
-    """Refuse flags that would silently disagree with the saved optimizer state."""
-    if args.net is not None and args.net != saved.get("net"):
-        raise UsageError("checkpoint in %s is for net %s, not %s; use --net %s or another "
-                         "--save-dir" % (save_dir, saved.get("net"), args.net, saved.get("net")))
-    for key in _FIXED_ON_RESUME:
-        given = getattr(args, key)
-        if given is None:
-            continue
-        if isinstance(given, tuple):
-            given = list(given)
-        if given != saved.get(key):
-            raise UsageError("--%s cannot change on --resume (the checkpoint in %s used %s); "
-                             "start a new --save-dir instead"
-                             % (key.replace("_", "-"), save_dir, saved.get(key)))
-    if (args.epochs is not None and saved.get("lr_schedule") == "cosine"
-            and args.epochs != saved.get("epochs")):
-        raise UsageError("--epochs cannot change on --resume with a cosine schedule (it decays "
-                         "over %s epochs); start a new --save-dir" % saved.get("epochs"))
-
+from .common import parse, report
+from .train_args import (DEFAULT_NET, PROG, build_parser, check_resume_changes,  # noqa: F401
+                         resolve_settings)
 
 # ---------------------------------------------------------------- prepare
 
@@ -203,10 +41,25 @@ def _resume_point(args):
     run_dir = RunDir(args.save_dir) if args.save_dir else None
     if not args.resume:
         return run_dir, None, None
-    saved, ckpt = run_dir.load_checkpoint(warn=lambda line: print("%s: %s" % (PROG, line),
-                                                                   file=sys.stderr))
-    _check_resume_changes(args, saved, args.save_dir)
+    saved, ckpt = run_dir.load_checkpoint(warn=_warn)
+    check_resume_changes(args, saved, args.save_dir)
     return run_dir, saved, ckpt
+
+
+def _net_name(args):
+    """The net this run trains: --net, a resumed run's own (the same threads, so the same
+    numbers), or the default."""
+    from ..training.rundir import RunDir
+    if args.net is None and args.resume and args.save_dir:
+        try:
+            return RunDir(args.save_dir).read_config()["net"]
+        except GluonCNNsError:
+            pass  # --resume reports it, in its own words
+    return args.net or DEFAULT_NET
+
+
+def _warn(line):
+    print("%s: %s" % (PROG, line), file=sys.stderr)
 
 
 def _settings(args, saved, ckpt):
@@ -244,17 +97,34 @@ def _devices(args, settings, saved):
 
 
 def _check_export_folder(path):
-    """Refuse an --export PATH whose folder cannot be created or written (before training)."""
+    """Refuse an --export PATH that cannot be written, before training rather than after:
+    its folder is created and a file as long as the export's longest name is made there."""
     import os
     folder = os.path.dirname(os.path.abspath(path))
+    probe = os.path.join(folder, os.path.basename(path) + "-symbol.json.probe")
     try:
         os.makedirs(folder, exist_ok=True)
+        if not os.path.exists(probe):
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            os.remove(probe)
     except OSError as e:
-        raise UsageError("cannot create the --export folder %s: %s; choose a writable folder"
-                         % (folder, e.strerror or e))
-    if not os.access(folder, os.W_OK):
-        raise UsageError("cannot write to the --export folder %s; choose a writable folder"
-                         % folder)
+        raise UsageError("cannot write the --export %s: %s; choose another --export"
+                         % (path, e.strerror or e))
+
+
+def _check_batch_fits(settings, shape):
+    """Refuse a batch whose input alone is larger than this machine's memory."""
+    import os
+    need = 4 * settings["batch_size"] * shape[1] * shape[2] * shape[3]  # float32
+    try:
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    if need > have:
+        raise UsageError("a batch of %d images of %dx%d needs %.1f GiB for its input alone, more "
+                         "than this machine's %.1f GiB; lower --resize or --batch-size"
+                         % (settings["batch_size"], shape[2], shape[3], need / 2 ** 30,
+                            have / 2 ** 30))
 
 
 def prepare(args):
@@ -270,25 +140,24 @@ def prepare(args):
     # Catch a too-small input now, not as a shape error deep inside the first batch.
     net = get_model(settings["net"], classes=10)
     sample_shape = (1,) + image_shape(settings["dataset"], settings["resize"])
+    _check_batch_fits(settings, sample_shape)
     net.check_input_shape(sample_shape)
     # Joins a distributed job (--kvstore dist_*): blocks until every worker is there.
     cluster = setup_cluster(args, settings["batch_size"])
+    ctxs = cluster.devices(ctxs)  # e.g. a Horovod rank's own GPU
     if cluster.distributed and settings["checkpoint_every"]:
         raise UsageError("--checkpoint-every is not supported with --kvstore %s: a distributed "
                          "run saves after each epoch; drop --checkpoint-every" % args.kvstore)
     writer = run_dir if cluster.is_chief else None  # only rank 0 writes
     if writer is not None:
         writer.create(args.resume)
-        writer.lock()
-        try:
-            writer.write_config(dict(settings, contexts=[str(c) for c in ctxs],
-                                     hybridize=not args.no_hybridize, dtype=args.dtype))
-        except BaseException:
-            writer.unlock()
-            raise
+    # config.json is written once the checkpoint is restored: a failed --resume leaves it.
+    config = dict(settings, contexts=[str(c) for c in ctxs], hybridize=not args.no_hybridize,
+                  dtype=args.dtype, machine=machine_description())
     return Run(settings, ctxs, net, sample_shape, cluster, source=run_dir, writer=writer,
                ckpt=ckpt, hybridize=not args.no_hybridize, progress=not args.quiet,
-               resume_command="%s --save-dir %s --resume" % (PROG, args.save_dir))
+               resume_command="%s --save-dir %s --resume" % (PROG, args.save_dir),
+               warn=_warn, config=config)
 
 
 def _finish(run, args, history):
@@ -296,15 +165,35 @@ def _finish(run, args, history):
     run.cluster.dump_params(run.net, args.dump_params)
     print("final test acc %.3f" % history[-1]["test_acc"])
     if args.export:
-        from ..inference.export import export_trained
-        written = export_trained(run.net, run.settings, args.export)
-        print("exported to %s" % ", ".join(sorted(written.values())))
+        _export(run, args.export)
     saver = run.saver
     if saver:
         from ..training.rundir import CURVES, LOG
         print("saved to %s: best.params (test acc %.3f, epoch %d), %s, %s, %s"
               % (args.save_dir, saver.best["test_acc"], saver.best["epoch"],
                  saver.current["params"], LOG, CURVES))
+
+
+def _export(run, path):
+    """Export the trained net; if that fails, keep its weights in a file and say where."""
+    import os
+    import tempfile
+    from ..inference.export import export_trained
+    try:
+        written = export_trained(run.net, run.settings, path)
+    except (GluonCNNsError, OSError) as err:
+        for folder in (os.getcwd(), tempfile.gettempdir()):
+            fallback = os.path.join(folder, "%s-trained-%d.params" % (run.settings["net"],
+                                                                      os.getpid()))
+            try:
+                run.net.save_parameters(fallback)
+            except Exception:  # MXNetError or OSError: try the next folder
+                continue
+            raise UsageError("the export to %s failed (%s); the trained weights are saved in "
+                             "%s (load them with get_model(%r).load_parameters)"
+                             % (path, error_line(err), fallback, run.settings["net"]))
+        raise
+    print("exported to %s" % ", ".join(sorted(written.values())))
 
 
 def run(args):
@@ -373,6 +262,8 @@ def main(argv=None):
     args, code = parse(build_parser(), argv)
     if args is None:  # --help, or a usage error already printed by the parser
         return code
+    from ..threads import configure  # before MXNet is imported
+    configure(_net_name(args))
     if args.list:
         _print_models()
         return 0
@@ -380,16 +271,22 @@ def main(argv=None):
     try:
         run(args)
     except NonFiniteLossError as e:  # the run diverged: not a usage mistake
-        return report(PROG, e, 3)
+        from ..training.distributed import exit_failed_worker  # a dist worker: no exit barrier
+        return exit_failed_worker(report(PROG, e, 3))
     except (GluonCNNsError, OSError) as e:  # OSError: e.g. the disk filled up while saving
-        return report(PROG, e)
-    except TrainingInterrupted as e:  # Ctrl-C with --save-dir: a checkpoint was saved
+        from ..training.distributed import exit_failed_worker
+        return exit_failed_worker(report(PROG, e))
+    except TrainingInterrupted as e:  # Ctrl-C or SIGTERM with --save-dir: a checkpoint was saved
         print("%s: interrupted; %s" % (PROG, e), file=sys.stderr)
-        return 130
+        return 128 + int(e.signum)  # 130 for Ctrl-C, 143 for SIGTERM
     except KeyboardInterrupt:
         hint = "; continue with --resume" if args.save_dir else ""
         print("%s: interrupted%s" % (PROG, hint), file=sys.stderr)
         return 130
+    except Exception:  # a bug: its traceback; a failed dist worker leaves at once, not hanging
+        from ..training.distributed import exit_failed_worker
+        exit_failed_worker(1, show_traceback=True)
+        raise
     return 0
 
 

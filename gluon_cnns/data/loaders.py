@@ -39,8 +39,9 @@ def _read(info, files):
     if info.layout == "cifar":
         return (read_cifar10(files["train"], files["binary"]),
                 read_cifar10(files["test"], files["binary"]))
-    return (read_idx_pair(files["train-images-idx3-ubyte"], files["train-labels-idx1-ubyte"]),
-            read_idx_pair(files["t10k-images-idx3-ubyte"], files["t10k-labels-idx1-ubyte"]))
+    return tuple(read_idx_pair(files[prefix + "-images-idx3-ubyte"],
+                               files[prefix + "-labels-idx1-ubyte"], info.classes, info.title)
+                 for prefix in ("train", "t10k"))
 
 
 def _load(name, batch_size, resize, root, ctx, limit_train, limit_test, augment=None):

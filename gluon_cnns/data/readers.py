@@ -6,13 +6,13 @@ load of an unchanged file costs nothing.
 import functools
 import gzip
 import os
-import pickle
 import struct
 import zlib
 
 import numpy as np
 
 from ..errors import DataError
+from ..io import RestrictedUnpickler
 
 
 def _file_key(path):
@@ -70,8 +70,12 @@ def read_idx(path):
     return _read_idx_cached(_file_key(path))
 
 
-def read_idx_pair(images_path, labels_path):
-    """Images as (N, H, W, 1) uint8 plus their (N,) labels, checked against each other."""
+def read_idx_pair(images_path, labels_path, classes=None, title="the data set"):
+    """Images as (N, H, W, 1) uint8 plus their (N,) labels, checked against each other.
+
+    There must be at least one image and, given the number of ``classes``
+    (of the data set named ``title``), every label must be in 0..classes-1.
+    """
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.ndim != 3:
         raise DataError("%s: expected images of shape (N, H, W), got %s"
@@ -83,32 +87,37 @@ def read_idx_pair(images_path, labels_path):
         raise DataError("%s holds %d images but %s holds %d labels; the files do not "
                         "belong together" % (images_path, len(images), labels_path,
                                              len(labels)))
+    _check_examples(images_path, labels, classes, title)
     return images[..., np.newaxis], labels  # NHWC, as mx.nd.image expects
 
 
-class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickles only plain containers and numpy arrays.
+def _check_examples(path, labels, classes, title):
+    """DataError unless there are examples and their labels are classes of the data set.
 
-    A pickle may call any function while loading; the CIFAR files only need
-    numpy's array constructors, so everything else is refused.
+    An empty set would train to a nan loss, and labels beyond the net's
+    outputs to an accuracy of 0, both without an error.
     """
-    _ALLOWED = {("_codecs", "encode"), ("numpy", "ndarray"), ("numpy", "dtype"),
-                ("numpy.core.multiarray", "_reconstruct"),
-                ("numpy.core.numeric", "_frombuffer"),
-                ("numpy._core.multiarray", "_reconstruct"),
-                ("numpy._core.numeric", "_frombuffer")}
+    if len(labels) == 0:
+        raise DataError("%s holds no examples; the file is empty or cut short: get the "
+                        "data set again" % path)
+    if classes is not None and (labels.min() < 0 or labels.max() >= classes):
+        raise DataError("%s: labels span %d..%d, but %s has classes 0..%d; the files are "
+                        "damaged or of another data set" % (path, labels.min(), labels.max(),
+                                                           title, classes - 1))
 
-    def find_class(self, module, name):
-        if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError("refusing to load %s.%s" % (module, name))
-        return super().find_class(module, name)
+
+# What a CIFAR-10 python batch needs: plain containers and numpy's array constructors.
+_ARRAY_GLOBALS = {("_codecs", "encode"), ("numpy", "ndarray"), ("numpy", "dtype"),
+                  ("numpy.core.multiarray", "_reconstruct"), ("numpy.core.numeric", "_frombuffer"),
+                  ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.numeric", "_frombuffer")}
 
 
 def _read_cifar_pickle(path):
     """One python-format CIFAR batch: a dict with b'data' (N, 3072) and b'labels'."""
     try:
         with open(path, "rb") as f:
-            batch = _ArrayUnpickler(f, encoding="bytes").load()
+            batch = RestrictedUnpickler(f, lambda module, name: (module, name) in _ARRAY_GLOBALS,
+                                        encoding="bytes").load()
         data = np.asarray(batch[b"data"], dtype=np.uint8)
         labels = np.asarray(batch[b"labels"], dtype=np.int64)
     except Exception as err:  # pickle raises many types; all mean "not a CIFAR batch"
@@ -136,9 +145,7 @@ def _read_cifar_cached(keys, binary):
     parts = [read(key[0]) for key in keys]
     data = np.concatenate([d for d, _ in parts])
     labels = np.concatenate([l for _, l in parts])
-    if len(labels) and (labels.min() < 0 or labels.max() > 9):
-        raise DataError("%s...: labels span %d..%d, but CIFAR-10 has classes 0..9"
-                        % (keys[0][0], labels.min(), labels.max()))
+    _check_examples(keys[0][0] + ("..." if len(keys) > 1 else ""), labels, 10, "CIFAR-10")
     # Rows are channel-major (1024 red, 1024 green, 1024 blue): make them NHWC.
     images = np.ascontiguousarray(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
     images.flags.writeable = False  # shared by every caller through the cache

@@ -9,7 +9,8 @@ from .registry import ModelSpec, Recipe, get_model, list_models, model_spec, rec
 _CLASSES = {"AlexNet": ".alexnet", "CIFARResNet": ".resnet_cifar", "ClassicNet": ".base",
             "DenseNet": ".densenet", "GoogLeNet": ".googlenet", "Inception": ".googlenet",
             "InceptionA": ".lecture", "LeNet": ".lenet", "LeNetBN": ".lenet", "NiNNet": ".nin",
-            "ResNet": ".resnet", "ResidualBlock": ".lecture", "VGGNet": ".vgg"}
+            "ResNet": ".resnet", "ResidualBlock": ".lecture", "VGGNet": ".vgg",
+            "load_gluoncv_params": ".gluoncv_weights"}
 __getattr__, __dir__ = lazy_exports(__name__, _CLASSES)
 
 __all__ = sorted(list(_CLASSES) + ["ModelSpec", "Recipe", "get_model", "list_models",

@@ -14,31 +14,64 @@ import importlib
 from ..errors import GluonCNNsError, UnknownModelError
 
 # A training recipe: what `scripts/train.py --net NAME` uses when a flag is not given.
-# lr_steps are epochs at which the step schedule multiplies the lr by lr_factor.
+# The step schedule multiplies the lr by lr_factor after each epoch in lr_steps, or after
+# each number of iterations (optimizer updates) in lr_step_iters; warmup_iters updates
+# at warmup_lr come first.
 Recipe = namedtuple("Recipe", "dataset epochs batch_size lr optimizer momentum wd resize "
-                              "lr_schedule lr_steps lr_factor")
+                              "lr_schedule lr_steps lr_factor lr_step_iters warmup_iters "
+                              "warmup_lr")
 
 
 def recipe(dataset="fashion-mnist", epochs=5, batch_size=256, lr=0.1, optimizer="sgd",
-           momentum=0.0, wd=0.0, resize=None, lr_schedule="none", lr_steps=(), lr_factor=0.1):
+           momentum=0.0, wd=0.0, resize=None, lr_schedule="none", lr_steps=(), lr_factor=0.1,
+           lr_step_iters=(), warmup_iters=0, warmup_lr=None):
     """Build a :data:`Recipe`; the defaults are the d2l book's (SGD, 5 epochs, Fashion-MNIST)."""
     return Recipe(dataset, epochs, batch_size, lr, optimizer, momentum, wd, resize,
-                  lr_schedule, tuple(lr_steps), lr_factor)
+                  lr_schedule, tuple(lr_steps), lr_factor, tuple(lr_step_iters), warmup_iters,
+                  warmup_lr)
 
 
-# He et al. 2015, section 4.2, as GluonCV's train_cifar10.py runs it: NAG, lr 0.1,
-# momentum 0.9, wd 1e-4, lr / 10 at epochs 100 and 150 of 200 (batch 128).
-_CIFAR_RECIPE = recipe(dataset="cifar10", epochs=200, batch_size=128, lr=0.1, optimizer="nag",
-                       momentum=0.9, wd=1e-4, lr_schedule="step", lr_steps=(100, 150))
+# He et al. 2015 section 4.2: "a weight decay of 0.0001 and momentum of 0.9 ... a
+# mini-batch size of 128 ... start with a learning rate of 0.1, divide it by 10 at 32k
+# and 48k iterations, and terminate training at 64k iterations". 50,000 images are 391
+# batches of 128: 164 epochs are 64,124 iterations, the nearest whole epoch.
+_CIFAR_PAPER = recipe(dataset="cifar10", epochs=164, batch_size=128, lr=0.1, optimizer="sgd",
+                      momentum=0.9, wd=1e-4, lr_schedule="step", lr_step_iters=(32000, 48000))
+# For ResNet-110 the paper warms up: "we use 0.01 to warm up the training until the
+# training error is below 80% (about 400 iterations), and then go back to 0.1".
+_CIFAR_PAPER_110 = _CIFAR_PAPER._replace(warmup_iters=400, warmup_lr=0.01)
+# As GluonCV's train_cifar10.py runs it: NAG, lr / 10 at epochs 100 and 150 of 200.
+_CIFAR_GLUONCV = recipe(dataset="cifar10", epochs=200, batch_size=128, lr=0.1, optimizer="nag",
+                        momentum=0.9, wd=1e-4, lr_schedule="step", lr_steps=(100, 150))
+_CIFAR_RECIPES = OrderedDict([("paper", _CIFAR_PAPER), ("gluoncv", _CIFAR_GLUONCV)])
+# The CIFAR source article's own loop for its ResNet: Adam lr 0.001, batch 100, 80 epochs,
+# the lr divided by 3 every 20 epochs.
+_ARTICLE_CIFAR = recipe(dataset="cifar10", epochs=80, batch_size=100, lr=0.001,
+                        optimizer="adam", lr_schedule="step", lr_steps=(20, 40, 60),
+                        lr_factor=1 / 3)
 
 # The lecture's own loop ("PyTorch深度学习实践", lecture 11): SGD lr 0.01, momentum 0.5,
 # batch 64, 28x28 inputs.
 _LECTURE_RECIPE = recipe(lr=0.01, momentum=0.5, batch_size=64)
 
-class ModelSpec(namedtuple("ModelSpec", "name where description recipe")):
+class ModelSpec(namedtuple("ModelSpec", "name where description recipes")):
     """A registered net: ``where`` is "module:builder" inside this package, imported on
-    first use of ``builder``, so that listing the zoo and its recipes needs no MXNet."""
+    first use of ``builder``, so that listing the zoo and its recipes needs no MXNet.
+    ``recipes`` maps recipe names to recipes; the first is the default, ``recipe``."""
     __slots__ = ()
+
+    @property
+    def recipe(self):
+        return next(iter(self.recipes.values()))
+
+    def recipe_named(self, name=None):
+        """The recipe called ``name`` (default: the first); GluonCNNsError if there is none."""
+        if name is None:
+            return self.recipe
+        if name not in self.recipes:
+            raise GluonCNNsError("%s has no recipe %r; its recipes: %s"
+                                 % (self.name, name, ", ".join(self.recipes)))
+        return self.recipes[name]
 
     @property
     def builder(self):
@@ -49,8 +82,11 @@ class ModelSpec(namedtuple("ModelSpec", "name where description recipe")):
 _REGISTRY = OrderedDict()
 
 
-def _register(name, where, description, train_recipe):
-    _REGISTRY[name] = ModelSpec(name, where, description, train_recipe)
+def _register(name, where, description, recipes):
+    """Register a net; ``recipes`` is one Recipe (named "tutorial") or an OrderedDict."""
+    if isinstance(recipes, Recipe):
+        recipes = OrderedDict([("tutorial", recipes)])
+    _REGISTRY[name] = ModelSpec(name, where, description, recipes)
 
 
 # Recipes: d2l (MXNet edition) chapter 5 defaults; see README "Differences" for lenet's lr.
@@ -75,12 +111,16 @@ _register("resnet18", "resnet:resnet18", "ResNet-18 (He et al. 2015), d2l layout
           recipe(lr=0.05, batch_size=256, resize=96))
 _register("resnet34", "resnet:resnet34", "ResNet-34 (He et al. 2015), d2l layout",
           recipe(lr=0.05, batch_size=256, resize=96))
+_register("resnet14_cifar", "resnet_cifar:resnet14_cifar",
+          "CIFAR ResNet-14 (n=2), the CIFAR article's net",
+          OrderedDict(_CIFAR_RECIPES, article=_ARTICLE_CIFAR))
 _register("resnet20_cifar", "resnet_cifar:resnet20_cifar", "CIFAR ResNet-20 (He et al. 2015 sec. 4.2, n=3)",
-          _CIFAR_RECIPE)
-_register("resnet32_cifar", "resnet_cifar:resnet32_cifar", "CIFAR ResNet-32 (n=5)", _CIFAR_RECIPE)
-_register("resnet44_cifar", "resnet_cifar:resnet44_cifar", "CIFAR ResNet-44 (n=7)", _CIFAR_RECIPE)
-_register("resnet56_cifar", "resnet_cifar:resnet56_cifar", "CIFAR ResNet-56 (n=9)", _CIFAR_RECIPE)
-_register("resnet110_cifar", "resnet_cifar:resnet110_cifar", "CIFAR ResNet-110 (n=18)", _CIFAR_RECIPE)
+          _CIFAR_RECIPES)
+_register("resnet32_cifar", "resnet_cifar:resnet32_cifar", "CIFAR ResNet-32 (n=5)", _CIFAR_RECIPES)
+_register("resnet44_cifar", "resnet_cifar:resnet44_cifar", "CIFAR ResNet-44 (n=7)", _CIFAR_RECIPES)
+_register("resnet56_cifar", "resnet_cifar:resnet56_cifar", "CIFAR ResNet-56 (n=9)", _CIFAR_RECIPES)
+_register("resnet110_cifar", "resnet_cifar:resnet110_cifar", "CIFAR ResNet-110 (n=18)",
+          OrderedDict(_CIFAR_RECIPES, paper=_CIFAR_PAPER_110))
 _register("densenet", "densenet:densenet", "DenseNet (Huang et al. 2017), d2l layout, growth rate 32",
           recipe(lr=0.1, batch_size=256, resize=96))
 _register("inception_mnist", "lecture:inception_mnist",

@@ -19,6 +19,8 @@ unchanged (see docs/SCALING.md for the rule when you do change the batch).
 * ``--kvstore dist_async``: each worker's push updates the weights on the
   servers at once (MXNet requires the update on the servers here), so the
   optimizer state lives there and cannot be checkpointed: no ``--save-dir``.
+* ``--kvstore horovod`` (under ``horovodrun``): the ranks allreduce their
+  gradients with no servers; see ``training.horovod`` (:class:`HorovodCluster`).
 
 Process roles in MXNet 1.9.1: the launcher starts every process with the same
 command and ``DMLC_ROLE`` = scheduler, server or worker. ``import mxnet`` in a
@@ -33,7 +35,7 @@ import os
 from ..errors import GluonCNNsError
 
 # --kvstore choices: the first two sum gradients inside one process.
-KVSTORES = ("device", "local", "dist_sync", "dist_async")
+KVSTORES = ("device", "local", "dist_sync", "dist_async", "horovod")
 # What a worker needs to find the scheduler (set by scripts/launch.py).
 DMLC_ENV = ("DMLC_ROLE", "DMLC_PS_ROOT_URI", "DMLC_PS_ROOT_PORT", "DMLC_NUM_SERVER",
             "DMLC_NUM_WORKER")
@@ -89,6 +91,10 @@ class Cluster:
             part = part.take(steps * part.batch_size)
         return part
 
+    def devices(self, ctxs):
+        """The contexts this worker trains on, given those the command line asked for."""
+        return ctxs
+
     def trainer(self, params, optimizer, optimizer_params):
         """A ``gluon.Trainer`` that sums gradients over the devices and the workers."""
         from mxnet import gluon
@@ -110,14 +116,7 @@ class Cluster:
         """
         if not self.distributed:
             return
-        import mxnet as mx
-        # Finish the deferred initialization from the input shape alone (same
-        # random draws as a first forward pass). A real forward pass outside
-        # autograd would let oneDNN reorder conv weights in place into its own
-        # layout, which the kvstore then fails to send (server: "init N first").
-        net.infer_shape(mx.nd.zeros(sample_shape, ctx=ctx))
-        for param in net.collect_params().values():
-            param._finish_deferred_init()
+        finish_deferred_init(net, sample_shape, ctx)
         # What step(batch_size) does before its first update (private API of
         # MXNet 1.9.1, the last 1.x release): set the gradient scale, which
         # dist_async sends to the servers with the optimizer, create the
@@ -136,12 +135,28 @@ class Cluster:
 
     def describe(self):
         """One line for the log: who this worker is and what it trains on."""
-        return ("%s: worker rank %d of %d, %s server(s); batch %d of the global %d, "
-                "training shard %d of %d" % (self.kvstore, self.rank, self.num_workers,
-                                            os.environ.get("DMLC_NUM_SERVER", "?"),
-                                            self.batch_size,
-                                            self.batch_size * self.num_workers,
-                                            self.rank + 1, self.num_workers))
+        return "%s: worker rank %d of %d, %s server(s); %s" % (
+            self.kvstore, self.rank, self.num_workers, os.environ.get("DMLC_NUM_SERVER", "?"),
+            self.share())
+
+    def share(self):
+        """What this worker trains on: its batch and its shard."""
+        return "batch %d of the global %d, training shard %d of %d" % (
+            self.batch_size, self.batch_size * self.num_workers, self.rank + 1, self.num_workers)
+
+
+def finish_deferred_init(net, sample_shape, ctx):
+    """Give every parameter of ``net`` its shape and initial value, without a forward pass.
+
+    The shapes come from the input shape alone (the same random draws as a
+    first forward pass). A real forward pass outside autograd would let oneDNN
+    reorder conv weights in place into its own layout, which a kvstore then
+    fails to send (server: "init N first").
+    """
+    import mxnet as mx
+    net.infer_shape(mx.nd.zeros(sample_shape, ctx=ctx))
+    for param in net.collect_params().values():
+        param._finish_deferred_init()  # pylint: disable=protected-access
 
 
 def local_batch_size(batch_size, num_workers):
@@ -156,13 +171,17 @@ def local_batch_size(batch_size, num_workers):
 
 
 def setup(args, batch_size):
-    """The Cluster of this process, from ``--kvstore`` and the launcher's DMLC_* variables.
+    """The Cluster of this process, from ``--kvstore`` and the launcher's DMLC_* variables
+    (or, for ``--kvstore horovod``, from horovodrun's: ``training.horovod``).
 
     A distributed kvstore is created here: ``mx.kv.create`` connects to the
     scheduler and blocks until every server and worker has joined.
     """
     kvstore = getattr(args, "kvstore", None) or "device"
     role = os.environ.get("DMLC_ROLE")
+    if kvstore == "horovod" and role != "worker":
+        from .horovod import setup_horovod
+        return setup_horovod(args, batch_size)
     if not kvstore.startswith("dist"):
         if role == "worker":
             # The servers would wait forever for this worker's gradients.
@@ -184,3 +203,40 @@ def setup(args, batch_size):
     cluster = Cluster(kvstore, mx.kv.create(kvstore), local_batch)
     print(cluster.describe(), flush=True)
     return cluster
+
+
+def exit_failed_worker(code, show_traceback=False):
+    """End a failed worker of a parameter-server job at once, with exit ``code``.
+
+    A worker that returns from ``main`` normally runs MXNet's exit handlers,
+    where the kvstore client waits in a barrier for every other worker; they,
+    still training, wait for this worker's next gradients. Both would hang and
+    the launcher would never see the failure. So a process started as a worker
+    (``DMLC_ROLE=worker``) that has joined the job (a ``dist`` kvstore exists;
+    the error being handled keeps it alive) prints the traceback of that error
+    if ``show_traceback`` (an unexpected error), flushes its output and leaves
+    with ``os._exit``: the launcher sees the exit code and stops the job.
+    Anywhere else -- not a worker, or failed before joining -- this returns
+    ``code``.
+    """
+    import gc
+    import sys
+    kvstore = getattr(sys.modules.get("mxnet.kvstore"), "KVStore", None)
+    if os.environ.get("DMLC_ROLE") != "worker" or kvstore is None:
+        return code
+    try:
+        joined = any(isinstance(o, kvstore) and o.type.startswith("dist")
+                     for o in gc.get_objects())
+    except Exception:  # a kvstore half torn down: the barrier may still wait
+        joined = True
+    if not joined:
+        return code
+    if show_traceback:
+        import traceback
+        traceback.print_exc()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed or broken: nothing more to say
+            pass
+    os._exit(code)

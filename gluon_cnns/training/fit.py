@@ -26,6 +26,8 @@ class Run:
     hybridize: bool = True
     progress: bool = True
     resume_command: str = ""
+    warn: object = None  # one warning line -> stderr (the command line's prefix)
+    config: dict = None  # what config.json keeps, written once the run is restored
     saver: object = field(default=None, repr=False)
 
     @property
@@ -74,9 +76,7 @@ def _saver(run, trainer, train_iter):
         return None
     history, best = [], None
     if run.ckpt:
-        history = run.writer.read_log(run.done)
-        best = {"test_acc": run.ckpt.get("best_test_acc", -1.0),
-                "epoch": run.ckpt.get("best_epoch")}
+        history, best = _resumed_records(run)
     # Ctrl-C saves first; a distributed job cannot stop all its workers at one batch.
     ctrl_c = None if run.cluster.distributed else CtrlC()
     return Checkpointer(run.writer, run.net, trainer, train_iter, history, best,
@@ -96,6 +96,8 @@ def fit(run, on_ready=None):
     seed_all(run.settings["seed"])
     train_iter, test_iter = _load(run)
     trainer = _build(run, train_iter)
+    if run.writer is not None and run.config is not None:
+        run.writer.write_config(run.config)
     if on_ready is not None:
         on_ready(train_iter, test_iter)
     run.saver = saver = _saver(run, trainer, train_iter)
@@ -107,3 +109,20 @@ def fit(run, on_ready=None):
                      nan_policy=run.settings["nan_policy"] or "stop",
                      batch_callback=saver.on_batch if saver else None,
                      resume=run.ckpt.get("progress") if run.ckpt else None)
+
+
+def _resumed_records(run):
+    """The log records and the best epoch of the checkpoint being resumed, with the log
+    and best.params checked against it (a log that disagrees is rebuilt from the index;
+    a best.params that is gone or damaged is written again by the next better epoch)."""
+    ckpt = run.ckpt
+    warn = run.warn or (lambda line: None)
+    history = ckpt.get("records")
+    if history is None:  # an index written before entries held their records
+        history = [r for r in (run.writer.read_log() or []) if r["epoch"] <= run.done]
+    run.writer.reconcile_log(history, warn)
+    best = run.writer.intact_best(ckpt)
+    if best is None and ckpt.get("best_epoch") is not None:
+        warn("warning: best.params of epoch %d is missing or damaged; the next epoch writes "
+             "it again" % ckpt["best_epoch"])
+    return history, best

@@ -9,6 +9,7 @@ generator from the position (``seed``); see ``training.rundir``.
 import mxnet as mx
 from mxnet import gluon
 
+from ..threads import describe_threads
 from .devices import as_contexts, split
 from .engine import Engine, EpochProgress, batches, correct_count, total
 
@@ -103,7 +104,8 @@ def train(train_data, test_data, net, loss, trainer, ctx, num_epochs, *,
     engine = Engine(net, loss, trainer, ctxs, nan_policy, seed)
     if print_batches:
         batch_callback = _with_batch_lines(batch_callback, print_batches)
-    print("training on", ctxs[0] if len(ctxs) == 1 else ctxs)
+    threads = describe_threads(ctxs)  # "2 threads"; "" on a GPU
+    print("training on %s%s" % (ctxs[0] if len(ctxs) == 1 else ctxs, threads and ", " + threads))
     history = []
     for epoch in range(start_epoch + 1, num_epochs + 1):
         if epoch_lr is not None:

@@ -12,30 +12,37 @@ def _gluoncv_schedulers():
     return import_gluoncv("gluoncv.utils.lr_scheduler")
 
 
-def _step_schedule(base_lr, first_updates, factor, total):
-    """``base_lr``, times ``factor`` from each update number in ``first_updates`` on."""
-    LRScheduler = _gluoncv_schedulers().LRScheduler
-    return LRScheduler("step", base_lr=base_lr, niters=total + 1, step_iter=list(first_updates),
-                       step_factor=factor)
-
-
 def make_lr_scheduler(settings, batches_per_epoch):
     """The schedule for the settings, or None for a constant rate.
 
-    ``step`` multiplies the rate by ``lr_factor`` after each epoch in
-    ``lr_steps`` (update ``e * batches_per_epoch + 1`` is the first at the lower
-    rate, as MXNet's ``MultiFactorScheduler`` has it); ``cosine`` decays it to 0
-    over all ``epochs`` (at update u, ``lr (1 + cos(pi u / total)) / 2``).
+    ``step`` multiplies the rate by ``lr_factor`` after each epoch in ``lr_steps``
+    (update ``e * batches_per_epoch + 1`` is the first at the lower rate, as MXNet's
+    ``MultiFactorScheduler`` has it) or after each number of updates in
+    ``lr_step_iters``; ``cosine`` decays it to 0 over all ``epochs`` (at update u,
+    ``lr (1 + cos(pi u / total)) / 2``). ``warmup_iters`` updates at ``warmup_lr``
+    come first (GluonCV's ``LRSequential``); the steps keep their update numbers.
     """
-    LRScheduler = _gluoncv_schedulers().LRScheduler
+    gcv = _gluoncv_schedulers()
     lr, schedule = settings["lr"], settings["lr_schedule"]
     total = settings["epochs"] * batches_per_epoch
+    warmup = settings.get("warmup_iters") or 0
+    offset = warmup + 1 if warmup else 0  # LRSequential counts the main schedule from here
     if schedule == "step":
-        return _step_schedule(lr, [e * batches_per_epoch + 1 for e in settings["lr_steps"]],
-                              settings["lr_factor"], total)
-    if schedule == "cosine":
-        return LRScheduler("cosine", base_lr=lr, target_lr=0, niters=total + 1)
-    return None
+        firsts = ([i + 1 for i in settings.get("lr_step_iters") or ()] or
+                  [e * batches_per_epoch + 1 for e in settings["lr_steps"]])
+        main = gcv.LRScheduler("step", base_lr=lr, niters=total - offset + 1,
+                               step_iter=[u - offset for u in firsts],
+                               step_factor=settings["lr_factor"])
+    elif schedule == "cosine":
+        main = gcv.LRScheduler("cosine", base_lr=lr, target_lr=0, niters=total - offset + 1)
+    elif warmup:
+        main = gcv.LRScheduler("constant", base_lr=lr, niters=total - offset + 1)
+    else:
+        return None
+    if not warmup:
+        return main
+    return gcv.LRSequential([gcv.LRScheduler("constant", base_lr=settings["warmup_lr"],
+                                             niters=offset), main])
 
 
 def make_trainer(net, settings, batches_per_epoch, cluster=None):

@@ -14,12 +14,17 @@ into epoch 3): ``STEM.params`` (``net.save_parameters``), ``STEM.states``
 (``trainer.save_states``: momentum or Adam moments, update counts, the
 learning-rate schedule) and ``STEM.rng.npz`` (``training.state``).
 
-An *entry* (a dict) describes one checkpoint: its position, its file names and
-the SHA-256 of each file. Every file is written atomically (temporary file,
-fsync, rename) and hashed as it is on disk; the index is written last, so a
-kill at any moment leaves the last complete checkpoint in place, and only
-then are the files it no longer names deleted.
+An *entry* (a dict) describes one checkpoint: its position, its file names,
+the SHA-256 of each file (best.params' too) and the log records up to it.
+Every file is written atomically (temporary file, fsync, rename) and hashed as
+it is on disk. The entry is written beside its files as ``STEM.json`` and then
+into the index, so a kill at any moment -- or a full disk -- leaves the last
+complete checkpoint in place, and one whose index write failed is adopted by
+the next ``--resume``; only then are the files no entry names deleted. The log
+is appended to, one line per epoch, and checked against the index on resume: a
+log that disagrees is kept aside and written again from the index.
 """
+import json
 import os
 import re
 
@@ -27,7 +32,9 @@ import numpy as np
 
 from ..errors import CheckpointError, GluonCNNsError, error_line
 from ..io import atomic_write, read_json, read_jsonl, write_json, write_jsonl
-from .state import capture_random_state, restore_random_state, save_npz, sha256_file
+from .records import config_problem, entry_problem, record_problem
+from .state import (capture_random_state, check_trainer_states, restore_random_state, save_npz,
+                    sha256_file)
 
 CONFIG, CHECKPOINT, LOG, BEST, CURVES, LOCK = ("config.json", "checkpoint.json", "log.jsonl",
                                                "best.params", "curves.png", ".lock")
@@ -35,7 +42,7 @@ INDEX_FORMAT = 2
 # (key in an entry, suffix of the file)
 FILES = (("params", ".params"), ("trainer", ".states"), ("rng", ".rng.npz"))
 # The checkpoint files: what remove_unreferenced may delete.
-_OURS = re.compile(r"^epoch-\d{4,}(-batch-\d{6,})?(\.params|\.states|\.rng\.npz)$")
+_OURS = re.compile(r"^epoch-\d{4,}(-batch-\d{6,})?(\.params|\.states|\.rng\.npz|\.json)$")
 _EPOCH_PARAMS = re.compile(r"^epoch-(\d+)\.params$")
 # What atomic_write leaves behind when a run is killed: ".NAME.RANDOM.tmp".
 _TEMPORARY = re.compile(r"^\.(epoch-\d{4,}\S*|%s)\.[^.]+\.tmp$"
@@ -64,13 +71,31 @@ def write_checkpoint(save_dir, epoch, batch, net, trainer, data_iter=None):
                "rng": lambda tmp: save_npz(tmp, capture_random_state(data_iter))}
     for key, suffix in FILES:
         entry[key] = name + suffix
-        path = atomic_write(os.path.join(save_dir, entry[key]), writers[key])
+        path = _write(os.path.join(save_dir, entry[key]), writers[key])
         entry["sha256"][entry[key]] = sha256_file(path)  # the bytes on disk
     return entry
 
 
+def _write(path, write_fn):
+    """``atomic_write``, with MXNet's write errors (a full disk: "FileStream.Write
+    incomplete") as one-line CheckpointErrors; the file is left as it was."""
+    try:
+        return atomic_write(path, write_fn)
+    except OSError as err:
+        raise CheckpointError("cannot write %s: %s; free some space or choose another "
+                              "--save-dir" % (path, err.strerror or err)) from None
+    except Exception as err:  # MXNetError
+        if "MXNetError" not in type(err).__name__:
+            raise
+        raise CheckpointError("cannot write %s (%s); free some space or choose another "
+                              "--save-dir" % (path, error_line(err))) from None
+
+
 def verify(save_dir, entry):
     """Raise CheckpointError unless every file of ``entry`` exists with its recorded SHA-256."""
+    problem = entry_problem(entry, [key for key, _ in FILES])
+    if problem:
+        raise CheckpointError("its index entry is malformed: %s" % problem)
     for key, _ in FILES:
         name = entry.get(key)
         if name is None:
@@ -90,6 +115,9 @@ def restore(save_dir, entry, net, trainer, ctx=None, data_iter=None):
     """Check ``entry``'s files, then load them into the net, the trainer, the generators
     and ``data_iter`` (whose next pass continues at the checkpoint's batch)."""
     verify(save_dir, entry)
+    # Before the trainer unpickles it: a file whose checksum was forged along with it
+    # must not run code.
+    check_trainer_states(os.path.join(save_dir, entry["trainer"]))
     try:
         net.load_parameters(os.path.join(save_dir, entry["params"]), ctx=ctx)
         trainer.load_states(os.path.join(save_dir, entry["trainer"]))
@@ -129,22 +157,21 @@ class RunDir:
     # ------------------------------------------------------------ settings
 
     def create(self, resume):
-        """Create the folder; refuse to overwrite someone's checkpoint without ``resume``."""
+        """Create the folder and lock it (:meth:`lock`); refuse to overwrite someone's
+        checkpoint without ``resume``."""
         try:
             os.makedirs(self.path, exist_ok=True)
         except OSError as e:
             raise CheckpointError("cannot create --save-dir %s: %s; choose a writable folder"
                                   % (self.path, e.strerror or e))
+        self.lock()  # first: a folder in use is refused naming its holder
         if not resume and os.path.exists(self.file(CHECKPOINT)):
+            self.unlock()
             raise CheckpointError("%s already holds a checkpoint; add --resume to continue it "
                                   "or choose another --save-dir" % self.path)
 
     def write_config(self, config):
-        try:
-            write_json(self.file(CONFIG), config)
-        except OSError as e:
-            raise CheckpointError("cannot write to --save-dir %s: %s; choose a writable folder"
-                                  % (self.path, e.strerror or e))
+        _write(self.file(CONFIG), lambda tmp: write_json(tmp, config))
 
     def has_config(self):
         return os.path.exists(self.file(CONFIG))
@@ -165,6 +192,9 @@ class RunDir:
         if not isinstance(config, dict) or not isinstance(config.get("net"), str):
             raise CheckpointError("%s does not name the trained net (no \"net\" entry)"
                                   % self.file(CONFIG))
+        problem = config_problem(config)
+        if problem:
+            raise CheckpointError("%s is damaged: %s" % (self.file(CONFIG), problem))
         return config
 
     def lock(self):
@@ -207,24 +237,82 @@ class RunDir:
 
     # ------------------------------------------------------------ log, best, curves
 
-    def read_log(self, last_epoch):
-        """Log records up to ``last_epoch``: a crash after the log write but before the
-        index write leaves one record too many, which the resumed run redoes."""
+    def read_log(self):
+        """The log's records, or None if it is missing or damaged (a torn line, a bad record)."""
         try:
             records = read_jsonl(self.file(LOG))
         except (OSError, ValueError):
-            return []
-        return [r for r in records if isinstance(r, dict) and r.get("epoch", 0) <= last_epoch]
+            return None
+        return records if all(record_problem(r) is None for r in records) else None
 
-    def write_log(self, records):
-        write_jsonl(self.file(LOG), records)
+    def append_log(self, record):
+        """Add one epoch's record to the log: appended and flushed to disk, never rewritten."""
+        line = json.dumps(record, sort_keys=True) + "\n"
+
+        def append():
+            with open(self.file(LOG), "a", encoding="utf-8") as f:
+                f.write(line)
+                f.flush()
+                os.fsync(f.fileno())
+        try:
+            append()
+        except OSError as err:
+            raise CheckpointError("cannot write %s: %s; free some space or choose another "
+                                  "--save-dir" % (self.file(LOG), err.strerror or err)) from None
+
+    def reconcile_log(self, records, warn):
+        """Make the log hold exactly ``records`` (the index's, up to the checkpoint resumed).
+
+        A log that holds something else -- truncated, edited, or with the epochs a
+        crash left after the checkpoint -- is kept aside as log.jsonl.N and written
+        again from the index, with one line to ``warn``.
+        """
+        if self.read_log() == records:
+            return
+        if os.path.exists(self.file(LOG)):
+            aside = next(self.file("%s.%d" % (LOG, n)) for n in range(1, 10 ** 6)
+                         if not os.path.exists(self.file("%s.%d" % (LOG, n))))
+            os.replace(self.file(LOG), aside)
+            warn("warning: %s did not match the checkpoint's records; kept it as %s and "
+                 "wrote it again from checkpoint.json" % (self.file(LOG), aside))
+        _write(self.file(LOG), lambda tmp: write_jsonl(tmp, records))
 
     def save_best(self, net):
-        atomic_write(self.file(BEST), net.save_parameters)
+        """Write best.params; returns its SHA-256, for the index."""
+        return sha256_file(_write(self.file(BEST), net.save_parameters))
+
+    def best_is_intact(self, entry):
+        """Whether best.params is there with the SHA-256 ``entry`` recorded for it."""
+        expected = entry.get("best_sha256")
+        return (os.path.isfile(self.file(BEST)) and
+                (expected is None or sha256_file(self.file(BEST)) == expected))
+
+    def intact_best(self, entry):
+        """The best epoch (test_acc, epoch, sha256) of ``entry`` -- or of the index, when
+        a fallback to an older checkpoint left best.params from a later epoch -- whose
+        best.params is intact; None if there is none."""
+        try:
+            index = read_json(self.file(CHECKPOINT))
+        except (OSError, ValueError):
+            index = None
+        for e in (entry, index):
+            if isinstance(e, dict) and e.get("best_epoch") is not None and self.best_is_intact(e):
+                return {"test_acc": e.get("best_test_acc", -1.0), "epoch": e["best_epoch"],
+                        "sha256": e.get("best_sha256")}
+        return None
 
     def trained_params(self):
-        """best.params if the run saved one, else its newest epoch-NNNN.params."""
+        """best.params if the run saved one (checked against the index), else its newest
+        epoch-NNNN.params."""
         if os.path.isfile(self.file(BEST)):
+            try:
+                index = read_json(self.file(CHECKPOINT))
+            except (OSError, ValueError):
+                index = {}
+            if isinstance(index, dict) and not self.best_is_intact(index):
+                raise CheckpointError("%s is damaged (its SHA-256 does not match the one in %s); "
+                                      "continue the run with --resume to write it again"
+                                      % (self.file(BEST), CHECKPOINT))
             return self.file(BEST)
         epochs = [(int(m.group(1)), name) for name in os.listdir(self.path)
                   for m in [_EPOCH_PARAMS.match(name)] if m]
@@ -269,43 +357,64 @@ class RunDir:
         delete the checkpoint files neither names."""
         previous = previous and {k: v for k, v in previous.items()
                                  if k not in ("previous", "format", "best_params", "log")}
-        write_json(self.file(CHECKPOINT), dict(entry, format=INDEX_FORMAT, best_params=BEST,
-                                               log=LOG, previous=previous))
+        # Beside its files first: if the index cannot be written, --resume adopts it.
+        _write(self.file(stem(entry["epoch"], entry["batch"]) + ".json"),
+               lambda tmp: write_json(tmp, entry))
+        _write(self.file(CHECKPOINT), lambda tmp: write_json(tmp, dict(
+            entry, format=INDEX_FORMAT, best_params=BEST, log=LOG, previous=previous)))
         remove_unreferenced(self.path, [entry, previous])
+
+    def _candidates(self):
+        """Checkpoint entries to resume from, newest first: the index's two, and any
+        newer one whose entry file exists but whose index write did not happen."""
+        try:
+            index = read_json(self.file(CHECKPOINT))
+        except FileNotFoundError:
+            index = None
+        except (OSError, ValueError) as e:
+            raise CheckpointError("--resume: the checkpoint index in %s is corrupt (%s); start "
+                                  "a new --save-dir" % (self.path, error_line(e)))
+        entries = [] if index is None else [index, index.get("previous")]
+        for name in os.listdir(self.path):
+            if _OURS.match(name) and name.endswith(".json"):
+                try:
+                    entries.append(read_json(self.file(name)))
+                except (OSError, ValueError):
+                    pass  # a torn entry file: not a candidate
+        entries = [e for e in entries if entry_problem(e, [k for k, _ in FILES]) is None
+                   or e is index]
+        entries.sort(key=lambda e: (e.get("epoch", -1), e.get("batch", 0))
+                     if isinstance(e, dict) and not isinstance(e.get("epoch"), bool)
+                     and isinstance(e.get("epoch"), int) else (-1, 0), reverse=True)
+        return index, entries
 
     def load_checkpoint(self, warn):
         """``(config, entry)``: config.json and the newest usable checkpoint entry.
 
-        The index names the newest checkpoint and the one before it. One whose
-        files are missing or fail their SHA-256 check is passed over for the one
-        before, with one line to ``warn``.
+        One whose files are missing or fail their SHA-256 check is passed over for
+        the one before, with one line to ``warn``; so is a malformed index entry.
         """
-        if not os.path.exists(self.file(CHECKPOINT)):
+        index, entries = self._candidates()
+        if index is None and not entries:
             raise CheckpointError("--resume: no checkpoint in %s (no %s); train without "
                                   "--resume first" % (self.path, CHECKPOINT))
-        try:
-            config = read_json(self.file(CONFIG))
-            newest = read_json(self.file(CHECKPOINT))
-            if not isinstance(config.get("net"), str) or not isinstance(newest.get("epoch"), int):
-                raise ValueError("missing 'net' or 'epoch'")
-        except (OSError, ValueError, KeyError, AttributeError) as e:
-            raise CheckpointError("--resume: the checkpoint in %s is corrupt (%s); start a new "
-                                  "--save-dir" % (self.path, error_line(e)))
-        entries = [newest]
-        if isinstance(newest.get("previous"), dict) and isinstance(
-                newest["previous"].get("epoch"), int):
-            entries.append(newest["previous"])
+        config = self.read_config()
+        damage = None
         for entry in entries:
             try:
                 verify(self.path, entry)
             except CheckpointError as e:
-                damage = "the checkpoint at %s in %s is damaged: %s" % (
-                    describe(entry), self.path, error_line(e))
+                where = describe(entry) if entry_problem(entry, ()) is None else "the index"
+                damage = damage and damage + ", and so is the one before it" or (
+                    "the checkpoint at %s in %s is damaged: %s" % (where, self.path,
+                                                                   error_line(e)))
                 continue
-            if entry is not newest:
+            if damage:
                 warn("warning: %s; resuming from the one before it, at %s"
                      % (damage, describe(entry)))
+            elif entry is not index:
+                warn("warning: the index of %s does not name the checkpoint at %s (its write "
+                     "failed); resuming from it" % (self.path, describe(entry)))
             return config, entry
-        if len(entries) > 1:
-            damage += ", and so is the one before it"
-        raise CheckpointError("--resume: %s; start a new --save-dir" % damage)
+        raise CheckpointError("--resume: %s; start a new --save-dir"
+                              % (damage or "no usable checkpoint in %s" % self.path))

@@ -1,12 +1,18 @@
 """When a run is saved: after every epoch, every K batches, and on Ctrl-C."""
 import signal
 import threading
+import time
 
 from .rundir import describe
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C, after a checkpoint was saved; the message says where and how to go on."""
+    """Ctrl-C or SIGTERM, after a checkpoint was saved; the message says where and how to
+    go on, ``signum`` which signal it was."""
+
+    def __init__(self, message, signum=signal.SIGINT):
+        super().__init__(message)
+        self.signum = signum
 
 
 class Checkpointer:
@@ -14,17 +20,19 @@ class Checkpointer:
     every ``every`` batches and on Ctrl-C (``on_batch``, ``train``'s batch_callback).
 
     Write order makes a kill at any point recoverable: the new checkpoint's
-    files, best.params and the log first, then the index, and only then are the
-    files that it no longer names deleted. Two checkpoints at most: a 200-epoch
-    run of a large net would otherwise fill the disk.
+    files, best.params and the log line first, then the entry and the index, and
+    only then are the files that it no longer names deleted. Two checkpoints at
+    most: a 200-epoch run of a large net would otherwise fill the disk. Each
+    entry carries the log records up to it, from which a damaged log is rebuilt.
     """
 
     def __init__(self, run_dir, net, trainer, train_iter, history, best=None, current=None,
                  every=None, ctrl_c=None, last_epoch=None, resume_command=None):
         self.run_dir, self.net, self.trainer, self.train_iter = run_dir, net, trainer, train_iter
         self.history = history  # log records so far, including earlier runs
-        self.best = best or {"test_acc": -1.0, "epoch": None}
+        self.best = best or {"test_acc": -1.0, "epoch": None, "sha256": None}
         self.current = current  # the entry of the newest checkpoint (resumed from)
+        self.resumed = current is not None
         self.every = every      # also save every this many batches
         self.ctrl_c = ctrl_c    # a CtrlC: save and stop once it was pressed
         self.last_epoch = last_epoch
@@ -35,12 +43,13 @@ class Checkpointer:
         epoch = record["epoch"]
         entry = self.run_dir.write_checkpoint(epoch, 0, self.net, self.trainer, self.train_iter)
         if record["test_acc"] > self.best["test_acc"]:
-            self.run_dir.save_best(self.net)
-            self.best = {"test_acc": record["test_acc"], "epoch": epoch}
-        self.history.append({k: record[k] for k in ("epoch", "loss", "train_acc", "test_acc",
-                                                    "time", "images_per_sec", "lr", "nan_skips")
-                             if k in record})
-        self.run_dir.write_log(self.history)
+            self.best = {"test_acc": record["test_acc"], "epoch": epoch,
+                         "sha256": self.run_dir.save_best(self.net)}
+        self.history.append(dict(
+            {k: record[k] for k in ("epoch", "loss", "train_acc", "test_acc", "time",
+                                    "images_per_sec", "lr", "nan_skips") if k in record},
+            **self._conditions()))
+        self.run_dir.append_log(self.history[-1])
         self._switch(entry)
         self.run_dir.save_curves(self.history)
         if epoch != self.last_epoch:
@@ -61,13 +70,23 @@ class Checkpointer:
         self._switch(entry)
         self._stop_if_interrupted()
 
+    def _conditions(self):
+        """How the epoch ran, for the log: OpenMP threads, the process's peak memory so
+        far, and whether this process resumed the run from a checkpoint."""
+        import resource
+        from ..threads import effective_threads
+        return {"threads": effective_threads(),
+                "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+                "resumed": self.resumed, "date": time.strftime("%Y-%m-%d %H:%M")}
+
     @staticmethod
     def _position(entry):
         return None if entry is None else (entry["epoch"], entry.get("batch", 0))
 
     def _switch(self, entry):
         """Make ``entry`` the newest checkpoint, the current one the one before it."""
-        entry.update(best_test_acc=self.best["test_acc"], best_epoch=self.best["epoch"])
+        entry.update(best_test_acc=self.best["test_acc"], best_epoch=self.best["epoch"],
+                     best_sha256=self.best["sha256"], records=list(self.history))
         self.run_dir.switch(entry, self.current)
         self.current = entry
 
@@ -75,27 +94,32 @@ class Checkpointer:
         if self.ctrl_c is not None and self.ctrl_c.requested:
             raise TrainingInterrupted(
                 "saved a checkpoint at %s in %s; continue with: %s"
-                % (describe(self.current), self.run_dir, self.resume_command))
+                % (describe(self.current), self.run_dir, self.resume_command),
+                self.ctrl_c.signum)
 
 
 class CtrlC:
-    """While training with a run folder: the first Ctrl-C asks for a checkpoint at the
-    end of the batch in flight and a clean stop; a second one stops at once."""
+    """While training with a run folder: the first Ctrl-C -- or SIGTERM, which batch
+    schedulers send before they kill -- asks for a checkpoint at the end of the batch
+    in flight and a clean stop; a second one stops at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.requested = False
-        self._previous = None
+        self.signum = None
+        self._previous = {}
 
     def _handle(self, signum, frame):
         if self.requested:
             raise KeyboardInterrupt
-        self.requested = True
+        self.requested, self.signum = True, signum
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():  # signals reach only it
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
         return self
 
     def __exit__(self, *exc_info):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)

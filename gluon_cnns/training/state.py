@@ -7,11 +7,23 @@ MXNet's own generator (Dropout masks) has no API to read its state:
 instead, so its state is a function of the position and needs no file.
 """
 import hashlib
+import importlib
 import random
 
 import numpy as np
 
 from ..errors import CheckpointError
+from ..io import RestrictedUnpickler
+
+# What trainer.save_states pickles: NDArrays (as bytearrays), the optimizer, and its
+# learning-rate schedule (MXNet's or GluonCV's).
+_STATE_GLOBALS = {("builtins", "bytearray"), ("builtins", "set"), ("builtins", "frozenset"),
+                  ("collections", "OrderedDict"), ("copyreg", "_reconstructor"),
+                  ("builtins", "object"), ("mxnet.ndarray.ndarray", "NDArray"),
+                  ("mxnet.context", "Context")}
+_STATE_CLASSES = {"mxnet.optimizer.optimizer": ("mxnet.optimizer", "Optimizer"),
+                  "mxnet.lr_scheduler": ("mxnet.lr_scheduler", "LRScheduler"),
+                  "gluoncv.utils.lr_scheduler": ("mxnet.lr_scheduler", "LRScheduler")}
 
 
 def sha256_file(path):
@@ -21,6 +33,34 @@ def sha256_file(path):
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _state_global(module, name):
+    """Whether a trainer-state pickle may name ``module.name``: the listed globals, and
+    optimizer and schedule classes (subclasses of MXNet's bases) of the listed modules."""
+    if (module, name) in _STATE_GLOBALS:
+        return True
+    if module not in _STATE_CLASSES:
+        return False
+    if module.startswith("gluoncv"):
+        from ..gluoncv_import import import_gluoncv
+        found = getattr(import_gluoncv(module), name, None)
+    else:
+        found = getattr(importlib.import_module(module), name, None)
+    base_module, base_name = _STATE_CLASSES[module]
+    base = getattr(importlib.import_module(base_module), base_name)
+    return isinstance(found, type) and issubclass(found, base)
+
+
+def check_trainer_states(path):
+    """Raise CheckpointError unless ``path`` (``trainer.save_states``) unpickles with only
+    optimizer-state classes: loading it can then run no other code."""
+    try:
+        with open(path, "rb") as f:
+            RestrictedUnpickler(f, _state_global).load()
+    except Exception as err:  # UnpicklingError, EOFError, ...: all mean "not trainer states"
+        raise CheckpointError("%s is not a trainer state file this package wrote (%s)"
+                              % (path, err)) from None
 
 
 def capture_random_state(data_iter=None):

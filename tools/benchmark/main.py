@@ -14,8 +14,10 @@ from .end_to_end import E2E_TARGET_NETS, add_compute_floor, bench_e2e
 from .lowp import bench_bf16_training, bench_lowp, check_run, judge_lowp
 from .machine import gemm_limit, load_average, machine_info, resolve_ctx
 from .nets import bench_net
+from .peer import PEER_NETS, bench_peer, peer_targets
 from .profile import profile_train_step
 from .report import render
+from .threads import MACHINES, bench_threads, thread_targets
 
 PROG = "gluon-cnns-benchmark"
 
@@ -86,6 +88,31 @@ def _add_suite_flags(add):
         help="training images for --bf16-train (default: 20000)")
     add("--profile", type=name_list, default=[], metavar="A,B",
         help="per-operator time of two training steps of these nets (mx.profiler)")
+    _add_thread_flags(add)
+
+
+def _add_thread_flags(add):
+    """The flags of the thread matrix and of the PyTorch peer column."""
+    add("--threads", type=name_list, default=[], metavar="A,B",
+        help="thread matrix: epoch seconds of scripts/train.py for these nets under each "
+             "thread policy, on a quiet and a busy machine (e.g. resnet_mnist,resnet18)")
+    add("--threads-limit", type=per_net_int, default={None: 12800, "resnet18": 1024},
+        metavar="N|NET=N,...", help="--limit-train of those epochs (default: 12800, "
+                                    "resnet18 1024)")
+    add("--threads-rounds", type=positive_int, default=2, metavar="N",
+        help="interleaved rounds of the matrix; a cell is their median (default: 2)")
+    add("--threads-machine", type=name_list, default=list(MACHINES), metavar="quiet,busy",
+        help="machine states to measure (default: quiet,busy)")
+    add("--threads-competitor", default="resnet18", metavar="NET",
+        help="the second training that makes the machine busy, on all cores with libgomp's "
+             "spinning (default: resnet18)")
+    add("--peer", type=name_list, default=[], metavar="A,B",
+        help="PyTorch peer column for these nets (%s), when torch is importable by "
+             "--peer-python" % ",".join(PEER_NETS))
+    add("--peer-python", metavar="PATH",
+        help="the Python that runs PyTorch (default: this one)")
+    add("--peer-rounds", type=positive_int, default=2, metavar="N",
+        help="alternating rounds of ours / PyTorch processes (default: 2)")
 
 
 def _check_names(names, what):
@@ -103,7 +130,7 @@ def _check_names(names, what):
 def _check_args(opts):
     """Fill in the defaults that depend on other flags; GluonCNNsError for a bad combination."""
     from gluon_cnns.models import list_models
-    opts.net = _check_names(opts.net or list_models(), "--net")
+    opts.net = _check_names(list_models() if opts.net is None else opts.net, "--net")
     if opts.e2e_repeat is None:
         opts.e2e_repeat = opts.repeat
     if opts.e2e_nets is None:
@@ -124,7 +151,16 @@ def _check_args(opts):
         check_run(name, folder)
     _check_names(opts.bf16_train, "--bf16-train")
     _check_names(opts.profile, "--profile")
-    for flag in ("batch_size", "e2e_batches", "quant_train", "quant_test", "bf16_train_limit"):
+    _check_names(opts.threads + [opts.threads_competitor], "--threads")
+    bad = [m for m in opts.threads_machine if m not in MACHINES]
+    if bad:
+        raise GluonCNNsError("--threads-machine takes quiet and/or busy, got %s" % ", ".join(bad))
+    bad = [n for n in opts.peer if n not in PEER_NETS]
+    if bad:
+        raise GluonCNNsError("--peer: no PyTorch twin of %s; choose from %s"
+                             % (", ".join(bad), ",".join(PEER_NETS)))
+    for flag in ("batch_size", "e2e_batches", "quant_train", "quant_test", "bf16_train_limit",
+                 "threads_limit"):
         _check_names([k for k in getattr(opts, flag) if k is not None],
                      "--" + flag.replace("_", "-"))
 
@@ -142,7 +178,7 @@ def _new_report(opts, command, ctx):
             "machine": machine_info(), "ctx": str(ctx),
             "settings": json.loads(json.dumps(settings, default=str)),
             "nets": [], "e2e": [], "low_precision": [], "bf16_training": [], "profiles": {},
-            "notes": [], "section_seconds": {}}
+            "threads": None, "peer": None, "notes": [], "section_seconds": {}}
 
 
 def run(opts, command):
@@ -185,6 +221,11 @@ def run(opts, command):
     for name in opts.profile:
         report["profiles"][name] = timed("profiles", "profiling %s" % name, profile_train_step,
                                          name, ctx, opts)
+    if opts.threads:
+        report["threads"] = timed("threads", "thread matrix", bench_threads, opts.threads, opts,
+                                  _say)
+    if opts.peer:
+        report["peer"] = timed("peer", "PyTorch peer column", bench_peer, opts.peer, opts, _say)
     # Once more at the end: on a shared machine the ceiling moves.
     report["gemm_end"] = timed("gemm", "measuring the GEMM limit again", gemm)
     report["machine"]["load_average_end"] = load_average()
@@ -211,7 +252,7 @@ def targets(report):
                              "accuracy_change_points": v["accuracy_change_points"],
                              "accuracy_judged": r.get("accuracy_judged", True),
                              "met": v["met"]})
-    return rows
+    return rows + thread_targets(report.get("threads")) + peer_targets(report.get("peer"))
 
 
 def load_report(path):
@@ -229,6 +270,8 @@ def load_report(path):
 
 def main(argv=None):
     """Entry point; returns the exit code."""
+    from gluon_cnns.threads import configure
+    configure()  # before MXNet is imported: all physical cores, short spinning
     argv = sys.argv[1:] if argv is None else list(argv)
     opts, code = parse(build_parser(), argv)
     if opts is None:  # --help, or a usage error already printed by the parser

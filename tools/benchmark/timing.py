@@ -15,22 +15,25 @@ def measure_throughput(call, images, warmup, repeat, min_time):
     return measure_throughputs([call], images, warmup, repeat, min_time)[0]
 
 
-def measure_throughputs(calls, images, warmup, repeat, min_time):
+def measure_throughputs(calls, images, warmup, repeat, min_time, sync=None):
     """Images/s of each of ``calls`` (each processes ``images`` images): a list of stats.
 
     MXNet is asynchronous: a call only queues work. So a sample queues ``k``
-    calls and then waits for all of them (``waitall``), and ``k`` is chosen
-    from the last warm-up call so that a sample lasts about ``min_time``.
+    calls and then waits for all of them (``sync``, default MXNet's ``waitall``;
+    PyTorch on the CPU needs none), and ``k`` is chosen from the last warm-up
+    call so that a sample lasts about ``min_time``.
     The samples of several calls are interleaved (A B A B ...), so that a
     change in the machine's load hits all of them alike and their ratios hold.
     """
-    import mxnet as mx
+    if sync is None:
+        import mxnet as mx
+        sync = mx.nd.waitall
     counts = [1] * len(calls)
     for _ in range(warmup):
         for i, call in enumerate(calls):
             start = time.perf_counter()
             call()
-            mx.nd.waitall()
+            sync()
             counts[i] = max(1, int(math.ceil(min_time / max(time.perf_counter() - start,
                                                             1e-9))))
     samples = [[] for _ in calls]
@@ -39,7 +42,7 @@ def measure_throughputs(calls, images, warmup, repeat, min_time):
             start = time.perf_counter()
             for _ in range(counts[i]):
                 call()
-            mx.nd.waitall()
+            sync()
             samples[i].append(counts[i] * images / (time.perf_counter() - start))
     stats = [summarize(s) for s in samples]
     for stat, count in zip(stats, counts):

@@ -1,0 +1,307 @@
+"""CPU threads: how many OpenMP threads MXNet uses, and how they wait (no MXNet import).
+
+    import gluon_cnns.threads
+    gluon_cnns.threads.configure("resnet18")   # before the first `import mxnet`
+    import mxnet as mx
+
+Left alone, MXNet 1.9.1 runs half of ``omp_get_num_procs()`` OpenMP threads on
+x86 (``src/engine/openmp.cc`` assumes every core has two hyper-threads): one
+thread on a 2-core machine without SMT, half the speed of a conv-heavy net. And
+"all cores" with libgomp's default waiting (each idle thread spins about 300,000
+times, some milliseconds, before it sleeps) collapses when another process wants
+the same cores: a spinning thread burns the time slice its partner needs, and a
+small net such as resnet_mnist became 10x slower next to another training.
+
+:func:`configure` sets, in ``os.environ`` before MXNet's libgomp reads it:
+
+* ``OMP_NUM_THREADS``: the physical cores this process may use (its CPU
+  affinity, less SMT siblings, capped by a cgroup v1/v2 CPU quota; divided
+  among the local ranks of a horovodrun/mpirun job), or one thread for a net
+  whose work per batch is too small to share out (see :data:`LIGHT_WORK_MFLOPS`);
+  ``gluon-cnns-launch`` divides the cores among its local workers itself
+  (:func:`worker_env`);
+* ``GOMP_SPINCOUNT`` (:data:`SPIN_COUNT`) when it runs more than one thread:
+  an idle thread spins briefly, then sleeps, so that a busy machine takes the
+  time slices of sleeping threads, not of spinning ones.
+
+A variable already in the environment always wins: the thread count is left
+alone when ``OMP_NUM_THREADS`` or ``MXNET_OMP_MAX_THREADS`` is set, the waiting
+when ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` is. Once MXNet is imported the
+environment has been read: :func:`configure` then changes nothing.
+
+Every reader takes its files as arguments (defaults: the real ``/proc`` and
+``/sys``), so that tests can hand it fabricated ones. docs/SPEED_NOTES.md
+("Threads") has the measurements behind the numbers.
+"""
+import math
+import os
+import platform
+import sys
+
+# An idle OpenMP thread spins this many times (about 0.1 ms) before it sleeps.
+# libgomp's default is 300,000 (about 3 ms): fine on a quiet machine, a collapse on
+# a busy one. PASSIVE (0) costs small nets 1.6x on a quiet machine (SPEED_NOTES.md).
+SPIN_COUNT = 10000
+# Below this many forward MFLOPs per batch one thread is as fast as several on a
+# quiet machine, and much faster on a busy one: the parallel regions are too short
+# to pay for waking and joining a team (resnet_mnist: 4 MFLOPs x batch 64).
+LIGHT_WORK_MFLOPS = 2000.0
+# Forward MFLOPs per image of the zoo's light nets (gluon_cnns.flops at the recipe's
+# input size; tests/test_threads.py checks them). A net not listed counts as heavy.
+NET_MFLOPS = {"lenet": 2.7, "lenet_bn": 0.6, "resnet_mnist": 4.0, "inception_mnist": 12.1}
+
+THREADS_VAR, WAIT_VAR = "OMP_NUM_THREADS", "GOMP_SPINCOUNT"
+# Set by the user, each of these means "the user chose the thread count" / "the waiting".
+USER_THREAD_VARS = (THREADS_VAR, "MXNET_OMP_MAX_THREADS")
+USER_WAIT_VARS = ("OMP_WAIT_POLICY", WAIT_VAR)
+
+# Set by horovodrun / mpirun: how many processes of the job share this machine.
+LOCAL_SIZE_VARS = ("HOROVOD_LOCAL_SIZE", "OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS")
+
+CPU_SYSFS = "/sys/devices/system/cpu"
+PROC_CGROUP = "/proc/self/cgroup"
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+_applied = {}  # what the last configure() set, for describe_threads()
+
+
+# ---------------------------------------------------------------- reading the machine
+
+def parse_cpu_list(text):
+    """The CPU ids of a kernel list such as ``0,4`` or ``0-3,8-11``, as a frozenset."""
+    cpus = set()
+    for part in text.strip().split(","):
+        if not part.strip():
+            continue
+        first, _, last = part.partition("-")
+        cpus.update(range(int(first), int(last or first) + 1))
+    return frozenset(cpus)
+
+
+def _read(path):
+    """The stripped text of ``path``, or None when it cannot be read."""
+    try:
+        with open(path, encoding="ascii") as f:
+            return f.read().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def allowed_cpus(getaffinity=None):
+    """The logical CPUs this process may run on (its affinity mask)."""
+    getaffinity = getaffinity or getattr(os, "sched_getaffinity", None)
+    if getaffinity is None:  # not Linux: every CPU
+        return frozenset(range(os.cpu_count() or 1))
+    return frozenset(getaffinity(0))
+
+
+def physical_cores(cpus, sysfs=CPU_SYSFS):
+    """How many physical cores the logical ``cpus`` span: SMT siblings count once.
+
+    Reads ``cpuN/topology/thread_siblings_list`` (``0,4`` or ``0-1``); a CPU
+    whose file is missing counts as a core of its own.
+    """
+    cores = set()
+    for cpu in cpus:
+        topology = os.path.join(sysfs, "cpu%d" % cpu, "topology")
+        text = (_read(os.path.join(topology, "thread_siblings_list"))
+                or _read(os.path.join(topology, "core_cpus_list")))
+        try:
+            siblings = parse_cpu_list(text) if text else frozenset([cpu])
+        except ValueError:
+            siblings = frozenset([cpu])
+        cores.add(siblings & cpus or frozenset([cpu]))
+    return len(cores)
+
+
+def cgroup_v2_quota(path):
+    """CPUs allowed by a cgroup v2 ``cpu.max`` file (``"max 100000"`` or ``"150000 100000"``);
+    None for no limit or no readable file."""
+    fields = (_read(path) or "").split()
+    if len(fields) != 2 or fields[0] == "max":
+        return None
+    try:
+        quota, period = int(fields[0]), int(fields[1])
+    except ValueError:
+        return None
+    return quota / period if quota > 0 and period > 0 else None
+
+
+def cgroup_v1_quota(quota_path, period_path):
+    """CPUs allowed by cgroup v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us`` (-1: no limit)."""
+    try:
+        quota, period = int(_read(quota_path) or ""), int(_read(period_path) or "")
+    except ValueError:
+        return None
+    return quota / period if quota > 0 and period > 0 else None
+
+
+def _cgroup_dirs(proc_cgroup, root):
+    """``(version, folder)`` of every cgroup folder whose CPU limit applies, leaf first.
+
+    From ``/proc/self/cgroup``: ``0::/path`` (v2) and ``N:cpu,cpuacct:/path``
+    (v1). Each folder's ancestors up to the mount point are included (a parent's
+    quota limits its children too), and so is the mount point itself, which is
+    where a container sees its own cgroup.
+    """
+    dirs = []
+    for line in (_read(proc_cgroup) or "").splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        if controllers == "":
+            mounts, version = [root], 2
+        elif "cpu" in controllers.split(","):
+            mounts, version = [os.path.join(root, controllers)] + [
+                os.path.join(root, name) for name in ("cpu,cpuacct", "cpu") if name != controllers], 1
+        else:
+            continue
+        for mount in mounts:
+            folder = os.path.normpath(os.path.join(mount, path.lstrip("/")))
+            while True:
+                dirs.append((version, folder))
+                if len(folder) <= len(mount) or not folder.startswith(mount):
+                    break
+                folder = os.path.dirname(folder)
+    return list(dict.fromkeys(dirs))
+
+
+def cgroup_cpu_limit(proc_cgroup=PROC_CGROUP, root=CGROUP_ROOT):
+    """The smallest CPU quota of this process's cgroups (v1 or v2) in CPUs, or None."""
+    limits = []
+    for version, folder in _cgroup_dirs(proc_cgroup, root):
+        if version == 2:
+            limit = cgroup_v2_quota(os.path.join(folder, "cpu.max"))
+        else:
+            limit = cgroup_v1_quota(os.path.join(folder, "cpu.cfs_quota_us"),
+                                    os.path.join(folder, "cpu.cfs_period_us"))
+        if limit is not None:
+            limits.append(limit)
+    return min(limits) if limits else None
+
+
+def available_cores(cpus=None, sysfs=CPU_SYSFS, proc_cgroup=PROC_CGROUP, root=CGROUP_ROOT):
+    """Physical cores this process can keep busy: affinity, less SMT siblings, within
+    the cgroup quota (rounded down: a thread over the quota is throttled), at least 1."""
+    cpus = allowed_cpus() if cpus is None else frozenset(cpus)
+    cores = physical_cores(cpus, sysfs)
+    limit = cgroup_cpu_limit(proc_cgroup, root)
+    if limit is not None:
+        cores = min(cores, int(math.floor(limit + 1e-9)))
+    return max(1, cores)
+
+
+# ---------------------------------------------------------------- the policy
+
+def work_mflops(work):
+    """Forward MFLOPs per batch of ``work``: a number as given, a net's name from the
+    recipe's batch size and :data:`NET_MFLOPS`, None (unknown: heavy) otherwise."""
+    if work is None or isinstance(work, bool):
+        return None
+    if isinstance(work, (int, float)):
+        return float(work)
+    if work not in NET_MFLOPS:
+        return None
+    from .models.registry import model_spec  # no MXNet import
+    return NET_MFLOPS[work] * model_spec(work).recipe.batch_size
+
+
+def local_processes(environ):
+    """How many processes of a horovodrun/mpirun job run on this machine (1 outside one)."""
+    for name in LOCAL_SIZE_VARS:
+        try:
+            return max(1, int(environ.get(name, "")))
+        except ValueError:
+            continue
+    return 1
+
+
+def threads_for(cores, mflops=None):
+    """OpenMP threads for ``cores`` physical cores and ``mflops`` forward MFLOPs a batch."""
+    if mflops is not None and mflops < LIGHT_WORK_MFLOPS:
+        return 1
+    return max(1, int(cores))
+
+
+def plan(work=None, environ=None, cores=None):
+    """The variables :func:`configure` would set, as ``{name: value}``; none already set.
+
+    ``work``: a net's name, forward MFLOPs per batch, or None (all cores);
+    ``environ``: the environment to respect (default ``os.environ``); ``cores``:
+    physical cores (default :func:`available_cores`), shared by the local
+    processes of a horovodrun/mpirun job (:data:`LOCAL_SIZE_VARS`).
+    """
+    environ = os.environ if environ is None else environ
+    chosen = {}
+    if not any(name in environ for name in USER_THREAD_VARS):
+        cores = available_cores() if cores is None else cores
+        cores = max(1, cores // local_processes(environ))
+        chosen[THREADS_VAR] = str(threads_for(cores, work_mflops(work)))
+    threads = effective_threads(dict(environ, **chosen))
+    if threads > 1 and not any(name in environ for name in USER_WAIT_VARS):
+        chosen[WAIT_VAR] = str(SPIN_COUNT)
+    return chosen
+
+
+def configure(work=None, environ=None):
+    """Set the thread policy in ``os.environ`` before MXNet is imported; return what was set.
+
+    ``work`` is the net's name (e.g. ``"resnet_mnist"``) or its forward MFLOPs per
+    batch, to run a light net on one thread; None means all physical cores.
+    Returns ``{variable: value}`` of what was set: ``{}`` when the user set every
+    variable, or when MXNet is already imported (its OpenMP runtime has read the
+    environment; the policy would only mislead :func:`describe_threads`).
+    """
+    environ = os.environ if environ is None else environ
+    if "mxnet" in sys.modules:
+        return {}
+    chosen = plan(work, environ)
+    environ.update(chosen)
+    _applied.clear()
+    _applied.update(chosen)
+    return dict(chosen)
+
+
+def applied():
+    """What the last :func:`configure` of this process set (``{}`` before, or if nothing)."""
+    return dict(_applied)
+
+
+def _is_x86():
+    return platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
+
+
+def effective_threads(environ=None, logical_cpus=None):
+    """The OpenMP threads MXNet runs with under ``environ`` (default ``os.environ``).
+
+    MXNet 1.9.1's rule: ``MXNET_OMP_MAX_THREADS``, else ``OMP_NUM_THREADS`` (its
+    first level), else ``omp_get_num_procs()`` halved on x86.
+    """
+    environ = os.environ if environ is None else environ
+    for name in ("MXNET_OMP_MAX_THREADS", THREADS_VAR):
+        try:
+            return max(1, int(environ.get(name, "").split(",")[0]))
+        except ValueError:
+            continue
+    procs = len(allowed_cpus()) if logical_cpus is None else logical_cpus
+    return max(1, procs // 2 if _is_x86() else procs)
+
+
+def describe_threads(contexts=(), environ=None):
+    """``"2 threads"``: the CPU threads of this process, for the ``training on`` line;
+    ``""`` when ``contexts`` (MXNet contexts) include a GPU, whose speed they do not set."""
+    if any(not getattr(c, "device_type", "cpu").startswith("cpu") for c in contexts):
+        return ""
+    count = effective_threads(environ)
+    return "%d thread%s" % (count, "" if count == 1 else "s")
+
+
+def worker_env(local_workers, environ=None, cores=None):
+    """``{"OMP_NUM_THREADS": ...}`` for each of ``local_workers`` processes sharing this
+    machine's cores (at least 1 each); ``{}`` when the user set the thread count."""
+    environ = os.environ if environ is None else environ
+    if any(name in environ for name in USER_THREAD_VARS):
+        return {}
+    cores = available_cores() if cores is None else cores
+    return {THREADS_VAR: str(max(1, cores // max(1, local_workers)))}

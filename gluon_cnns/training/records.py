@@ -1,0 +1,95 @@
+"""Type checks for what a run folder's JSON files hold, so that a hand-edited or damaged
+file is one clear error instead of a traceback deep inside a resumed run.
+
+Each check returns the first problem as a phrase ("'epoch' must be ...") or None.
+"""
+import numbers
+import re
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_FILE_NAME = re.compile(r"^epoch-\d{4,}(-batch-\d{6,})?\.(params|states|rng\.npz)$")
+
+
+def _is_int(value, minimum=0):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _is_number(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _numbers(value):
+    return isinstance(value, list) and all(_is_number(v) for v in value)
+
+
+_PROGRESS = {"batch": _is_int, "examples": _is_int, "nan_skips": _is_int,
+             "skipped_examples": _is_int, "loss_sum": _numbers, "correct": _numbers,
+             "time": _is_number}
+
+
+def entry_problem(entry, keys):
+    """The first thing wrong with a checkpoint entry whose file keys are ``keys``, or None."""
+    if not isinstance(entry, dict):
+        return "an entry must be a JSON object"
+    if not _is_int(entry.get("epoch")) or not _is_int(entry.get("batch", 0)):
+        return "'epoch' and 'batch' must be whole numbers >= 0"
+    sha = entry.get("sha256", {})
+    if not isinstance(sha, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                            and _HEX64.match(v) for k, v in sha.items()):
+        return "'sha256' must map file names to 64 hex digits"
+    for key in keys:
+        name = entry.get(key)
+        if not (name is None and key == "rng") and not (isinstance(name, str)
+                                                        and _FILE_NAME.match(name)):
+            return "%r must name a checkpoint file of this folder" % key
+    progress = entry.get("progress")
+    if progress is not None and not (isinstance(progress, dict) and all(
+            check(progress.get(k, 0)) for k, check in _PROGRESS.items())):
+        return "'progress' must hold the epoch's counts and sums as numbers"
+    if not _is_number(entry.get("best_test_acc", -1.0)) or not (
+            entry.get("best_epoch") is None or _is_int(entry.get("best_epoch"))):
+        return "'best_test_acc' must be a number and 'best_epoch' a whole number"
+    records = entry.get("records", [])
+    if not isinstance(records, list) or not all(record_problem(r) is None for r in records):
+        return "'records' must be a list of epoch records"
+    return None
+
+
+def record_problem(record):
+    """The first thing wrong with a log record (one epoch's figures), or None."""
+    if not isinstance(record, dict) or not _is_int(record.get("epoch"), 1):
+        return "a record must be a JSON object with a whole 'epoch' >= 1"
+    for key in ("loss", "train_acc", "test_acc", "time"):
+        if key in record and not _is_number(record[key]):
+            return "record %r must be a number" % key
+    return None
+
+
+# Types of the settings config.json keeps; None is allowed where the recipe allows it.
+_SETTINGS = {"net": str, "dataset": str, "epochs": int, "batch_size": int, "lr": float,
+             "optimizer": str, "momentum": float, "wd": float, "resize": int,
+             "lr_schedule": str, "lr_steps": list, "lr_factor": float, "limit_train": int,
+             "limit_test": int, "seed": int, "data_dir": str, "checkpoint_every": int,
+             "nan_policy": str, "recipe": str, "lr_step_iters": list, "warmup_iters": int,
+             "warmup_lr": float}
+_MAY_BE_NONE = {"momentum", "resize", "limit_train", "limit_test", "seed", "data_dir",
+                "checkpoint_every", "nan_policy", "warmup_lr"}
+_MAY_BE_ZERO = {"seed", "warmup_iters"}
+
+
+def config_problem(config):
+    """The first setting of config.json with the wrong type, or None."""
+    if not isinstance(config, dict):
+        return "it must be a JSON object"
+    for key, kind in _SETTINGS.items():
+        if key not in config or (config[key] is None and key in _MAY_BE_NONE):
+            continue
+        value = config[key]
+        ok = {int: _is_int(value, 0 if key in _MAY_BE_ZERO else 1),
+              float: _is_number(value), str: isinstance(value, str),
+              list: isinstance(value, list) and all(_is_int(v, 1) for v in value)}[kind]
+        if not ok:
+            return "%r is %r, not %s" % (key, value, {int: "a positive whole number",
+                                                     float: "a number", str: "a string",
+                                                     list: "a list of epochs"}[kind])
+    return None

@@ -1,0 +1,219 @@
+"""The run folder (--save-dir) against a careless or hostile user: two runs at once, a
+damaged log, a lost or flipped best.params, a full disk, a forged trainer-state file,
+malformed JSON, SIGTERM, and a --resume that changes what it must not."""
+import json
+import os
+import pickle
+import resource
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import gluon_cnns
+from gluon_cnns.cli.train import main
+from gluon_cnns.errors import ExportError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "scripts", "train.py")
+DATA = "/usr/share/datasets/fashion-mnist"
+BASE = ["--net", "lenet", "--data-dir", DATA, "--limit-train", "1024", "--limit-test", "256",
+        "--batch-size", "64", "--lr", "0.05", "--momentum", "0.9", "--seed", "11", "--quiet"]
+
+
+def train(argv, **kwargs):
+    return subprocess.run([sys.executable, SCRIPT] + argv, cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, **kwargs)
+
+
+def one_error_line(proc, code=2):
+    lines = proc.stderr.splitlines()
+    assert proc.returncode == code, proc.stderr
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    return lines[0]
+
+
+def epochs_in_log(run_dir):
+    with open(os.path.join(run_dir, "log.jsonl")) as f:
+        return [json.loads(line)["epoch"] for line in f]
+
+
+@pytest.fixture
+def two_epochs(tmp_path):
+    run_dir = str(tmp_path / "run")
+    assert main(BASE + ["--save-dir", run_dir, "--epochs", "2"]) == 0
+    return run_dir
+
+
+def test_a_second_run_on_the_same_folder_is_refused_naming_the_holder(tmp_path):
+    run_dir = str(tmp_path / "run")
+    first = subprocess.Popen([sys.executable, SCRIPT] + BASE + [
+        "--save-dir", run_dir, "--epochs", "90", "--checkpoint-every", "4"], cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not os.path.exists(os.path.join(run_dir, "checkpoint.json")):
+            assert time.time() < deadline and first.poll() is None, first.stderr.read()
+            time.sleep(0.2)
+        config = open(os.path.join(run_dir, "config.json")).read()
+        for extra in ([], ["--resume"]):
+            line = one_error_line(train(BASE + ["--save-dir", run_dir, "--epochs", "90"] + extra))
+            assert "in use by another training run (pid %d)" % first.pid in line
+        assert open(os.path.join(run_dir, "config.json")).read() == config
+    finally:
+        first.kill()
+        first.wait()
+    # Killed (kill -9), the holder's lock went with it: the folder can be taken over.
+    from gluon_cnns.training.rundir import RunDir
+    taken = RunDir(run_dir)
+    taken.lock()
+    taken.unlock()
+
+
+def test_a_truncated_log_is_rebuilt_from_the_checkpoints_and_kept_aside(two_epochs, capsys):
+    log = os.path.join(two_epochs, "log.jsonl")
+    with open(log, "r+") as f:
+        f.truncate(10)  # a torn first line: epochs 1 and 2 gone
+    capsys.readouterr()
+    assert main(["--save-dir", two_epochs, "--resume", "--epochs", "3", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "did not match the checkpoint's records; kept it as %s.1" % log in err
+    assert epochs_in_log(two_epochs) == [1, 2, 3]
+    assert len(open(log + ".1").read()) == 10
+
+
+def test_an_extra_log_line_after_the_checkpoint_is_not_doubled(two_epochs):
+    # A crash between the log line and the index leaves a record the resumed run redoes.
+    index = json.load(open(os.path.join(two_epochs, "checkpoint.json")))
+    prev = index["previous"]
+    with open(os.path.join(two_epochs, "checkpoint.json"), "w") as f:
+        json.dump(dict(prev, format=2, previous=None), f)  # the index of epoch 1
+    assert main(["--save-dir", two_epochs, "--resume", "--epochs", "2", "--quiet"]) == 0
+    assert epochs_in_log(two_epochs) == [1, 2]
+
+
+def test_a_lost_best_params_is_written_again(two_epochs, capsys):
+    os.remove(os.path.join(two_epochs, "best.params"))
+    capsys.readouterr()
+    assert main(["--save-dir", two_epochs, "--resume", "--epochs", "3", "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    assert "best.params of epoch" in err and "missing or damaged" in err
+    assert os.path.isfile(os.path.join(two_epochs, "best.params"))
+    assert "best.params (test acc" in out and "epoch 3)" in out
+
+
+def test_a_flipped_bit_in_best_params_is_refused_by_export_and_predict(two_epochs):
+    best = os.path.join(two_epochs, "best.params")
+    data = bytearray(open(best, "rb").read())
+    data[-5] ^= 0x01
+    open(best, "wb").write(bytes(data))
+    with pytest.raises(ExportError, match="best.params is damaged"):
+        gluon_cnns.load_checkpoint_net(two_epochs)
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "predict.py"),
+                           os.path.join(ROOT, "README.md"), "--model", two_epochs],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 2 and "best.params is damaged" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def _limit_file_size(limit):
+    def preexec():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return preexec
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(two_epochs):
+    index = open(os.path.join(two_epochs, "checkpoint.json")).read()
+    # LeNet's parameters are 684 kB: no checkpoint file of epoch 3 fits in 300 kB.
+    proc = train(["--save-dir", two_epochs, "--resume", "--epochs", "3"],
+                 preexec_fn=_limit_file_size(300_000))
+    line = one_error_line(proc)
+    assert "cannot write" in line and "free some space" in line
+    assert open(os.path.join(two_epochs, "checkpoint.json")).read() == index
+    assert not [n for n in os.listdir(two_epochs) if n.endswith(".tmp")]
+    assert main(["--save-dir", two_epochs, "--resume", "--epochs", "3", "--quiet"]) == 0
+    assert epochs_in_log(two_epochs) == [1, 2, 3]
+
+
+def test_resume_adopts_a_complete_checkpoint_the_index_does_not_name(tmp_path, capsys):
+    run_dir = str(tmp_path / "run")
+    assert main(BASE + ["--save-dir", run_dir, "--epochs", "1"]) == 0
+    index_1 = open(os.path.join(run_dir, "checkpoint.json")).read()
+    assert main(["--save-dir", run_dir, "--resume", "--epochs", "2", "--quiet"]) == 0
+    entry_2 = json.load(open(os.path.join(run_dir, "checkpoint.json")))
+    # As if the disk filled up between epoch 2's entry file and the index.
+    for key in ("format", "previous", "best_params", "log"):
+        entry_2.pop(key)
+    json.dump(entry_2, open(os.path.join(run_dir, "epoch-0002.json"), "w"))
+    open(os.path.join(run_dir, "checkpoint.json"), "w").write(index_1)
+    capsys.readouterr()
+    assert main(["--save-dir", run_dir, "--resume", "--epochs", "3", "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    assert "does not name the checkpoint at epoch 2" in err
+    assert epochs_in_log(run_dir) == [1, 2, 3]
+
+
+class _Command:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, ("touch %s" % self.marker,))
+
+
+def test_a_forged_trainer_state_file_runs_no_code(two_epochs, tmp_path):
+    from gluon_cnns.training.state import sha256_file
+    marker = tmp_path / "pwned"
+    index_file = os.path.join(two_epochs, "checkpoint.json")
+    index = json.load(open(index_file))
+    states = os.path.join(two_epochs, index["trainer"])
+    with open(states, "wb") as f:
+        pickle.dump(({0: _Command(marker)}, None), f)
+    index["sha256"][index["trainer"]] = sha256_file(states)  # the forger updates it too
+    index["previous"] = None
+    json.dump(index, open(index_file, "w"))
+    line = one_error_line(train(["--save-dir", two_epochs, "--resume", "--epochs", "3"]))
+    assert "refusing to load posix.system" in line
+    assert not marker.exists()
+
+
+def test_a_malformed_checksum_table_is_one_line(two_epochs):
+    index_file = os.path.join(two_epochs, "checkpoint.json")
+    index = json.load(open(index_file))
+    json.dump(dict(index, sha256=[1, 2], previous=None), open(index_file, "w"))
+    line = one_error_line(train(["--save-dir", two_epochs, "--resume", "--epochs", "3"]))
+    assert "'sha256' must map file names to 64 hex digits" in line
+
+
+def test_sigterm_saves_a_checkpoint_like_ctrl_c(tmp_path):
+    run_dir = str(tmp_path / "run")
+    proc = subprocess.Popen([sys.executable, SCRIPT] + BASE + [
+        "--save-dir", run_dir, "--epochs", "40"], cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not os.path.exists(os.path.join(run_dir, "checkpoint.json")):
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.1)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "interrupted; saved a checkpoint at epoch" in err and "--resume" in err
+    from gluon_cnns.training.rundir import describe
+    index = json.load(open(os.path.join(run_dir, "checkpoint.json")))
+    assert "saved a checkpoint at %s in" % describe(index) in err
+
+
+def test_resume_refuses_another_seed_and_a_failed_resume_keeps_the_config(two_epochs, capsys):
+    config = open(os.path.join(two_epochs, "config.json")).read()
+    assert main(["--save-dir", two_epochs, "--resume", "--epochs", "3", "--seed", "5"]) == 2
+    assert "--seed cannot change on --resume" in capsys.readouterr().err
+    index = json.load(open(os.path.join(two_epochs, "checkpoint.json")))
+    for entry in (index, index["previous"]):
+        with open(os.path.join(two_epochs, entry["params"]), "ab") as f:
+            f.write(b"damage")
+    assert main(["--save-dir", two_epochs, "--resume", "--epochs", "3", "--quiet"]) == 2
+    assert open(os.path.join(two_epochs, "config.json")).read() == config

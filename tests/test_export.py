@@ -356,7 +356,7 @@ def test_an_export_killed_between_any_two_renames_is_the_old_or_the_new_one(tmp_
     """Issue 15 case 4: never the new weights with the old sidecar, never a broken export."""
     import onnx
     import signal
-    from gluon_cnns.inference.export import _export_files
+    from gluon_cnns.inference.layout import export_files
     old, x = make_net("lenet", seed=1)
     new, _ = make_net("lenet", seed=2)
     new_params = str(tmp_path / "new.params")
@@ -381,7 +381,7 @@ def test_an_export_killed_between_any_two_renames_is_the_old_or_the_new_one(tmp_
         np.testing.assert_allclose(block(x).asnumpy(), expected[which], rtol=0, atol=1e-5,
                                    err_msg="killed after %d renames" % limit)
         # The ONNX file the sidecar names belongs to the same export.
-        files = _export_files(prefix, block.meta)
+        files = export_files(prefix, block.meta)
         props = {p.key: p.value for p in onnx.load(files["onnx"]).metadata_props}
         assert json.loads(props["gluon_cnns.meta"])["class_names"][0][:3] == which
         # The next export finishes the job and leaves no staging folder behind.

@@ -34,15 +34,20 @@ def report(prog, error, code=2):
     return code
 
 
-def positive_int(text):
-    """An integer > 0."""
+def _whole(text, accept, requirement):
+    """An int for which ``accept(value)`` holds, else an ArgumentTypeError."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError("expected a positive integer, got %r" % text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be a positive integer, got %r" % text)
+        raise argparse.ArgumentTypeError("expected %s, got %r" % (requirement, text))
+    if not accept(value):
+        raise argparse.ArgumentTypeError("must be %s, got %r" % (requirement, text))
     return value
+
+
+def positive_int(text):
+    """An integer > 0."""
+    return _whole(text, lambda v: v > 0, "a positive integer")
 
 
 # MXNet passes optimizer settings to its operators as float32: anything larger fails
@@ -84,10 +89,4 @@ def non_empty(example=None):
 
 def seed_value(text):
     """A seed MXNet, NumPy and Python all take: a whole number in 0..2**31-1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected a whole number, got %r" % text)
-    if not 0 <= value < 2 ** 31:
-        raise argparse.ArgumentTypeError("must be in 0..2147483647, got %r" % text)
-    return value
+    return _whole(text, lambda v: 0 <= v < 2 ** 31, "a whole number in 0..2147483647")

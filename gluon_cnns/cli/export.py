@@ -35,11 +35,11 @@ def _format_list(text):
 
 def _previous_export(args):
     """The sidecar of an export that ``--out`` names already (it will be replaced), or None."""
-    from ..inference.export import _export_target, export_paths
+    from ..inference.layout import export_paths, export_target
     from ..training.rundir import RunDir
     try:
         net = RunDir(args.save_dir).read_config()["net"]
-        sidecar = export_paths(_export_target(args.out, net))["meta"]
+        sidecar = export_paths(export_target(args.out, net))["meta"]
     except GluonCNNsError:  # export_checkpoint reports it
         return None
     return sidecar if os.path.exists(sidecar) else None

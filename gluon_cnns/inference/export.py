@@ -38,14 +38,9 @@ one left behind. Nothing in an export is code: the sidecar is JSON and every
 field of it is checked before use, the symbol is JSON and the parameters are
 MXNet's array format (no pickle).
 """
-import contextlib
 import json
-import math
 import os
-import re
 import shutil
-import stat
-import tempfile
 
 try:
     import fcntl
@@ -58,60 +53,17 @@ from mxnet import gluon
 
 from ..data.datasets import DATASETS, FASHION_MNIST_CLASSES, dataset_info
 from ..errors import CheckpointError, DataError, ExportError, GluonCNNsError, error_line
-from ..io import _current_umask, _fsync_folder, read_json
 from ..models.base import as_pooling
+from .layout import (STAGED, export_files, export_paths, export_prefix, export_target,
+                     folder_lock, make_staging, named_staging, publish, remove_stale)
+from ..training.records import is_int
+from .sidecar import INPUT_NAME, MAX_INPUT_SIDE, PIXEL_SCALE, SIDECAR_VERSION, read_export_meta
 
 __all__ = ["ExportError", "FORMATS", "export_model", "export_trained", "export_paths",
            "load_exported", "read_export_meta", "load_checkpoint_net", "checkpoint_meta",
            "export_checkpoint"]
 
 FORMATS = ("symbol", "onnx")
-INPUT_NAME = "data"          # what HybridBlock.export calls the input
-SIDECAR_VERSION = 1
-PIXEL_SCALE = 255            # ToTensor: uint8 pixels / 255 -> [0, 1]
-# The files of an export with prefix PATH: PATH + suffix, by kind ("meta" is the sidecar).
-SUFFIXES = {"symbol": "-symbol.json", "params": "-0000.params", "onnx": ".onnx",
-            "meta": ".json"}
-FILE_KINDS = ("symbol", "params", "onnx")
-STAGED = "model"             # the files' prefix inside a staging folder
-# What a sidecar may ask of a reader: a sane size and a sane input side.
-MAX_SIDECAR_BYTES = 16 << 20
-MAX_INPUT_SIDE = 4096
-
-
-# ---------------------------------------------------------------- paths
-
-def export_paths(path):
-    """The files of the export with prefix ``path``: symbol, params, onnx and the sidecar (meta).
-
-    These are where a published export's files are (``SymbolBlock.imports``
-    takes the first two). Only while an export is being published -- or
-    after a kill in the middle of it -- does the sidecar name the copies in
-    its staging folder instead; :func:`load_exported` follows the sidecar.
-    """
-    return {kind: path + suffix for kind, suffix in SUFFIXES.items()}
-
-
-def _export_target(path, net_name):
-    """The absolute prefix ``export_model`` writes to; a folder (``dir/``, ``.``) gets the net's name."""
-    path = os.fsdecode(os.fspath(path))
-    if not path.strip():
-        raise ExportError("the export path is empty; give a prefix such as exports/lenet "
-                          "(or a folder ending in /, e.g. exports/)")
-    if path.endswith(("/", os.sep)) or os.path.basename(path) in (".", ".."):
-        path = os.path.join(path, net_name.replace(os.sep, "_").replace("/", "_"))
-    return os.path.abspath(path)
-
-
-def _export_prefix(path):
-    """The export prefix of ``path``, which may also name one of the export's files."""
-    path = os.fspath(path)
-    if os.path.exists(path + ".json"):
-        return path
-    for suffix in ("-symbol.json", "-0000.params", ".onnx", ".json"):
-        if path.endswith(suffix) and os.path.exists(path[:-len(suffix)] + ".json"):
-            return path[:-len(suffix)]
-    return path
 
 
 # ---------------------------------------------------------------- checking arguments
@@ -264,173 +216,6 @@ def _drop_weight_inputs(model):
     model.graph.input.extend(inputs)
 
 
-# ---------------------------------------------------------------- publishing atomically
-
-def _staging_pattern(base):
-    """Names of the staging folders of exports to prefix ``base`` (this version's and older)."""
-    return re.compile(r"^\.%s\.export-[A-Za-z0-9_]+$" % re.escape(base))
-
-
-# A staged file as a sidecar names it: "<staging folder>/model<suffix>".
-_STAGED_FILE = re.compile(r"^(\.[^/\\]+\.export-[A-Za-z0-9_]+)/%s(%s)$"
-                          % (STAGED, "|".join(re.escape(SUFFIXES[k]) for k in FILE_KINDS)))
-
-
-def _flock(path, exclusive, blocking=True):
-    """A descriptor of ``path`` (a folder) holding a ``flock``, to be closed to release it.
-
-    None where locking is unavailable (not POSIX, a file system without
-    flock). A held lock raises BlockingIOError when not ``blocking``; a
-    folder that cannot be opened raises OSError.
-    """
-    if fcntl is None:
-        return None
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-                    | (0 if blocking else fcntl.LOCK_NB))
-    except BlockingIOError:
-        os.close(fd)
-        raise
-    except OSError:
-        os.close(fd)
-        return None
-    return fd
-
-
-@contextlib.contextmanager
-def _folder_lock(folder, exclusive):
-    """Hold ``folder``'s lock: exclusive while an export is published, shared while one is read.
-
-    A reader so never sees the sidecar of one export with the files of
-    another, even while an export is being published. Where the folder
-    cannot be locked, readers and writers go on unguarded.
-    """
-    try:
-        fd = _flock(folder, exclusive)
-    except OSError:
-        fd = None
-    try:
-        yield
-    finally:
-        if fd is not None:
-            os.close(fd)
-
-
-def _named_staging(meta_file):
-    """The staging folders that the sidecar ``meta_file`` names (an unfinished publication)."""
-    try:
-        if not os.path.isfile(meta_file) or os.path.getsize(meta_file) > MAX_SIDECAR_BYTES:
-            return set()  # (a named pipe would block the read)
-        files = read_json(meta_file).get("files") or {}
-        return {m.group(1) for m in map(_STAGED_FILE.match, files.values()) if m}
-    except Exception:  # no sidecar, a damaged one: it names nothing
-        return set()
-
-
-def _remove_stale(folder, base, keep=()):
-    """Delete what killed exports to prefix ``base`` left in ``folder``.
-
-    That is the staging folders that no export in progress holds (each export
-    locks its own) and that are not in ``keep`` (the one the sidecar names),
-    and the temporary files of older versions of this module.
-    """
-    staging = _staging_pattern(base)
-    temporary = re.compile(r"^\.%s(%s)\.[^.]+\.tmp$"
-                           % (re.escape(base), "|".join(map(re.escape, SUFFIXES.values()))))
-    for name in os.listdir(folder):
-        path = os.path.join(folder, name)
-        if staging.match(name) and name not in keep and not os.path.islink(path) \
-                and os.path.isdir(path):
-            try:
-                fd = _flock(path, exclusive=True, blocking=False)
-            except OSError:  # BlockingIOError: an export is using it
-                continue
-            try:
-                shutil.rmtree(path, ignore_errors=True)
-            finally:
-                if fd is not None:
-                    os.close(fd)
-        elif temporary.match(name) and os.path.isfile(path):
-            with contextlib.suppress(OSError):
-                os.remove(path)
-
-
-def _make_staging(folder, base):
-    """``(path, lock)``: a new staging folder beside the target, locked against clean-ups."""
-    staging = tempfile.mkdtemp(dir=folder, prefix=".%s.export-" % base)
-    # mkdtemp makes it private; while the sidecar names it, readers of the export need it.
-    os.chmod(staging, 0o777 & ~_current_umask())
-    try:
-        return staging, _flock(staging, exclusive=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
-def _fsync_file(path):
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
-def _replace_json(staging, target, obj):
-    """Write ``obj`` as JSON in the staging folder, to disk, then rename it onto ``target``."""
-    tmp = os.path.join(staging, "sidecar.json")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
-
-
-def _link_or_copy(source, link):
-    """``link`` as a hard link to ``source`` (a copy where the file system has no links)."""
-    try:
-        os.link(source, link)
-    except OSError:
-        shutil.copyfile(source, link)
-        _fsync_file(link)
-
-
-def _publish(folder, base, staging, kinds, meta, progress):
-    """Make the export staged in ``staging`` the export at ``folder/base``, atomically as a whole.
-
-    1. the sidecar is replaced by one that names the staged files (the
-       commit: from here on, readers get the new export, complete);
-    2. each file is linked into its final name by a rename, and files of the
-       previous export's other formats are removed;
-    3. the sidecar is replaced by one that names the final files.
-
-    ``progress["committed"]`` is set after step 1: from then on the staging
-    folder must stay until the publication ends (or the next export).
-    """
-    final = export_paths(os.path.join(folder, base))
-    staged = export_paths(os.path.join(staging, STAGED))
-    for kind in kinds + ["meta"]:
-        if os.path.isdir(final[kind]):
-            raise ExportError("%s is a folder; choose another export path" % final[kind])
-    for kind in kinds:  # on disk before the sidecar names them
-        _fsync_file(staged[kind])
-    _fsync_folder(staging)
-    name = os.path.basename(staging)
-    with _folder_lock(folder, exclusive=True):
-        _replace_json(staging, final["meta"],
-                      dict(meta, files={k: "%s/%s%s" % (name, STAGED, SUFFIXES[k]) for k in kinds}))
-        progress["committed"] = True
-        for kind in kinds:
-            link = os.path.join(staging, "publish" + SUFFIXES[kind])
-            _link_or_copy(staged[kind], link)
-            os.replace(link, final[kind])
-        for kind in FILE_KINDS:
-            if kind not in kinds and os.path.isfile(final[kind]):
-                os.remove(final[kind])  # the previous export's: no sidecar names it now
-        _replace_json(staging, final["meta"],
-                      dict(meta, files={k: os.path.basename(final[k]) for k in kinds}))
-        progress["done"] = True
-        _fsync_folder(folder)
-        _remove_stale(folder, base)  # e.g. the staging folder of an export killed after step 1
-
-
 def export_model(net, path, input_shape, formats=FORMATS, net_name=None, class_names=None,
                  normalization=None):
     """Export a trained Gluon ``net`` to the files of prefix ``path``; return their paths.
@@ -461,7 +246,7 @@ def export_model(net, path, input_shape, formats=FORMATS, net_name=None, class_n
             "class_names": _check_class_names(class_names, classes, net_name),
             "mxnet_version": mx.__version__, "gluon_cnns_version": _package_version()}
 
-    path = _export_target(path, net_name)
+    path = export_target(path, net_name)
     folder, base = os.path.split(path)
     try:
         os.makedirs(folder, exist_ok=True)
@@ -469,10 +254,10 @@ def export_model(net, path, input_shape, formats=FORMATS, net_name=None, class_n
         raise ExportError("cannot create the export folder %s: %s" % (folder, err.strerror or err))
     final = export_paths(path)
     # What killed exports left, except the staging folder the sidecar may still name.
-    _remove_stale(folder, base, keep=_named_staging(final["meta"]))
+    remove_stale(folder, base, keep=named_staging(final["meta"]))
     # Make everything in a hidden folder beside the target, on the same file system,
     # so that the renames below are atomic and a failure touches nothing at `path`.
-    staging, lock = _make_staging(folder, base)
+    staging, lock = make_staging(folder, base)
     progress = {"committed": False, "done": False}
     try:
         staged = export_paths(os.path.join(staging, STAGED))
@@ -483,7 +268,7 @@ def export_model(net, path, input_shape, formats=FORMATS, net_name=None, class_n
                                               shape, net_name, meta)
         kinds = (["symbol", "params"] if "symbol" in formats else []) + \
                 (["onnx"] if "onnx" in formats else [])
-        _publish(folder, base, staging, kinds, meta, progress)
+        publish(folder, base, staging, kinds, meta, progress)
     finally:
         # Interrupted after the commit, the sidecar names the staged files: they stay
         # (a complete export) until the next export to this path replaces them.
@@ -500,129 +285,6 @@ def _package_version():
 
 
 # ---------------------------------------------------------------- loading an export
-
-def read_export_meta(path):
-    """The sidecar (a dict, see the module docstring) of the export with prefix ``path``.
-
-    Every field a reader uses is checked for its type and range: a damaged or
-    hand-edited sidecar raises one ExportError naming the field.
-    """
-    prefix = _export_prefix(path)
-    meta_file = export_paths(prefix)["meta"]
-    try:
-        info = os.stat(meta_file)
-        if not stat.S_ISREG(info.st_mode):  # a FIFO would block the read forever
-            raise ValueError("not a regular file")
-        if info.st_size > MAX_SIDECAR_BYTES:
-            raise ValueError("%d bytes; a sidecar is a few kilobytes" % info.st_size)
-        meta = read_json(meta_file)
-    except FileNotFoundError:
-        raise ExportError("%s: no such file; pass the prefix given to export_model (the path "
-                          "without -symbol.json or .onnx)" % meta_file) from None
-    except (OSError, ValueError) as err:
-        raise ExportError("%s: unreadable export sidecar (%s)" % (meta_file, error_line(err))) \
-            from None
-    required = ("input_shape", "channels", "input_size", "normalization", "class_names")
-    missing = [key for key in required if not isinstance(meta, dict) or key not in meta]
-    if missing:
-        raise ExportError("%s: not an export sidecar of gluon_cnns (missing %s)"
-                          % (meta_file, ", ".join(missing)))
-    problem = _sidecar_problem(meta)
-    if problem:
-        raise ExportError("%s: %s; export the net again, or correct the file"
-                          % (meta_file, problem))
-    return meta
-
-
-def _is_int(value, low=1, high=None):
-    """An int (not a bool) in low..high."""
-    return (isinstance(value, int) and not isinstance(value, bool) and value >= low
-            and (high is None or value <= high))
-
-
-def _is_number_list(value, lengths):
-    return (isinstance(value, list) and len(value) in lengths
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                    for v in value))
-
-
-def _sidecar_problem(meta):
-    """What is wrong with the sidecar ``meta`` (a dict with the required keys), or None."""
-    version = meta.get("format_version", SIDECAR_VERSION)
-    if not _is_int(version):
-        return '"format_version" must be a positive integer, got %r' % (version,)
-    if version > SIDECAR_VERSION:
-        return ("it has format_version %d, newer than the %d this gluon_cnns reads; upgrade "
-                "gluon_cnns" % (version, SIDECAR_VERSION))
-    for key in ("net", "input_name"):
-        if key in meta and not (isinstance(meta[key], str) and meta[key]):
-            return '"%s" must be a non-empty string, got %r' % (key, meta[key])
-    shape, size, channels = meta["input_shape"], meta["input_size"], meta["channels"]
-    if not (isinstance(shape, list) and len(shape) == 4 and all(_is_int(d) for d in shape)):
-        return '"input_shape" must be [N, C, H, W] of positive integers, got %r' % (shape,)
-    if not _is_int(channels):
-        return '"channels" must be a positive integer, got %r' % (channels,)
-    if not (isinstance(size, list) and len(size) == 2
-            and all(_is_int(d, high=MAX_INPUT_SIDE) for d in size)):
-        return ('"input_size" must be [height, width], integers in 1..%d, got %r'
-                % (MAX_INPUT_SIDE, size))
-    problem = _normalization_problem(meta["normalization"], channels)
-    if problem:
-        return problem
-    names = meta["class_names"]
-    if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
-        return '"class_names" must be a non-empty list of strings, got %r' % (names,)
-    return _files_problem(meta.get("files"))
-
-
-def _normalization_problem(norm, channels):
-    """What is wrong with a sidecar's "normalization" entry, or None."""
-    expected = ('"normalization" must be {"divide_by": 255, "mean": null or one number per '
-                'channel, "std": the same, positive}')
-    if not isinstance(norm, dict):
-        return "%s, got %r" % (expected, norm)
-    if norm.get("divide_by", PIXEL_SCALE) != PIXEL_SCALE:
-        return "%s; divide_by %r is not supported" % (expected, norm.get("divide_by"))
-    mean, std = norm.get("mean"), norm.get("std")
-    if mean is None and std is None:
-        return None
-    lengths = {1, channels}
-    if not (_is_number_list(mean, lengths) and _is_number_list(std, lengths)
-            and min(std) > 0):
-        return "%s, got mean %r and std %r" % (expected, mean, std)
-    return None
-
-
-def _files_problem(files):
-    """What is wrong with a sidecar's "files" entry (what its export consists of), or None."""
-    if files is None:
-        return None
-    if not (isinstance(files, dict) and set(files) <= set(FILE_KINDS)
-            and all(isinstance(v, str) for v in files.values())):
-        return '"files" must map some of %s to file names, got %r' % (", ".join(FILE_KINDS),
-                                                                      files)
-    for kind, name in files.items():
-        match = _STAGED_FILE.match(name)
-        if ("/" in name or os.sep in name) and not (match and match.group(2) == SUFFIXES[kind]):
-            return '"files" names %r for %s: not a file of this export' % (name, kind)
-    return None
-
-
-def _export_files(prefix, meta):
-    """``{kind: path}`` of the files of the export, as its sidecar lists them.
-
-    A file listed by its bare name is the prefix's own (``PATH-symbol.json``,
-    ...), whatever the name recorded: an export may be renamed. A file listed
-    in a staging folder is that copy (a publication in progress, or killed).
-    """
-    folder = os.path.dirname(os.path.abspath(prefix))
-    flat = export_paths(prefix)
-    files = meta.get("files")
-    if files is None:  # written by hand: every format, at the prefix
-        return {kind: flat[kind] for kind in FILE_KINDS}
-    return {kind: os.path.join(folder, *name.split("/")) if "/" in name else flat[kind]
-            for kind, name in files.items()}
-
 
 def _symbol_block(symbol_file, input_name, params_file, ctx):
     """``SymbolBlock.imports`` with a float32 input.
@@ -644,12 +306,12 @@ def load_exported(path, ctx=None):
     attribute is the sidecar dict: input shape, normalization, class names.
     ``path`` may also be one of the export's files (``<path>.json``, ...).
     """
-    prefix = _export_prefix(path)
+    prefix = export_prefix(path)
     # Shared: an export being published meanwhile waits, so the sidecar and the files
     # read are of one export.
-    with _folder_lock(os.path.dirname(os.path.abspath(prefix)), exclusive=False):
+    with folder_lock(os.path.dirname(os.path.abspath(prefix)), exclusive=False):
         meta = read_export_meta(prefix)
-        files = _export_files(prefix, meta)
+        files = export_files(prefix, meta)
         missing = [files.get(k, export_paths(prefix)[k]) for k in ("symbol", "params")
                    if not (k in files and os.path.isfile(files[k]))]
         if missing:
@@ -683,7 +345,7 @@ def load_checkpoint_net(save_dir, ctx=None):
     except CheckpointError as err:
         raise ExportError(str(err)) from None
     classes = config.get("classes", 10)
-    if not _is_int(classes):
+    if not is_int(classes, 1):
         raise ExportError('%s: "classes" must be a positive integer, got %r; correct the file'
                           % (run_dir.file("config.json"), classes))
     net = get_model(config["net"], classes=classes)
@@ -706,7 +368,7 @@ def checkpoint_meta(config):
     except DataError:
         raise ExportError("the run's config.json names dataset %r; known: %s"
                           % (config.get("dataset"), ", ".join(DATASETS))) from None
-    if resize is not None and not _is_int(resize, high=MAX_INPUT_SIDE):
+    if resize is not None and not is_int(resize, 1, MAX_INPUT_SIDE):
         raise ExportError('the run\'s config.json has "resize": %r; it must be null or a side '
                           'in pixels, 1..%d (e.g. 224); correct the file'
                           % (resize, MAX_INPUT_SIDE))

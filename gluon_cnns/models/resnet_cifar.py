@@ -132,32 +132,20 @@ class CIFARResNet(ClassicNet):
                      nn.Dense(classes))
 
 
-def resnet14_cifar(classes=10, **kwargs):
-    """ResNet-14 for CIFAR (n=2), the CIFAR source article's ``ResNet(ResidualBlock, [2, 2, 2])``
-    with three stages of two blocks each (option A: 172,506 learnable parameters)."""
-    return CIFARResNet(14, classes=classes, **kwargs)
+def _depth(depth, doc):
+    """The builder of the CIFAR ResNet of ``depth``: ``builder(classes=10, **kwargs)``."""
+    def builder(classes=10, **kwargs):
+        return CIFARResNet(depth, classes=classes, **kwargs)
+    builder.__name__ = builder.__qualname__ = "resnet%d_cifar" % depth
+    builder.__doc__ = doc
+    return builder
 
 
-def resnet20_cifar(classes=10, **kwargs):
-    """ResNet-20 for CIFAR (paper: 0.27M parameters; option A: 269,722 learnable)."""
-    return CIFARResNet(20, classes=classes, **kwargs)
-
-
-def resnet32_cifar(classes=10, **kwargs):
-    """ResNet-32 for CIFAR (paper: 0.46M parameters; option A: 464,154 learnable)."""
-    return CIFARResNet(32, classes=classes, **kwargs)
-
-
-def resnet44_cifar(classes=10, **kwargs):
-    """ResNet-44 for CIFAR (paper: 0.66M parameters; option A: 658,586 learnable)."""
-    return CIFARResNet(44, classes=classes, **kwargs)
-
-
-def resnet56_cifar(classes=10, **kwargs):
-    """ResNet-56 for CIFAR (paper: 0.85M parameters; option A: 853,018 learnable)."""
-    return CIFARResNet(56, classes=classes, **kwargs)
-
-
-def resnet110_cifar(classes=10, **kwargs):
-    """ResNet-110 for CIFAR (paper: 1.7M parameters; option A: 1,727,962 learnable)."""
-    return CIFARResNet(110, classes=classes, **kwargs)
+# Learnable parameters with option A (3-channel input, 10 classes); the paper's in brackets.
+resnet14_cifar = _depth(14, "ResNet-14 (n=2), the CIFAR source article's ``ResNet(ResidualBlock, "
+                            "[2, 2, 2])`` with its stage-3 bug fixed (172,506 parameters).")
+resnet20_cifar = _depth(20, "ResNet-20 for CIFAR (269,722 parameters; the paper's 0.27M).")
+resnet32_cifar = _depth(32, "ResNet-32 for CIFAR (464,154 parameters; the paper's 0.46M).")
+resnet44_cifar = _depth(44, "ResNet-44 for CIFAR (658,586 parameters; the paper's 0.66M).")
+resnet56_cifar = _depth(56, "ResNet-56 for CIFAR (853,018 parameters; the paper's 0.85M).")
+resnet110_cifar = _depth(110, "ResNet-110 for CIFAR (1,727,962 parameters; the paper's 1.7M).")

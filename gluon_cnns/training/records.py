@@ -10,8 +10,10 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _FILE_NAME = re.compile(r"^epoch-\d{4,}(-batch-\d{6,})?\.(params|states|rng\.npz)$")
 
 
-def _is_int(value, minimum=0):
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+def is_int(value, low=0, high=None):
+    """An int (not a bool) in low..high."""
+    return (isinstance(value, int) and not isinstance(value, bool) and value >= low
+            and (high is None or value <= high))
 
 
 def _is_number(value):
@@ -22,8 +24,8 @@ def _numbers(value):
     return isinstance(value, list) and all(_is_number(v) for v in value)
 
 
-_PROGRESS = {"batch": _is_int, "examples": _is_int, "nan_skips": _is_int,
-             "skipped_examples": _is_int, "loss_sum": _numbers, "correct": _numbers,
+_PROGRESS = {"batch": is_int, "examples": is_int, "nan_skips": is_int,
+             "skipped_examples": is_int, "loss_sum": _numbers, "correct": _numbers,
              "time": _is_number}
 
 
@@ -31,7 +33,7 @@ def entry_problem(entry, keys):
     """The first thing wrong with a checkpoint entry whose file keys are ``keys``, or None."""
     if not isinstance(entry, dict):
         return "an entry must be a JSON object"
-    if not _is_int(entry.get("epoch")) or not _is_int(entry.get("batch", 0)):
+    if not is_int(entry.get("epoch")) or not is_int(entry.get("batch", 0)):
         return "'epoch' and 'batch' must be whole numbers >= 0"
     sha = entry.get("sha256", {})
     if not isinstance(sha, dict) or not all(isinstance(k, str) and isinstance(v, str)
@@ -47,7 +49,7 @@ def entry_problem(entry, keys):
             check(progress.get(k, 0)) for k, check in _PROGRESS.items())):
         return "'progress' must hold the epoch's counts and sums as numbers"
     if not _is_number(entry.get("best_test_acc", -1.0)) or not (
-            entry.get("best_epoch") is None or _is_int(entry.get("best_epoch"))):
+            entry.get("best_epoch") is None or is_int(entry.get("best_epoch"))):
         return "'best_test_acc' must be a number and 'best_epoch' a whole number"
     records = entry.get("records", [])
     if not isinstance(records, list) or not all(record_problem(r) is None for r in records):
@@ -57,7 +59,7 @@ def entry_problem(entry, keys):
 
 def record_problem(record):
     """The first thing wrong with a log record (one epoch's figures), or None."""
-    if not isinstance(record, dict) or not _is_int(record.get("epoch"), 1):
+    if not isinstance(record, dict) or not is_int(record.get("epoch"), 1):
         return "a record must be a JSON object with a whole 'epoch' >= 1"
     for key in ("loss", "train_acc", "test_acc", "time"):
         if key in record and not _is_number(record[key]):
@@ -85,9 +87,9 @@ def config_problem(config):
         if key not in config or (config[key] is None and key in _MAY_BE_NONE):
             continue
         value = config[key]
-        ok = {int: _is_int(value, 0 if key in _MAY_BE_ZERO else 1),
+        ok = {int: is_int(value, 0 if key in _MAY_BE_ZERO else 1),
               float: _is_number(value), str: isinstance(value, str),
-              list: isinstance(value, list) and all(_is_int(v, 1) for v in value)}[kind]
+              list: isinstance(value, list) and all(is_int(v, 1) for v in value)}[kind]
         if not ok:
             return "%r is %r, not %s" % (key, value, {int: "a positive whole number",
                                                      float: "a number", str: "a string",

@@ -73,18 +73,25 @@ def _train_argv(name, limit, opts, epochs=1):
     return argv + (["--data-dir", opts.data_dir] if opts.data_dir else [])
 
 
-def run_epoch(name, limit, variables, opts):
-    """One epoch of ``scripts/train.py`` under ``variables``: {seconds, threads, load}."""
-    proc = subprocess.run(_train_argv(name, limit, opts), env=thread_free_env(variables),
-                          capture_output=True, text=True, check=False)
-    seconds, threads = _EPOCH_TIME.search(proc.stdout), _THREADS_LINE.search(proc.stdout)
-    if proc.returncode != 0 or not seconds or not threads:
-        tail = (proc.stderr.strip().splitlines() or proc.stdout.strip().splitlines()
-                or ["no output"])[-1]
-        raise GluonCNNsError("thread matrix: scripts/train.py --net %s with %s failed: %s"
-                             % (name, variables or "no thread variable", tail))
-    return {"seconds": float(seconds.group(1)), "threads": int(threads.group(1)),
-            "load": load_average()}
+def run_epoch(name, limit, variables, opts, attempts=3, pause=30.0):
+    """One epoch of ``scripts/train.py`` under ``variables``: {seconds, threads, load}.
+
+    A failed run is tried again after ``pause`` seconds, up to ``attempts`` runs in
+    all: a matrix lasts half an hour, and the work tree may be mid-edit for a moment.
+    """
+    for attempt in range(attempts):
+        proc = subprocess.run(_train_argv(name, limit, opts), env=thread_free_env(variables),
+                              capture_output=True, text=True, check=False)
+        seconds, threads = _EPOCH_TIME.search(proc.stdout), _THREADS_LINE.search(proc.stdout)
+        if proc.returncode == 0 and seconds and threads:
+            return {"seconds": float(seconds.group(1)), "threads": int(threads.group(1)),
+                    "load": load_average()}
+        if attempt + 1 < attempts:
+            time.sleep(pause)
+    tail = (proc.stderr.strip().splitlines() or proc.stdout.strip().splitlines()
+            or ["no output"])[-1]
+    raise GluonCNNsError("thread matrix: scripts/train.py --net %s with %s failed %d times: %s"
+                         % (name, variables or "no thread variable", attempts, tail))
 
 
 def start_competitor(name, cores, opts):

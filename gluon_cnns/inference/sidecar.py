@@ -1,0 +1,126 @@
+"""The export sidecar (``PATH.json``): read, and every field checked before use.
+
+A program that has only the exported files learns from it how to feed the net:
+the input shape and channels, the normalization it was trained with
+(``ToTensor`` divides by 255, then optionally ``(x - mean) / std`` per channel)
+and the class names. Its keys are listed in :mod:`gluon_cnns.inference.export`.
+"""
+import math
+import os
+import stat
+
+from ..errors import ExportError, error_line
+from ..io import read_json
+from ..training.records import is_int
+from .layout import (_STAGED_FILE, FILE_KINDS, MAX_SIDECAR_BYTES, SUFFIXES, export_paths,
+                     export_prefix)
+
+INPUT_NAME = "data"          # what HybridBlock.export calls the input
+SIDECAR_VERSION = 1
+PIXEL_SCALE = 255            # ToTensor: uint8 pixels / 255 -> [0, 1]
+MAX_INPUT_SIDE = 4096
+
+
+def read_export_meta(path):
+    """The sidecar (a dict, see the module docstring) of the export with prefix ``path``.
+
+    Every field a reader uses is checked for its type and range: a damaged or
+    hand-edited sidecar raises one ExportError naming the field.
+    """
+    prefix = export_prefix(path)
+    meta_file = export_paths(prefix)["meta"]
+    try:
+        info = os.stat(meta_file)
+        if not stat.S_ISREG(info.st_mode):  # a FIFO would block the read forever
+            raise ValueError("not a regular file")
+        if info.st_size > MAX_SIDECAR_BYTES:
+            raise ValueError("%d bytes; a sidecar is a few kilobytes" % info.st_size)
+        meta = read_json(meta_file)
+    except FileNotFoundError:
+        raise ExportError("%s: no such file; pass the prefix given to export_model (the path "
+                          "without -symbol.json or .onnx)" % meta_file) from None
+    except (OSError, ValueError) as err:
+        raise ExportError("%s: unreadable export sidecar (%s)" % (meta_file, error_line(err))) \
+            from None
+    required = ("input_shape", "channels", "input_size", "normalization", "class_names")
+    missing = [key for key in required if not isinstance(meta, dict) or key not in meta]
+    if missing:
+        raise ExportError("%s: not an export sidecar of gluon_cnns (missing %s)"
+                          % (meta_file, ", ".join(missing)))
+    problem = _sidecar_problem(meta)
+    if problem:
+        raise ExportError("%s: %s; export the net again, or correct the file"
+                          % (meta_file, problem))
+    return meta
+
+
+def _positive_int(value, high=None):
+    return is_int(value, 1, high)
+
+
+def _is_number_list(value, lengths):
+    return (isinstance(value, list) and len(value) in lengths
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                    for v in value))
+
+
+def _sidecar_problem(meta):
+    """What is wrong with the sidecar ``meta`` (a dict with the required keys), or None."""
+    version = meta.get("format_version", SIDECAR_VERSION)
+    if not _positive_int(version):
+        return '"format_version" must be a positive integer, got %r' % (version,)
+    if version > SIDECAR_VERSION:
+        return ("it has format_version %d, newer than the %d this gluon_cnns reads; upgrade "
+                "gluon_cnns" % (version, SIDECAR_VERSION))
+    for key in ("net", "input_name"):
+        if key in meta and not (isinstance(meta[key], str) and meta[key]):
+            return '"%s" must be a non-empty string, got %r' % (key, meta[key])
+    shape, size, channels = meta["input_shape"], meta["input_size"], meta["channels"]
+    if not (isinstance(shape, list) and len(shape) == 4 and all(_positive_int(d) for d in shape)):
+        return '"input_shape" must be [N, C, H, W] of positive integers, got %r' % (shape,)
+    if not _positive_int(channels):
+        return '"channels" must be a positive integer, got %r' % (channels,)
+    if not (isinstance(size, list) and len(size) == 2
+            and all(_positive_int(d, MAX_INPUT_SIDE) for d in size)):
+        return ('"input_size" must be [height, width], integers in 1..%d, got %r'
+                % (MAX_INPUT_SIDE, size))
+    problem = _normalization_problem(meta["normalization"], channels)
+    if problem:
+        return problem
+    names = meta["class_names"]
+    if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
+        return '"class_names" must be a non-empty list of strings, got %r' % (names,)
+    return _files_problem(meta.get("files"))
+
+
+def _normalization_problem(norm, channels):
+    """What is wrong with a sidecar's "normalization" entry, or None."""
+    expected = ('"normalization" must be {"divide_by": 255, "mean": null or one number per '
+                'channel, "std": the same, positive}')
+    if not isinstance(norm, dict):
+        return "%s, got %r" % (expected, norm)
+    if norm.get("divide_by", PIXEL_SCALE) != PIXEL_SCALE:
+        return "%s; divide_by %r is not supported" % (expected, norm.get("divide_by"))
+    mean, std = norm.get("mean"), norm.get("std")
+    if mean is None and std is None:
+        return None
+    lengths = {1, channels}
+    if not (_is_number_list(mean, lengths) and _is_number_list(std, lengths)
+            and min(std) > 0):
+        return "%s, got mean %r and std %r" % (expected, mean, std)
+    return None
+
+
+def _files_problem(files):
+    """What is wrong with a sidecar's "files" entry (what its export consists of), or None."""
+    if files is None:
+        return None
+    if not (isinstance(files, dict) and set(files) <= set(FILE_KINDS)
+            and all(isinstance(v, str) for v in files.values())):
+        return '"files" must map some of %s to file names, got %r' % (", ".join(FILE_KINDS),
+                                                                      files)
+    for kind, name in files.items():
+        match = _STAGED_FILE.match(name)
+        if ("/" in name or os.sep in name) and not (match and match.group(2) == SUFFIXES[kind]):
+            return '"files" names %r for %s: not a file of this export' % (name, kind)
+    return None

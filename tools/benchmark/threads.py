@@ -136,7 +136,7 @@ def _row(name, machine, runs, cores):
     return row
 
 
-def _measure_machine(names, machine, opts, cores, say):
+def _measure_machine(names, machine, opts, cores, say, before_run):
     """The rows of one machine state: every net, every policy, interleaved over rounds."""
     runs = {name: {label: [] for label, _ in policies(cores)} for name in names}
     for round_ in range(opts.threads_rounds):
@@ -144,6 +144,7 @@ def _measure_machine(names, machine, opts, cores, say):
             limit = for_net(opts.threads_limit, name, 12800)
             for label, variables in policies(cores):
                 say("thread matrix, %s, round %d: %s, %s" % (machine, round_ + 1, name, label))
+                before_run()
                 runs[name][label].append(run_epoch(name, limit, variables, opts))
     return [_row(name, machine, runs[name], cores) for name in names]
 
@@ -153,15 +154,20 @@ def bench_threads(names, opts, say=lambda *_: None):
     cores = available_cores()
     rows = []
     for machine in opts.threads_machine:
-        competitor = None
-        if machine == "busy":
-            say("thread matrix: starting the competing training (%s)" % opts.threads_competitor)
-            competitor = start_competitor(opts.threads_competitor, cores, opts)
+        competitor = []  # the running competitor, started again should it end
+
+        def keep_busy():
+            if machine == "busy" and (not competitor or competitor[0].poll() is not None):
+                say("thread matrix: starting the competing training (%s)"
+                    % opts.threads_competitor)
+                if competitor:
+                    stop_competitor(competitor.pop())
+                competitor.append(start_competitor(opts.threads_competitor, cores, opts))
         try:
-            rows += _measure_machine(names, machine, opts, cores, say)
+            rows += _measure_machine(names, machine, opts, cores, say, keep_busy)
         finally:
-            if competitor is not None:
-                stop_competitor(competitor)
+            if competitor:
+                stop_competitor(competitor.pop())
     return {"cores": cores, "competitor": opts.threads_competitor, "rounds": opts.threads_rounds,
             "limits": {name: for_net(opts.threads_limit, name, 12800) for name in names},
             "policies": [label for label, _ in policies(cores)],

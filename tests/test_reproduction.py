@@ -88,3 +88,28 @@ def test_reproduce_rejects_unknown_net(tmp_path):
                           universal_newlines=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "nosuchnet" in proc.stderr
+
+
+def test_reproduce_reads_a_finished_run_and_continues_an_unfinished_one(tmp_path):
+    runs, docs = tmp_path / "runs", tmp_path / "docs"
+    base = [sys.executable, os.path.join(ROOT, "scripts", "reproduce.py"), "--net", "lenet",
+            "--limit-train", "512", "--limit-test", "128", "--runs-dir", str(runs),
+            "--docs-dir", str(docs), "--checkpoint-every", "2"]
+
+    def reproduce(*extra):
+        proc = subprocess.run(base + list(extra), cwd=ROOT, capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout, json.loads((docs / "results.json").read_text())["lenet"]
+
+    out, row = reproduce("--epochs", "1")
+    assert "$ python scripts/train.py" in out and row["epoch_test_acc"] and not row["resumed"]
+    assert row["threads"] and row["peak_rss_mib"] > 0 and row["machine"]
+    out, again = reproduce("--epochs", "1")          # finished: read, not trained again
+    assert "$ python" not in out and again["epoch_test_acc"] == row["epoch_test_acc"]
+    # An unfinished run (its config asks for 2 epochs) is continued with --resume.
+    config = runs / "lenet" / "config.json"
+    config.write_text(config.read_text().replace('"epochs": 1', '"epochs": 2'))
+    out, longer = reproduce("--epochs", "2")
+    assert "--resume" in out and len(longer["epoch_test_acc"]) == 2 and longer["resumed"]
+    assert longer["epoch_test_acc"][0] == row["epoch_test_acc"][0]

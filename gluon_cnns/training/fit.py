@@ -117,8 +117,8 @@ def _resumed_records(run):
     a best.params that is gone or damaged is written again by the next better epoch)."""
     ckpt = run.ckpt
     warn = run.warn or (lambda line: None)
-    history = ckpt.get("records")
-    if history is None:  # an index written before entries held their records
+    history = list(ckpt.get("records") or [])  # a copy: the entry keeps its own records
+    if "records" not in ckpt:  # an index written before entries held their records
         history = [r for r in (run.writer.read_log() or []) if r["epoch"] <= run.done]
     run.writer.reconcile_log(history, warn)
     best = run.writer.intact_best(ckpt)

@@ -263,18 +263,22 @@ class RunDir:
     def reconcile_log(self, records, warn):
         """Make the log hold exactly ``records`` (the index's, up to the checkpoint resumed).
 
-        A log that holds something else -- truncated, edited, or with the epochs a
-        crash left after the checkpoint -- is kept aside as log.jsonl.N and written
-        again from the index, with one line to ``warn``.
+        A log that holds something else is kept aside as log.jsonl.N and written
+        again from the index: quietly when it only ran ahead of the checkpoint (a
+        crash after an epoch's log line, or a fallback to an older checkpoint: those
+        epochs are trained again), with one line to ``warn`` when it was truncated
+        or edited.
         """
-        if self.read_log() == records:
+        log = self.read_log()
+        if log == records:
             return
         if os.path.exists(self.file(LOG)):
             aside = next(self.file("%s.%d" % (LOG, n)) for n in range(1, 10 ** 6)
                          if not os.path.exists(self.file("%s.%d" % (LOG, n))))
             os.replace(self.file(LOG), aside)
-            warn("warning: %s did not match the checkpoint's records; kept it as %s and "
-                 "wrote it again from checkpoint.json" % (self.file(LOG), aside))
+            if log is None or log[:len(records)] != records:
+                warn("warning: %s did not match the checkpoint's records; kept it as %s and "
+                     "wrote it again from checkpoint.json" % (self.file(LOG), aside))
         _write(self.file(LOG), lambda tmp: write_jsonl(tmp, records))
 
     def save_best(self, net):

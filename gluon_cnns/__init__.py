@@ -21,7 +21,7 @@ _LAZY = {"AlexNet": ".models", "GoogLeNet": ".models", "LeNet": ".models", "NiNN
          "ResNet": ".models", "VGGNet": ".models", "export_checkpoint": ".inference.export", "export_model": ".inference.export",
          "load_checkpoint_net": ".inference.export", "load_exported": ".inference.export",
          "count_parameters": ".shapes", "flops": ".shapes", "summary": ".shapes",
-         "trace": ".shapes", "utils": ".utils"}
+         "trace": ".shapes", "utils": ".utils", "threads": ".threads"}
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 __all__ = ["AlexNet", "DataError", "ExportError", "GluonCNNsError", "GoogLeNet",

@@ -153,8 +153,8 @@ def _cgroup_dirs(proc_cgroup, root):
         if controllers == "":
             mounts, version = [root], 2
         elif "cpu" in controllers.split(","):
-            mounts, version = [os.path.join(root, controllers)] + [
-                os.path.join(root, name) for name in ("cpu,cpuacct", "cpu") if name != controllers], 1
+            names = [controllers] + [n for n in ("cpu,cpuacct", "cpu") if n != controllers]
+            mounts, version = [os.path.join(root, name) for name in names], 1
         else:
             continue
         for mount in mounts:

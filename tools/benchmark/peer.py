@@ -5,7 +5,10 @@ with momentum 0.9) and inference (forward in predict mode) on random data of
 the recipe's batch and input size, images/s. Ours runs as ``scripts/train.py``
 would (``gluon_cnns.threads.configure(net)`` before MXNet is imported,
 ``hybridize(static_alloc, static_shape)``); theirs with PyTorch's defaults
-(``torch.get_num_threads()`` threads). Each side runs in a fresh process with no
+(``torch.get_num_threads()`` threads). Ours also times the net of
+:func:`gluon_cnns.inference.fuse_for_cpu` (BatchNorm folded into the
+convolutions), the package's fp32 CPU inference path; the inference target is
+judged on the plain hybridized net. Each side runs in a fresh process with no
 thread variable in its environment, the sides alternating (ours, theirs; then
 theirs, ours; ...) over ``--peer-rounds`` rounds: a change in the machine's
 load hits both alike. PyTorch also runs a third time with the variables our
@@ -70,12 +73,15 @@ def mxnet_worker(spec):
     timing = (spec["shape"][0], spec["warmup"], spec["repeat"], spec["min_time"])
     (train,) = measure_throughputs([step], *timing)
     (forward,) = measure_throughputs([lambda: net(X)], *timing)
+    from gluon_cnns.inference.quantize import fuse_for_cpu
+    fused = fuse_for_cpu(net, X)  # the package's fp32 CPU inference (BatchNorm folded)
+    (forward_fused,) = measure_throughputs([lambda: fused(X)], *timing)
     params = list(net.collect_params().values())
     print("RESULT " + json.dumps({
         "framework": "mxnet %s" % mx.__version__, "threads": effective_threads(),
         "thread_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "GOMP_SPINCOUNT")
                        if k in os.environ},
-        "train_step": train, "inference": forward,
+        "train_step": train, "inference": forward, "inference_fused": forward_fused,
         "learnable_params": sum(p.data().size for p in params if p.grad_req != "null"),
         "params": sum(p.data().size for p in params)}))
 
@@ -130,6 +136,9 @@ def _peer_record(name, spec, runs):
             "params": results[0]["params"], "learnable_params": results[0]["learnable_params"],
             "train_step": summarize([r["train_step"]["median"] for r in results]),
             "inference": summarize([r["inference"]["median"] for r in results])}
+        if "inference_fused" in results[0]:
+            record[side]["inference_fused"] = summarize([r["inference_fused"]["median"]
+                                                         for r in results])
     record["params_equal"] = (record["ours"]["params"] == record["pytorch"]["params"] and
                               record["ours"]["learnable_params"]
                               == record["pytorch"]["learnable_params"])
@@ -139,6 +148,9 @@ def _peer_record(name, spec, runs):
         record[figure + "_met"] = ratio >= record["target"]
         record[figure + "_ratio_our_threads"] = (
             record["ours"][figure]["median"] / record["pytorch_our_threads"][figure]["median"])
+    if "inference_fused" in record["ours"]:
+        record["inference_fused_ratio"] = (record["ours"]["inference_fused"]["median"]
+                                           / record["pytorch"]["inference"]["median"])
     return record
 
 

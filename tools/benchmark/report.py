@@ -170,7 +170,8 @@ def _peer_rows(section):
     header = ["net", "input", "batch", "params ours = theirs", "threads ours / PyTorch",
               "train ours img/s", "train PyTorch img/s", "ours/PyTorch", "inference ours img/s",
               "inference PyTorch img/s", "ours/PyTorch", "target", "met (train / inference)",
-              "ours/PyTorch with our thread variables (train / inference)"]
+              "ours/PyTorch with our thread variables (train / inference)",
+              "inference ours fuse_for_cpu img/s (ours/PyTorch)"]
     rows = []
     for r in section.get("nets", []):
         o, t = r["ours"], r["pytorch"]
@@ -187,7 +188,9 @@ def _peer_rows(section):
                          "yes" if r["train_step_met"] else "NO",
                          "yes" if r["inference_met"] else "NO"),
                      "%.2fx / %.2fx" % (r["train_step_ratio_our_threads"],
-                                        r["inference_ratio_our_threads"])])
+                                        r["inference_ratio_our_threads"]),
+                     "-" if "inference_fused" not in o else "%s (%.2fx)" % (
+                         _fmt_stats(o["inference_fused"]), r["inference_fused_ratio"])])
     return header, rows
 
 

@@ -14,9 +14,10 @@ fresh process per policy:
 *quiet*: nothing else of ours runs. *busy*: a second training (``--threads-competitor``,
 N spinning threads, as someone else's job) runs in the background the whole time.
 The policies' runs are interleaved (round 1: every policy, round 2: every policy,
-...), so that a change in the machine's load hits them alike; each cell is the
-median of its rounds. Every run records the load average and the thread count
-the run printed (``training on cpu(0), N threads``).
+..., each round starting one policy later), so that a change in the machine's
+load hits them alike; each cell is the median of its rounds. Every run records
+the load average and the thread count the run printed (``training on cpu(0), N
+threads``).
 """
 import os
 import re
@@ -138,11 +139,13 @@ def _row(name, machine, runs, cores):
 
 def _measure_machine(names, machine, opts, cores, say, before_run):
     """The rows of one machine state: every net, every policy, interleaved over rounds."""
-    runs = {name: {label: [] for label, _ in policies(cores)} for name in names}
+    cells = policies(cores)
+    runs = {name: {label: [] for label, _ in cells} for name in names}
     for round_ in range(opts.threads_rounds):
+        turn = round_ % len(cells)  # each round starts one policy later: no fixed order
         for name in names:
             limit = for_net(opts.threads_limit, name, 12800)
-            for label, variables in policies(cores):
+            for label, variables in cells[turn:] + cells[:turn]:
                 say("thread matrix, %s, round %d: %s, %s" % (machine, round_ + 1, name, label))
                 before_run()
                 runs[name][label].append(run_epoch(name, limit, variables, opts))

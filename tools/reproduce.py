@@ -78,22 +78,14 @@ def train_command(net, args):
 
 
 def _train(cmd, save_dir):
-    """Run the train.py command ``cmd`` into ``save_dir``; returns (output, exit code,
-    peak memory in MiB, wall seconds). The output is also kept in save_dir/train.out."""
+    """Run the train.py command ``cmd`` into ``save_dir``; returns (output, exit code).
+    The output is also kept in save_dir/train.out."""
     out_path = os.path.join(save_dir, "train.out")
-    start = time.time()
     with open(out_path, "w") as out:
-        proc = subprocess.Popen([sys.executable] + cmd[1:], cwd=ROOT, stdout=out,
-                                stderr=subprocess.STDOUT)
-        # wait4 gives this child's own peak memory (RUSAGE_CHILDREN would be the
-        # maximum over every run so far).
-        _, status, usage = os.wait4(proc.pid, 0)
-        # Told to Popen too, which would otherwise think the child still runs.
-        proc.returncode = (os.WEXITSTATUS(status) if os.WIFEXITED(status)
-                           else -os.WTERMSIG(status))
-    wall = time.time() - start
+        code = subprocess.run([sys.executable] + cmd[1:], cwd=ROOT, stdout=out,
+                              stderr=subprocess.STDOUT).returncode
     with open(out_path) as f:
-        return f.read(), proc.returncode, usage.ru_maxrss / 1024.0, wall
+        return f.read(), code
 
 
 def _reductions(net, config):
@@ -135,7 +127,7 @@ def run_one(net, args):
                cmd[2:] + ["--save-dir", save_dir, "--checkpoint-every",
                           str(args.checkpoint_every)])
         print("$ " + " ".join(["python", "scripts/train.py"] + run), flush=True)
-        output, code, _, _ = _train(["python", "scripts/train.py"] + run, save_dir)
+        output, code = _train(["python", "scripts/train.py"] + run, save_dir)
         print(output, end="", flush=True)
         if code != 0:
             raise RuntimeError("%s exited %d: %s" % (net, code,

@@ -56,6 +56,7 @@ from ..errors import CheckpointError, DataError, ExportError, GluonCNNsError, er
 from ..models.base import as_pooling
 from .layout import (STAGED, export_files, export_paths, export_prefix, export_target,
                      folder_lock, make_staging, named_staging, publish, remove_stale)
+from ..training.devices import param_contexts
 from ..training.records import is_int
 from .sidecar import INPUT_NAME, MAX_INPUT_SIDE, PIXEL_SCALE, SIDECAR_VERSION, read_export_meta
 
@@ -123,16 +124,6 @@ def _check_class_names(class_names, classes, net_name):
 
 # ---------------------------------------------------------------- export
 
-def _param_context(net):
-    """The context of the net's parameters (the first one, if it lives on several)."""
-    for param in net.collect_params().values():
-        try:
-            return param.list_ctx()[0]
-        except RuntimeError:  # not initialized yet: the forward below says so clearly
-            break
-    return mx.cpu()
-
-
 def _inference_forward(net, shape, net_name):
     """Run ``net`` once in inference mode on zeros of ``shape``; return the number of outputs.
 
@@ -144,7 +135,7 @@ def _inference_forward(net, shape, net_name):
     """
     if not getattr(net, "_active", False):  # keep the user's hybridize flags if already set
         net.hybridize()
-    x = mx.nd.zeros(shape, ctx=_param_context(net))
+    x = mx.nd.zeros(shape, ctx=param_contexts(net)[0])
     try:
         with mx.autograd.pause(train_mode=False):
             out = net(x)

@@ -10,18 +10,8 @@ import mxnet as mx
 from mxnet import gluon
 
 from ..threads import describe_threads
-from .devices import as_contexts, split
+from .devices import as_contexts, param_contexts, split
 from .engine import Engine, EpochProgress, batches, correct_count, total
-
-
-def _net_context(net):
-    """The contexts of ``net``'s parameters, else the CPU."""
-    for param in net.collect_params().values():
-        try:
-            return param.list_ctx()
-        except RuntimeError:  # not initialized yet
-            break
-    return mx.cpu()
 
 
 def evaluate_accuracy(data_iter, net, ctx=None):
@@ -31,7 +21,7 @@ def evaluate_accuracy(data_iter, net, ctx=None):
     (as the tutorials' ``ctx=mx.cpu()`` default does on a CPU machine).
     """
     data = batches(data_iter, "data_iter")
-    ctxs = as_contexts(_net_context(net) if ctx is None else ctx)
+    ctxs = as_contexts(param_contexts(net) if ctx is None else ctx)
     correct = [mx.nd.zeros((1,), ctx=c) for c in ctxs]
     n = 0
     for X, y in data:

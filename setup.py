@@ -42,6 +42,7 @@ setup(
             "gluon-cnns-launch=gluon_cnns.cli.launch:main",
             "gluon-cnns-predict=gluon_cnns.cli.predict:main",
             "gluon-cnns-export=gluon_cnns.cli.export:main",
+            "gluon-cnns-pack=gluon_cnns.cli.pack:main",
         ],
     },
     classifiers=[

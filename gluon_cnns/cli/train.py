@@ -26,8 +26,9 @@ from ..cpu import machine_description
 from ..data.datasets import image_shape
 from ..errors import GluonCNNsError, NonFiniteLossError, UsageError, error_line
 from .common import parse, report
+from .images_args import resolve_data
 from .train_args import (DEFAULT_NET, PROG, build_parser, check_resume_changes,  # noqa: F401
-                         resolve_settings)
+                         finetune_net, resolve_settings)
 
 # ---------------------------------------------------------------- prepare
 
@@ -55,7 +56,7 @@ def _net_name(args):
             return RunDir(args.save_dir).read_config()["net"]
         except GluonCNNsError:
             pass  # --resume reports it, in its own words
-    return args.net or DEFAULT_NET
+    return args.net or finetune_net(args) or DEFAULT_NET
 
 
 def _warn(line):
@@ -127,9 +128,36 @@ def _check_batch_fits(settings, shape):
                             have / 2 ** 30))
 
 
+def _start_from(settings, ckpt):
+    """The --finetune source: ``(net, meta, record)``, or Nones (none, or resuming)."""
+    if not settings.get("finetune") or ckpt:
+        return None, None, None
+    from ..training.finetune import read_source
+    net, meta, record = read_source(settings["finetune"])
+    if meta["net"] != settings["net"]:
+        raise UsageError("--finetune %s holds a %s, not a %s; drop --net or pass --net %s"
+                         % (settings["finetune"], meta["net"], settings["net"], meta["net"]))
+    return net, meta, record
+
+
+def _input(settings, saved, ckpt):
+    """The net, its sample input shape, the scanned images and the fine-tuning source."""
+    from ..models import get_model
+    from ..models.registry import model_spec
+    source, meta, record = _start_from(settings, ckpt)
+    recipe = model_spec(settings["net"]).recipe_named(settings["recipe"])
+    images = resolve_data(settings, saved, recipe.dataset, meta, _warn)
+    net = get_model(settings["net"], classes=settings["classes"])
+    side = settings["resize"] or image_shape(settings["dataset"])[1]
+    sample_shape = (1, settings["channels"], side, side)
+    _check_batch_fits(settings, sample_shape)
+    # Catch a too-small input now, not as a shape error deep inside the first batch.
+    net.check_input_shape(sample_shape)
+    return net, sample_shape, images, source, record
+
+
 def prepare(args):
     """Everything checked and set up before the data is read: the run as a namespace."""
-    from ..models import get_model
     from ..training.distributed import setup as setup_cluster
     from ..training.fit import Run
     run_dir, saved, ckpt = _resume_point(args)
@@ -137,11 +165,7 @@ def prepare(args):
     ctxs = _devices(args, settings, saved)
     if args.export:
         _check_export_folder(args.export)
-    # Catch a too-small input now, not as a shape error deep inside the first batch.
-    net = get_model(settings["net"], classes=10)
-    sample_shape = (1,) + image_shape(settings["dataset"], settings["resize"])
-    _check_batch_fits(settings, sample_shape)
-    net.check_input_shape(sample_shape)
+    net, sample_shape, images, source, record = _input(settings, saved, ckpt)
     # Joins a distributed job (--kvstore dist_*): blocks until every worker is there.
     cluster = setup_cluster(args, settings["batch_size"])
     ctxs = cluster.devices(ctxs)  # e.g. a Horovod rank's own GPU
@@ -153,11 +177,12 @@ def prepare(args):
         writer.create(args.resume)
     # config.json is written once the checkpoint is restored: a failed --resume leaves it.
     config = dict(settings, contexts=[str(c) for c in ctxs], hybridize=not args.no_hybridize,
-                  dtype=args.dtype, machine=machine_description())
+                  dtype=args.dtype, machine=machine_description(),
+                  finetune_source=record or (saved or {}).get("finetune_source"))
     return Run(settings, ctxs, net, sample_shape, cluster, source=run_dir, writer=writer,
                ckpt=ckpt, hybridize=not args.no_hybridize, progress=not args.quiet,
                resume_command="%s --save-dir %s --resume" % (PROG, args.save_dir),
-               warn=_warn, config=config)
+               warn=_warn, config=config, images=images, start_from=source)
 
 
 def _finish(run, args, history):
@@ -240,9 +265,15 @@ def _print_summary(settings, train_iter, test_iter, resumed, save_dir):
     if s["lr_schedule"] != "none":
         opt += ", %s schedule" % s["lr_schedule"]
     size = "%dx%d" % (s["resize"], s["resize"]) if s["resize"] else "native size"
+    data = s["dataset"]
+    if s.get("class_names") and s["dataset"] in ("folder", "rec"):
+        data = "%s %s, %d classes" % (s["dataset"], s["data_dir"], s["classes"])
     print("%s on %s (%d train / %d test images, %s): %d epoch%s, batch %d, %s"
-          % (s["net"], s["dataset"], train_iter.num_examples, test_iter.num_examples, size,
+          % (s["net"], data, train_iter.num_examples, test_iter.num_examples, size,
              s["epochs"], "" if s["epochs"] == 1 else "s", s["batch_size"], opt))
+    if s.get("finetune") and not resumed:
+        print("fine-tuning from %s%s" % (s["finetune"], ", features frozen"
+                                         if s.get("freeze_features") else ""))
     if resumed:
         from ..training.rundir import describe
         print("resuming from %s %s %s" % (save_dir, "at" if resumed.get("batch") else "after",

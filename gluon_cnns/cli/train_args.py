@@ -9,6 +9,7 @@ import sys
 from ..data.datasets import DATASETS
 from ..errors import UsageError
 from ..models.registry import Recipe
+from .images_args import IMAGE_FIXED_KEYS, IMAGE_RUN_KEYS, add_image_flags, check_image_flags
 from .common import (OneLineParser, non_empty, non_negative_float, positive_float, positive_int,
                      seed_value)
 
@@ -17,12 +18,13 @@ DEFAULT_NET = "lenet_bn"
 
 # Settings that a recipe provides come from Recipe; these belong to the run alone.
 # --resume takes both kinds from the saved config.json when a flag is left out.
-_RUN_KEYS = ("limit_train", "limit_test", "seed", "data_dir", "checkpoint_every", "nan_policy")
+_RUN_KEYS = ("limit_train", "limit_test", "seed", "data_dir", "checkpoint_every", "nan_policy") \
+    + IMAGE_RUN_KEYS
 # Settings that --resume must not change: the saved optimizer state, learning-rate
 # schedule and data order were made with them.
 _FIXED_ON_RESUME = ("recipe", "dataset", "batch_size", "lr", "optimizer", "momentum", "wd",
                     "resize", "lr_schedule", "lr_steps", "lr_factor", "lr_step_iters",
-                    "warmup_iters", "warmup_lr", "limit_train", "limit_test")
+                    "warmup_iters", "warmup_lr", "limit_train", "limit_test") + IMAGE_FIXED_KEYS
 
 
 # ---------------------------------------------------------------- argument types
@@ -100,6 +102,8 @@ def build_parser():
     add("--dump-params", metavar="PATH", help=argparse.SUPPRESS)  # tests: each rank's weights
     _add_recipe_flags(add)
     _add_run_flags(add)
+    add_image_flags(parser.add_argument_group(
+        "your own images (--dataset folder or rec)").add_argument)
     return parser
 
 
@@ -126,7 +130,9 @@ def _add_recipe_flags(add):
         help="which of the net's recipes gives the defaults, e.g. paper or gluoncv for the "
              "CIFAR ResNets (default: the first; see the table below)")
     add("--resize", type=positive_int, metavar="SIDE", help="resize images to SIDE x SIDE" + recipe)
-    add("--dataset", choices=DATASETS, help="dataset" + recipe)
+    add("--dataset", choices=DATASETS + ("folder", "rec"),
+        help="dataset" + recipe + "; folder: your own images in --data-dir (train/<class>/*.jpg "
+             "and val/<class>/...); rec: its RecordIO pack made by scripts/pack.py")
 
 
 
@@ -165,7 +171,7 @@ def resolve_settings(args, saved=None):
     Precedence: a flag given on the command line, then ``saved``, then the recipe.
     """
     from ..models.registry import model_spec
-    net = args.net or (saved or {}).get("net") or DEFAULT_NET
+    net = args.net or (saved or {}).get("net") or finetune_net(args) or DEFAULT_NET
     spec = model_spec(net)  # raises UnknownModelError with close matches
     recipe_name = args.recipe or (saved or {}).get("recipe") or next(iter(spec.recipes))
     recipe = spec.recipe_named(recipe_name)._asdict()
@@ -193,7 +199,16 @@ def resolve_settings(args, saved=None):
         raise UsageError("--lr-schedule step needs --lr-steps, e.g. --lr-steps 100,150")
     if args.lr_steps is not None and settings["lr_schedule"] != "step":
         raise UsageError("--lr-steps only applies to --lr-schedule step; add --lr-schedule step")
+    check_image_flags(settings, args)
     return settings
+
+
+def finetune_net(args):
+    """The net of ``--finetune``'s source, the net a fine-tuning run trains by default."""
+    if not getattr(args, "finetune", None):
+        return None
+    from ..training.finetune import source_net_name
+    return source_net_name(args.finetune)
 
 
 def check_resume_changes(args, saved, save_dir):

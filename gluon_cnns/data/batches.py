@@ -78,6 +78,16 @@ class BatchIterator:
         return -(-self.num_examples // self.batch_size)  # ceiling division
 
     def __iter__(self):
+        order, first = self._plan()
+        for index in self._indices(order, first):
+            images, labels = self._gather(index)
+            # Counted before the yield: while the caller trains on batch b, state() says b.
+            self._batch += 1
+            yield self._to_device(images, labels)
+        self._order, self._batch = None, 0  # a finished pass: the next one starts afresh
+
+    def _plan(self):
+        """Start a pass: ``(order, first batch)``, a resumed pass's or a fresh one."""
         if self._resume_at is not None:
             order, first = self._resume_at["order"], self._resume_at["batch"]
             self._resume_at = None
@@ -85,20 +95,27 @@ class BatchIterator:
             order = np.random.permutation(self.num_examples) if self.shuffle else None
             first = 0
         self._order, self._batch = order, first
+        return order, first
+
+    def _indices(self, order, first):
+        """The index of each batch of the pass, from batch ``first`` on."""
         for start in range(first * self.batch_size, self.num_examples, self.batch_size):
             if order is None:
-                index = slice(start, start + self.batch_size)   # a view, no copy
+                yield slice(start, start + self.batch_size)   # a view, no copy
             else:
-                index = order[start:start + self.batch_size]
-            images, labels = self.images[index], self.labels[index]
-            if self.augment is not None:
-                images = self.augment(images)
-            X = mx.nd.array(images, ctx=self.ctx, dtype=np.uint8)
-            y = mx.nd.array(labels, ctx=self.ctx, dtype=np.float32)
-            # Counted before the yield: while the caller trains on batch b, state() says b.
-            self._batch += 1
-            yield self.convert(X), y
-        self._order, self._batch = None, 0  # a finished pass: the next one starts afresh
+                yield order[start:start + self.batch_size]
+
+    def _gather(self, index):
+        """The uint8 images (augmented) and labels of one batch, on the host."""
+        images, labels = self.images[index], self.labels[index]
+        if self.augment is not None:
+            images = self.augment(images)
+        return images, labels
+
+    def _to_device(self, images, labels):
+        X = mx.nd.array(images, ctx=self.ctx, dtype=np.uint8)
+        y = mx.nd.array(labels, ctx=self.ctx, dtype=np.float32)
+        return self.convert(X), y
 
     def state(self):
         """Where the pass in progress stands: ``{"order": permutation or None, "batch": n}``.

@@ -28,6 +28,8 @@ class Run:
     resume_command: str = ""
     warn: object = None  # one warning line -> stderr (the command line's prefix)
     config: dict = None  # what config.json keeps, written once the run is restored
+    images: object = None  # the scanned image folder or pack (data.images.ImageData)
+    start_from: object = field(default=None, repr=False)  # the --finetune source net
     saver: object = field(default=None, repr=False)
 
     @property
@@ -43,10 +45,30 @@ def _load(run):
     s = run.settings
     # With several devices the batch is split later; keep it on the CPU until then.
     data_ctx = run.ctxs[0] if len(run.ctxs) == 1 else mx.cpu()
-    train_iter, test_iter = load_data(s["dataset"], run.cluster.batch_size, resize=s["resize"],
-                                      root=s["data_dir"], ctx=data_ctx,
-                                      limit_train=s["limit_train"], limit_test=s["limit_test"])
+    if run.images is not None:
+        train_iter, test_iter = _image_batches(run, data_ctx)
+    else:
+        train_iter, test_iter = load_data(s["dataset"], run.cluster.batch_size,
+                                          resize=s["resize"], root=s["data_dir"], ctx=data_ctx,
+                                          limit_train=s["limit_train"],
+                                          limit_test=s["limit_test"])
     return run.cluster.shard(train_iter), test_iter
+
+
+def _image_batches(run, ctx):
+    """(train, test) ImageBatches of the run's image folder or pack."""
+    from ..data.image_batches import ImageBatches
+    s = run.settings
+    common = dict(side=s["resize"], channels=s["channels"], ctx=ctx, mean=s["mean"],
+                  std=s["std"], augment=s["augment"], center_crop=s["center_crop"],
+                  workers=s["workers"], bad_images=s["bad_images"], warn=run.warn)
+    train = ImageBatches(run.images.train, run.cluster.batch_size, training=True, **common)
+    test = ImageBatches(run.images.val, run.cluster.batch_size, **common)
+    if s["limit_train"]:
+        train = train.take(s["limit_train"])
+    if s["limit_test"]:
+        test = test.take(s["limit_test"])
+    return train, test
 
 
 def _build(run, train_iter):
@@ -54,6 +76,12 @@ def _build(run, train_iter):
     import mxnet as mx
     from .optim import make_trainer
     run.net.initialize(mx.init.Xavier(), ctx=run.ctxs)
+    if run.start_from is not None:  # --finetune, fresh: the source's features
+        from .finetune import transfer_features
+        transfer_features(run.start_from, run.net, run.sample_shape, run.ctxs)
+    if run.settings.get("freeze_features"):
+        from .finetune import freeze_features
+        freeze_features(run.net)
     if run.hybridize:
         # Static memory and shapes: the graph is planned once (a short last batch plans it
         # once more); lenet_bn's training step measured 10.4k -> 14k images/s.

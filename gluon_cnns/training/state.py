@@ -77,6 +77,8 @@ def capture_random_state(data_iter=None):
     state = data_iter.state() if hasattr(data_iter, "state") else {"order": None}
     if state["order"] is not None:
         arrays["order"] = np.asarray(state["order"], dtype=np.int64)
+    if state.get("seed") is not None:  # the augmentation seed of an image folder's pass
+        arrays["data_seed"] = np.int64(state["seed"])
     return arrays
 
 
@@ -90,7 +92,8 @@ def restore_random_state(arrays, batch=0, data_iter=None):
                      float(gauss[0]) if len(gauss) else None))
     if hasattr(data_iter, "set_state"):
         order = arrays["order"] if "order" in arrays else None
-        data_iter.set_state({"order": order, "batch": batch})
+        seed = int(arrays["data_seed"]) if "data_seed" in arrays else None
+        data_iter.set_state({"order": order, "batch": batch, "seed": seed})
     elif batch:
         raise CheckpointError("the checkpoint is %d batches into an epoch, but the training "
                               "data cannot continue there (it has no set_state)" % batch)

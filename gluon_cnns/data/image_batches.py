@@ -1,0 +1,177 @@
+"""Mini-batches of your own images, decoded by a pool of threads while the net trains.
+
+An :class:`ImageBatches` is a :class:`BatchIterator` whose images are files (or
+the records of a pack) rather than arrays: the same shuffling, checkpointable
+position (``state``/``set_state``) and conversion on the device. While the net
+trains on one batch, the next ``prefetch`` batches are decoded and augmented by
+``workers`` threads (Pillow releases the GIL while it decodes and scales).
+
+Augmentation is random but repeatable: each example draws from its own
+generator, seeded by the pass's seed and the example's index, so a batch is
+the same whatever the thread timing, the number of workers, or whether the
+examples come from a folder or from its pack; a checkpoint keeps the pass's
+seed, so a resumed pass is the same too.
+
+A file that cannot be decoded during a pass is left out of its batch and
+counted (``bad_images="skip"``; one line per pass through ``warn``) or stops
+the run with its name (``"stop"``).
+"""
+import collections
+import functools
+import os
+import struct
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from ..errors import DataError, error_line
+from .batches import BatchIterator, to_tensor
+from .decode import ImageError, load_image
+from .transforms import CENTER_CROP, draft_size, eval_pixels, train_pixels
+
+
+class ImageSource:
+    """The examples of one split, by index: a file path, or a record of a pack."""
+
+    def __init__(self, split):
+        self.split = split
+        self._record = None  # the pack's reader, opened on first use (in each process)
+
+    def fetch(self, i):
+        """What ``load_image`` decodes for example ``i``: its path, or its record's bytes
+        (an ImageError when the record cannot be read).
+
+        Records are read here, in the calling thread: MXNet's reader is one
+        file handle, not to be shared between threads.
+        """
+        if self.split.rec is None:
+            return self.split.sources[i]
+        import mxnet as mx
+        try:
+            if self._record is None:
+                rec, idx = self.split.rec
+                self._record = mx.recordio.MXIndexedRecordIO(idx, rec, "r")
+            return mx.recordio.unpack(self._record.read_idx(self.split.sources[i]))[1]
+        except (mx.base.MXNetError, OSError, TypeError, struct.error) as err:
+            # The pack changed since it was scanned (TypeError: nothing at that offset).
+            return ImageError("cannot read the record (%s)" % error_line(err))
+
+
+def _prepare(fetched, name, side, channels, training, seed, augment, crop):
+    """Decode and transform one example: uint8 (side, side, channels), or the ImageError."""
+    if isinstance(fetched, ImageError):
+        return ImageError("%s: %s" % (name, fetched))
+    try:
+        image = load_image(fetched, draft=draft_size(side, training, crop))
+        if not training:
+            return eval_pixels(image, side, channels, crop)
+        return train_pixels(image, side, channels, np.random.default_rng(seed), augment, crop)
+    except ImageError as err:
+        return ImageError("%s: %s" % (name, err))
+
+
+class ImageBatches(BatchIterator):
+    """Batches of (X, y) from an :class:`~gluon_cnns.data.images.ImageSplit`.
+
+    ``side``/``channels``: the input the net takes; ``training``: augment
+    (``augment``, see :mod:`~gluon_cnns.data.transforms`) or take the centre
+    crop; ``mean``/``std``: per-channel normalization after ``ToTensor``.
+    """
+
+    def __init__(self, split, batch_size, side, channels, training=False, ctx=None,
+                 mean=None, std=None, augment="crop-flip", center_crop=CENTER_CROP,
+                 workers=None, prefetch=2, bad_images="skip", warn=None):
+        super().__init__(np.arange(len(split)), np.asarray(split.labels), batch_size,
+                         shuffle=training, ctx=ctx,
+                         convert=functools.partial(to_tensor, mean=mean, std=std))
+        self.source = ImageSource(split)
+        self.side, self.channels, self.training = side, channels, training
+        self.augment_kind, self.center_crop = augment, center_crop
+        self.workers = workers or min(4, os.cpu_count() or 1)
+        self.prefetch, self.bad_images, self.warn = max(1, prefetch), bad_images, warn
+        self._seed = None          # the pass's augmentation seed
+        self._resume_seed = None
+
+    # ``images`` holds example indices into the split: shard/take/_subset slice them.
+
+    def _plan(self):
+        resuming = self._resume_at is not None
+        order, first = super()._plan()
+        if resuming and self._resume_seed is not None:
+            self._seed = self._resume_seed
+        elif self.training:  # drawn after the shuffle, from the same seeded generator
+            self._seed = int(np.random.randint(2 ** 31 - 1))
+        self._resume_seed = None
+        return order, first
+
+    def state(self):
+        state = super().state()
+        state["seed"] = self._seed if self._order is not None or self._batch else None
+        return state
+
+    def set_state(self, state):
+        super().set_state(state)
+        seed = state.get("seed")
+        self._resume_seed = None if seed is None else int(seed)
+
+    def _submit(self, pool, index):
+        """Start decoding one batch; returns its pending parts."""
+        examples = self.images[index]
+        jobs = [pool.submit(_prepare, self.source.fetch(int(i)), self.source.split.name(int(i)),
+                            self.side, self.channels, self.training,
+                            (self._seed or 0, int(i)), self.augment_kind, self.center_crop)
+                for i in examples]
+        return jobs, self.labels[index]
+
+    def _collect(self, pending, skipped):
+        """The decoded batch: uint8 NHWC images and labels, bad images left out."""
+        jobs, labels = pending
+        images, keep = [], []
+        for k, job in enumerate(jobs):
+            result = job.result()
+            if isinstance(result, ImageError):
+                if self.bad_images == "stop":
+                    raise DataError("%s; remove the file, or pass --bad-images skip to train "
+                                    "without it" % result)
+                skipped.append(str(result))
+                continue
+            images.append(result)
+            keep.append(k)
+        return (np.stack(images) if images else None), labels[keep]
+
+    def __iter__(self):
+        order, first = self._plan()
+        indices = list(self._indices(order, first))
+        skipped = []
+        with ThreadPoolExecutor(self.workers) as pool:
+            pending = collections.deque(self._submit(pool, index)
+                                        for index in indices[:self.prefetch])
+            for k in range(len(indices)):
+                images, labels = self._collect(pending.popleft(), skipped)
+                if k + self.prefetch < len(indices):
+                    pending.append(self._submit(pool, indices[k + self.prefetch]))
+                self._batch += 1
+                if images is not None:
+                    yield self._to_device(images, labels)
+        self._order, self._batch = None, 0
+        if skipped and self.warn is not None:
+            self.warn("skipped %d image%s that cannot be decoded in this pass (first: %s)"
+                      % (len(skipped), "" if len(skipped) == 1 else "s", skipped[0]))
+
+    def shard(self, num_parts, index):
+        """Part ``index`` of ``num_parts``: every num_parts-th example (a folder is sorted by
+        class, so a contiguous part would hold only some classes)."""
+        part = super().shard(num_parts, 0)  # checks the arguments
+        part.images, part.labels = self.images[index::num_parts], self.labels[index::num_parts]
+        return part
+
+    def take(self, count):
+        """``count`` examples spread evenly over the split (every class, not the first ones)."""
+        where = (np.arange(min(count, self.num_examples)) * self.num_examples) // max(count, 1)
+        return self._subset(np.unique(where))
+
+    def __repr__(self):
+        return ("ImageBatches(%d examples of %s, batch_size=%d, %dx%dx%d, %s)"
+                % (self.num_examples, self.source.split.rec[0] if self.source.split.rec
+                   else "a folder", self.batch_size, self.side, self.side, self.channels,
+                   "training" if self.training else "evaluation"))

@@ -7,8 +7,13 @@
 wrote: ``PREFIX.json`` beside ``PREFIX-symbol.json``) or a training run's
 ``--save-dir``. Each image, of any size and mode, is turned into what the
 net was trained on: converted to grey (1 channel) or RGB (3 channels),
-resized bilinearly to the net's input size, divided by 255 and, where the
-model says so, normalized per channel.
+brought to the net's input size, divided by 255 and, where the model says so,
+normalized per channel. A net trained on your own images (``--dataset folder``
+or ``rec``) has a ``center_crop``: its images go through the training's own
+evaluation steps (``load_image`` with the same JPEG draft size, then
+``eval_pixels``: the shorter side scaled to side / center_crop, the centre cut
+out), so that predict on the val folder gives the accuracy the run logged.
+Other nets' images are resized bilinearly to the input size.
 
 A file that cannot be read -- missing, damaged, not an image, not a regular
 file (a named pipe would block forever), or larger than MAX_PIXELS -- is
@@ -16,34 +21,28 @@ reported as one line on stderr and the others are still classified; the exit
 code is then 2 (0 when every file worked). Images of up to MAX_PIXELS pixels
 are read; above LARGE_PIXELS they are decoded at a reduced scale where the
 format allows (JPEG) and otherwise shrunk by an integer factor right after
-decoding, to about four times the net's input size, before the usual resize.
+decoding -- to about four times the net's input size, or with a center crop to
+just below LARGE_PIXELS as in training -- before the usual resize.
 """
 import json
 import os
-import stat
 import sys
 
+from ..data.decode import (IMAGE_EXTENSIONS, LARGE_PIXELS, MAX_PIXELS,  # noqa: F401
+                           ImageError, load_image, read_image)
 from ..errors import GluonCNNsError, error_line
 from .common import OneLineParser, non_empty, parse, positive_int, report
 
 PROG = "predict"
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 BATCH_SIZE = 64  # images per forward pass: bounds memory for a large folder
-# The largest image read: 500 megapixels (e.g. 22000 x 22000) take up to 2 GB while a
-# PNG is decoded (4 bytes a pixel at most); JPEGs are decoded at a reduced scale.
-MAX_PIXELS = 500_000_000
-# Larger images are reduced right after decoding (Image.draft / Image.reduce).
-LARGE_PIXELS = 4096 * 4096
-
-
-class ImageError(Exception):
-    """One input file that cannot be classified; the message is the reason."""
 
 
 def build_parser():
-    parser = OneLineParser(prog=PROG, description="Classify images with a net of the gluon_cnns zoo.")
+    parser = OneLineParser(prog=PROG,
+                           description="Classify images with a net of the gluon_cnns zoo.")
     parser.add_argument("images", nargs="+", metavar="IMAGE",
-                        help="image files (png, jpg, jpeg, bmp, gif), or folders of them")
+                        help="image files (%s), or folders of them"
+                        % ", ".join(e[1:] for e in IMAGE_EXTENSIONS))
     parser.add_argument("--model", required=True, metavar="PATH",
                         type=non_empty("an export prefix or a --save-dir, e.g. exports/lenet"),
                         help="export prefix (PATH.json, PATH-symbol.json, ...) or a training "
@@ -82,8 +81,25 @@ def load_model(spec, ctx=None):
 
 # ---------------------------------------------------------------- the images
 
+def _folder_images(folder, hidden):
+    """``(images, sub-folders)`` of ``folder``, each sorted by name."""
+    images, folders = [], []
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if name.startswith(".") and not hidden:
+            continue
+        if os.path.isdir(path):
+            folders.append(path)
+        # Not only regular files: a named pipe called x.png is reported, not passed over.
+        elif name.lower().endswith(IMAGE_EXTENSIONS):
+            images.append(path)
+    return images, folders
+
+
 def expand_inputs(paths):
-    """Files to classify, in order: a folder stands for its images, sorted by name.
+    """Files to classify, in order: a folder stands for its images, sorted by name, then
+    those of its sub-folders (an image folder's ``val/<class>/*`` layout; hidden ones left
+    out as training leaves them out).
 
     Returns ``(files, problems)``; a problem is ``(path, reason)`` for a folder
     without images (missing files are found when they are read).
@@ -93,133 +109,19 @@ def expand_inputs(paths):
         if not os.path.isdir(path):
             files.append(path)
             continue
-        # Not only regular files: a named pipe called x.png is reported, not passed over.
-        found = sorted(os.path.join(path, name) for name in os.listdir(path)
-                       if name.lower().endswith(IMAGE_EXTENSIONS)
-                       and not os.path.isdir(os.path.join(path, name)))
+        try:
+            found, folders = _folder_images(path, hidden=True)
+            for folder in folders:
+                if not os.path.basename(folder).startswith("."):
+                    found += _folder_images(folder, hidden=False)[0]
+        except OSError as err:
+            problems.append((path, "cannot read the folder (%s)" % (err.strerror or err)))
+            continue
         if not found:
             problems.append((path, "folder holds no %s images" % "/".join(
                 e[1:] for e in IMAGE_EXTENSIONS)))
         files.extend(found)
     return files, problems
-
-
-# Pillow modes of 16-bit, 32-bit and float greys; convert("L") would clip them at 255.
-_WIDE_GREY_MODES = ("I", "I;16", "I;16B", "I;16L", "F")
-
-
-def _to_8bit_grey(image):
-    """A wide grey image scaled (not clipped) to 8-bit mode "L"."""
-    import numpy as np
-    from PIL import Image
-    grey = np.asarray(image, dtype=np.float64)
-    if image.mode == "F":
-        top = 1.0 if grey.max() <= 1.0 else 255.0
-    else:
-        top = 65535.0 if grey.max() > 255 else 255.0
-    return Image.fromarray(np.clip(np.rint(grey / top * 255), 0, 255).astype(np.uint8), "L")
-
-
-def _pixels(image, channels):
-    """The image as a uint8 (H, W, channels) numpy array: grey for 1 channel, else RGB."""
-    import numpy as np
-    if image.mode in _WIDE_GREY_MODES:
-        image = _to_8bit_grey(image)
-    arr = np.asarray(image.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
-    return arr[:, :, None] if arr.ndim == 2 else arr
-
-
-_FILE_TYPES = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
-               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
-
-
-def _open_regular(path):
-    """``path`` opened for binary reading, or ImageError unless it is a regular file.
-
-    The open does not block (O_NONBLOCK): a named pipe without a writer would
-    otherwise wait forever, and a device would never end.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError:
-        raise ImageError("no such file") from None
-    except PermissionError:
-        raise ImageError("permission denied") from None
-    except OSError as err:
-        raise ImageError("cannot open it (%s)" % (err.strerror or err)) from None
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        if stat.S_ISDIR(mode):
-            raise ImageError("is a folder")
-        kind = next((name for test, name in _FILE_TYPES if test(mode)), "not a file")
-        raise ImageError("not a regular file (%s); skipped" % kind)
-    os.set_blocking(fd, True)
-    return os.fdopen(fd, "rb")
-
-
-def _shrink_factor(width, height, size):
-    """The integer factor that brings an image to about 4x ``size`` (H, W); at least 1.
-
-    Without a ``size``, the factor brings it just below LARGE_PIXELS.
-    """
-    if size is None:
-        return max(1, int(((width * height) / LARGE_PIXELS) ** 0.5) + 1)
-    return max(1, min(width // (4 * size[1]), height // (4 * size[0])))
-
-
-def _decode(image, size):
-    """Decode ``image`` (opened, not loaded), reduced if it is large; returns the image."""
-    if image.width * image.height <= LARGE_PIXELS:
-        image.load()  # decode now: a truncated file fails here, not later
-        return image
-    factor = _shrink_factor(image.width, image.height, size)
-    if image.format == "JPEG" and factor > 1:
-        # Decode at 1/2, 1/4 or 1/8 scale: the full image is never in memory.
-        image.draft(None, (max(1, image.width // factor), max(1, image.height // factor)))
-        factor = _shrink_factor(image.width, image.height, size)  # what is left to do
-    image.load()
-    if factor > 1:
-        if image.mode not in ("L", "LA", "RGB", "RGBA", "I", "F", "CMYK", "YCbCr"):
-            # Palette, 1-bit and 16-bit images: Image.reduce takes them as 8-bit or "I".
-            image = image.convert("I" if image.mode in _WIDE_GREY_MODES else "RGBA")
-        image = image.reduce(factor)
-    return image
-
-
-def read_image(path, channels, size=None):
-    """Read ``path`` as uint8 (H, W, channels) pixels; raise ImageError with the reason.
-
-    ``size`` (H, W), the net's input size, lets a large image be reduced to
-    about four times that right away (it is resized to ``size`` later).
-    """
-    from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
-    # Importing gluoncv's data package sets Pillow's process-wide LOAD_TRUNCATED_IMAGES,
-    # which would silently pad a truncated file with grey: refuse truncated files anyway.
-    # MAX_IMAGE_PIXELS: Pillow's own bound is replaced by MAX_PIXELS, checked below.
-    saved = ImageFile.LOAD_TRUNCATED_IMAGES, Image.MAX_IMAGE_PIXELS
-    ImageFile.LOAD_TRUNCATED_IMAGES, Image.MAX_IMAGE_PIXELS = False, None
-    try:
-        with _open_regular(path) as f, Image.open(f) as image:
-            pixels = image.width * image.height
-            if pixels > MAX_PIXELS:
-                raise ImageError("the image is %dx%d (%d megapixels), more than the %d "
-                                 "megapixels predict reads; scale it down first"
-                                 % (image.width, image.height, pixels // 10 ** 6,
-                                    MAX_PIXELS // 10 ** 6))
-            image = _decode(image, size)
-            image = ImageOps.exif_transpose(image)  # photos taken sideways
-            return _pixels(image, channels)
-    except UnidentifiedImageError:
-        raise ImageError("not an image file (or a format Pillow cannot read)") from None
-    except MemoryError:
-        raise ImageError("not enough memory to decode it") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        # Pillow raises OSError ("image file is truncated") or SyntaxError ("broken PNG
-        # file") for damaged files.
-        raise ImageError("cannot decode the image (%s)" % " ".join(str(err).split())) from None
-    finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES, Image.MAX_IMAGE_PIXELS = saved
 
 
 def to_batch(images, meta, ctx=None):
@@ -272,12 +174,24 @@ def print_text(results):
         print("\n\n".join(blocks))
 
 
-def _read_images(paths, channels, failed, size=None):
+def image_reader(meta):
+    """The function that turns one file into the uint8 HWC pixels ``meta``'s net is fed."""
+    channels, size, crop = meta["channels"], meta["input_size"], meta.get("center_crop")
+    if crop is None:
+        return lambda path: read_image(path, channels, size)
+    from ..data.transforms import draft_size, eval_pixels
+    side = size[0]  # a center crop is square (the sidecar and checkpoint_meta check it)
+    # No size for load_image: a large image is reduced as the training's evaluation did.
+    draft = draft_size(side, False, crop)
+    return lambda path: eval_pixels(load_image(path, draft=draft), side, channels, crop)
+
+
+def _read_images(paths, reader, failed):
     """``(paths read, their pixels)``; each unreadable file is reported and added to ``failed``."""
     readable, images = [], []
     for path in paths:
         try:
-            images.append(read_image(path, channels, size))
+            images.append(reader(path))
             readable.append(path)
         except ImageError as err:
             report(PROG, "%s: %s" % (path, err))
@@ -287,10 +201,9 @@ def _read_images(paths, channels, failed, size=None):
 
 def classify(block, meta, files, top, failed):
     """Top-``top`` results for ``files``, read and run BATCH_SIZE at a time (bounded memory)."""
-    results = []
+    results, reader = [], image_reader(meta)
     for start in range(0, len(files), BATCH_SIZE):
-        readable, images = _read_images(files[start:start + BATCH_SIZE], meta["channels"], failed,
-                                        meta["input_size"])
+        readable, images = _read_images(files[start:start + BATCH_SIZE], reader, failed)
         if images:
             probs = predict_probabilities(block, images, meta)
             results += [{"file": path, "top": top_k(p, meta["class_names"], top)}

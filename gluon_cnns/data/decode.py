@@ -9,9 +9,11 @@ RGB by :func:`to_pixels`. A file that cannot be used raises :class:`ImageError`
 with the reason in a few words: missing, not a regular file (a named pipe would
 block forever), not an image, truncated or damaged, or larger than MAX_PIXELS.
 """
+import contextlib
 import io
 import os
 import stat
+import threading
 
 from ..errors import DataError
 
@@ -126,6 +128,33 @@ def _decode(image, size, draft):
     return image
 
 
+_STRICT = {"lock": threading.Lock(), "users": 0, "saved": None}
+
+
+@contextlib.contextmanager
+def _strict_pillow():
+    """Pillow's process-wide settings made strict while any thread decodes here.
+
+    Importing gluoncv's data package sets LOAD_TRUNCATED_IMAGES, which would
+    silently pad a truncated file with grey: truncated files are refused anyway.
+    Pillow's own pixel bound is replaced by MAX_PIXELS, checked in load_image.
+    The first decoding thread sets them, the last one puts the user's back.
+    """
+    from PIL import Image, ImageFile
+    with _STRICT["lock"]:
+        if _STRICT["users"] == 0:
+            _STRICT["saved"] = ImageFile.LOAD_TRUNCATED_IMAGES, Image.MAX_IMAGE_PIXELS
+            ImageFile.LOAD_TRUNCATED_IMAGES, Image.MAX_IMAGE_PIXELS = False, None
+        _STRICT["users"] += 1
+    try:
+        yield
+    finally:
+        with _STRICT["lock"]:
+            _STRICT["users"] -= 1
+            if _STRICT["users"] == 0:
+                ImageFile.LOAD_TRUNCATED_IMAGES, Image.MAX_IMAGE_PIXELS = _STRICT["saved"]
+
+
 def load_image(source, size=None, draft=None):
     """Decode ``source`` (a path, or the bytes of a file) into a Pillow image.
 
@@ -133,15 +162,11 @@ def load_image(source, size=None, draft=None):
     about four times that right away; ``draft`` (W, H) see ``_decode``.
     Photos taken sideways are turned upright (EXIF orientation).
     """
-    from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
-    # Importing gluoncv's data package sets Pillow's process-wide LOAD_TRUNCATED_IMAGES,
-    # which would silently pad a truncated file with grey: refuse truncated files anyway.
-    # MAX_IMAGE_PIXELS: Pillow's own bound is replaced by MAX_PIXELS, checked below.
-    ImageFile.LOAD_TRUNCATED_IMAGES, Image.MAX_IMAGE_PIXELS = False, None
+    from PIL import Image, ImageOps, UnidentifiedImageError
     try:
         f = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) \
             else open_regular(source)
-        with f, Image.open(f) as image:
+        with _strict_pillow(), f, Image.open(f) as image:
             pixels = image.width * image.height
             if pixels > MAX_PIXELS:
                 raise ImageError("the image is %dx%d (%d megapixels), more than the %d "
@@ -150,6 +175,8 @@ def load_image(source, size=None, draft=None):
                                     MAX_PIXELS // 10 ** 6))
             image = _decode(image, size, draft)
             return ImageOps.exif_transpose(image)
+    except ImageError:
+        raise
     except UnidentifiedImageError:
         raise ImageError("not an image file (or a format Pillow cannot read)") from None
     except MemoryError:

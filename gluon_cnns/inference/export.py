@@ -18,6 +18,10 @@ and the class names. Its keys (``format_version`` 1):
     channels        C; input_size: [H, W]
     normalization   {"divide_by": 255, "mean": [...] or null, "std": [...] or null}
     class_names     one name per output of the net
+    center_crop     (only for nets trained on your own images) the evaluation crop: the
+                    shorter side is scaled to side / center_crop and the centre side x side
+                    cut out (gluon_cnns.data.transforms.eval_pixels); without it, an image
+                    is resized to input_size
     files           {"symbol": ..., "params": ..., "onnx": ...}: the files written, by format
                     (bare names: PATH's own files; while an export is being published,
                     "<staging folder>/model-symbol.json", ...)
@@ -51,14 +55,16 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
-from ..data.datasets import DATASETS, FASHION_MNIST_CLASSES, dataset_info
-from ..errors import CheckpointError, DataError, ExportError, GluonCNNsError, error_line
+from ..data.datasets import FASHION_MNIST_CLASSES
+from ..errors import CheckpointError, ExportError, GluonCNNsError, error_line
 from ..models.base import as_pooling
 from .layout import (STAGED, export_files, export_paths, export_prefix, export_target,
                      folder_lock, make_staging, named_staging, publish, remove_stale)
 from ..training.devices import param_contexts
 from ..training.records import is_int
-from .sidecar import INPUT_NAME, MAX_INPUT_SIDE, PIXEL_SCALE, SIDECAR_VERSION, read_export_meta
+from .run_meta import checkpoint_meta
+from .sidecar import (INPUT_NAME, SIDECAR_VERSION, is_fraction, normalization_entry,
+                      read_export_meta)
 
 __all__ = ["ExportError", "FORMATS", "export_model", "export_trained", "export_paths",
            "load_exported", "read_export_meta", "load_checkpoint_net", "checkpoint_meta",
@@ -92,25 +98,17 @@ def _check_input_shape(input_shape):
     return shape
 
 
-def _check_normalization(normalization, channels):
-    """The sidecar's normalization entry for ``None``, ``(mean, std)`` or ``{"mean", "std"}``."""
-    if normalization is None:
-        return {"divide_by": PIXEL_SCALE, "mean": None, "std": None}
-    if isinstance(normalization, dict):
-        mean, std = normalization.get("mean"), normalization.get("std")
-        if mean is None and std is None:
-            return {"divide_by": PIXEL_SCALE, "mean": None, "std": None}
-    else:
-        mean, std = normalization
-    try:
-        mean = [float(m) for m in np.broadcast_to(np.asarray(mean, dtype=float), (channels,))]
-        std = [float(s) for s in np.broadcast_to(np.asarray(std, dtype=float), (channels,))]
-    except (TypeError, ValueError):
-        raise ExportError("normalization must give one mean and one std per channel (%d), "
-                          "e.g. ((0.5,), (0.25,)); got %r" % (channels, normalization)) from None
-    if min(std) <= 0:
-        raise ExportError("normalization std must be positive, got %s" % std)
-    return {"divide_by": PIXEL_SCALE, "mean": mean, "std": std}
+def _check_center_crop(center_crop, shape):
+    """``center_crop`` as a float in (0, 1], or None."""
+    if center_crop is None:
+        return None
+    if not is_fraction(center_crop):
+        raise ExportError("center_crop must be a fraction in (0, 1] (e.g. 0.875) or None, "
+                          "got %r" % (center_crop,))
+    if shape[2] != shape[3]:
+        raise ExportError("center_crop needs a square input (H == W), got input_shape %s"
+                          % (shape,))
+    return float(center_crop)
 
 
 def _check_class_names(class_names, classes, net_name):
@@ -208,7 +206,7 @@ def _drop_weight_inputs(model):
 
 
 def export_model(net, path, input_shape, formats=FORMATS, net_name=None, class_names=None,
-                 normalization=None):
+                 normalization=None, center_crop=None):
     """Export a trained Gluon ``net`` to the files of prefix ``path``; return their paths.
 
     ``input_shape`` is (N, C, H, W) or (C, H, W): the size the net was trained
@@ -217,7 +215,8 @@ def export_model(net, path, input_shape, formats=FORMATS, net_name=None, class_n
     ``"onnx"`` (``<path>.onnx``); the sidecar ``<path>.json`` is always written.
     ``net_name`` defaults to the net's class name, ``class_names`` to
     Fashion-MNIST's, and ``normalization`` (``(mean, std)`` per channel,
-    applied after dividing by 255) to none.
+    applied after dividing by 255) to none; ``center_crop`` (a fraction in
+    (0, 1]), the training's evaluation crop (see the sidecar's keys), to none.
 
     The net is hybridized if it is not already. A net that ONNX cannot
     represent raises :class:`ExportError` naming the net and the reason; so
@@ -229,13 +228,11 @@ def export_model(net, path, input_shape, formats=FORMATS, net_name=None, class_n
         raise ExportError("only HybridBlocks can be exported, got a %s" % type(net).__name__)
     formats = _check_formats(formats)
     shape = _check_input_shape(input_shape)
+    center_crop = _check_center_crop(center_crop, shape)
     net_name = str(net_name or type(net).__name__)
     classes = _inference_forward(net, shape, net_name)
-    meta = {"format_version": SIDECAR_VERSION, "net": net_name, "input_name": INPUT_NAME,
-            "input_shape": list(shape), "channels": shape[1], "input_size": list(shape[2:]),
-            "normalization": _check_normalization(normalization, shape[1]),
-            "class_names": _check_class_names(class_names, classes, net_name),
-            "mxnet_version": mx.__version__, "gluon_cnns_version": _package_version()}
+    meta = _sidecar(shape, net_name, _check_class_names(class_names, classes, net_name),
+                    normalization, center_crop)
 
     path = export_target(path, net_name)
     folder, base = os.path.split(path)
@@ -268,6 +265,18 @@ def export_model(net, path, input_shape, formats=FORMATS, net_name=None, class_n
         if lock is not None:
             os.close(lock)
     return {kind: final[kind] for kind in kinds + ["meta"]}
+
+
+def _sidecar(shape, net_name, class_names, normalization, center_crop):
+    """The export's sidecar, but for the "files" that publishing adds."""
+    meta = {"format_version": SIDECAR_VERSION, "net": net_name, "input_name": INPUT_NAME,
+            "input_shape": list(shape), "channels": shape[1], "input_size": list(shape[2:]),
+            "normalization": normalization_entry(normalization, shape[1]),
+            "class_names": class_names,
+            "mxnet_version": mx.__version__, "gluon_cnns_version": _package_version()}
+    if center_crop is not None:
+        meta["center_crop"] = center_crop
+    return meta
 
 
 def _package_version():
@@ -348,29 +357,6 @@ def load_checkpoint_net(save_dir, ctx=None):
     return net, config
 
 
-def checkpoint_meta(config):
-    """What a run's config.json says about the net's input, as in an export sidecar.
-
-    Keys: net, dataset, input_shape, channels, input_size, normalization, class_names.
-    """
-    dataset, resize = config.get("dataset") or "fashion-mnist", config.get("resize")
-    try:
-        info = dataset_info(dataset if isinstance(dataset, str) else repr(dataset))
-    except DataError:
-        raise ExportError("the run's config.json names dataset %r; known: %s"
-                          % (config.get("dataset"), ", ".join(DATASETS))) from None
-    if resize is not None and not is_int(resize, 1, MAX_INPUT_SIDE):
-        raise ExportError('the run\'s config.json has "resize": %r; it must be null or a side '
-                          'in pixels, 1..%d (e.g. 224); correct the file'
-                          % (resize, MAX_INPUT_SIDE))
-    channels, side, _ = info.image_shape(resize)
-    norm = None if info.mean is None else (info.mean, info.std)
-    return {"net": config["net"], "dataset": info.name, "input_name": INPUT_NAME,
-            "input_shape": [1, channels, side, side], "channels": channels,
-            "input_size": [side, side], "normalization": _check_normalization(norm, channels),
-            "class_names": list(info.class_names)}
-
-
 def export_checkpoint(save_dir, path, formats=FORMATS, ctx=None):
     """Export the net of a training run's ``--save-dir`` to prefix ``path`` (see export_model)."""
     net, config = load_checkpoint_net(save_dir, ctx)
@@ -378,10 +364,11 @@ def export_checkpoint(save_dir, path, formats=FORMATS, ctx=None):
 
 
 def export_trained(net, config, path, formats=FORMATS):
-    """Export a trained ``net`` with the input size, normalization and class names that its
-    run's settings ``config`` (net, dataset, resize: as in config.json) imply."""
+    """Export a trained ``net`` with the input size, normalization, class names and center
+    crop that its run's settings ``config`` (as in config.json) imply."""
     meta = checkpoint_meta(config)
     norm = meta["normalization"]
     return export_model(net, path, meta["input_shape"], formats, net_name=meta["net"],
                         class_names=meta["class_names"],
-                        normalization=None if norm["mean"] is None else (norm["mean"], norm["std"]))
+                        normalization=None if norm["mean"] is None else (norm["mean"], norm["std"]),
+                        center_crop=meta.get("center_crop"))

@@ -2,12 +2,15 @@
 
 A program that has only the exported files learns from it how to feed the net:
 the input shape and channels, the normalization it was trained with
-(``ToTensor`` divides by 255, then optionally ``(x - mean) / std`` per channel)
-and the class names. Its keys are listed in :mod:`gluon_cnns.inference.export`.
+(``ToTensor`` divides by 255, then optionally ``(x - mean) / std`` per channel),
+the class names and, for nets trained on your own images, the evaluation crop
+(``center_crop``). Its keys are listed in :mod:`gluon_cnns.inference.export`.
 """
 import math
 import os
 import stat
+
+import numpy as np
 
 from ..errors import ExportError, error_line
 from ..io import read_json
@@ -58,10 +61,41 @@ def _positive_int(value, high=None):
     return is_int(value, 1, high)
 
 
-def _is_number_list(value, lengths):
-    return (isinstance(value, list) and len(value) in lengths
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                    for v in value))
+def is_number(value):
+    """A finite int or float, not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_number_list(value, lengths):
+    """A list of ``len(value) in lengths`` finite numbers."""
+    return isinstance(value, list) and len(value) in lengths and all(map(is_number, value))
+
+
+def is_fraction(value):
+    """A number in (0, 1]: what a center crop keeps of the shorter side."""
+    return is_number(value) and 0 < value <= 1
+
+
+def normalization_entry(normalization, channels):
+    """The sidecar's normalization entry for ``None``, ``(mean, std)`` or ``{"mean", "std"}``;
+    one mean and std per channel (a single value applies to every channel)."""
+    if normalization is None:
+        return {"divide_by": PIXEL_SCALE, "mean": None, "std": None}
+    if isinstance(normalization, dict):
+        mean, std = normalization.get("mean"), normalization.get("std")
+        if mean is None and std is None:
+            return {"divide_by": PIXEL_SCALE, "mean": None, "std": None}
+    else:
+        mean, std = normalization
+    try:
+        mean = [float(m) for m in np.broadcast_to(np.asarray(mean, dtype=float), (channels,))]
+        std = [float(s) for s in np.broadcast_to(np.asarray(std, dtype=float), (channels,))]
+    except (TypeError, ValueError):
+        raise ExportError("normalization must give one mean and one std per channel (%d), "
+                          "e.g. ((0.5,), (0.25,)); got %r" % (channels, normalization)) from None
+    if min(std) <= 0:
+        raise ExportError("normalization std must be positive, got %s" % std)
+    return {"divide_by": PIXEL_SCALE, "mean": mean, "std": std}
 
 
 def _sidecar_problem(meta):
@@ -84,7 +118,8 @@ def _sidecar_problem(meta):
             and all(_positive_int(d, MAX_INPUT_SIDE) for d in size)):
         return ('"input_size" must be [height, width], integers in 1..%d, got %r'
                 % (MAX_INPUT_SIDE, size))
-    problem = _normalization_problem(meta["normalization"], channels)
+    problem = (_normalization_problem(meta["normalization"], channels)
+               or _center_crop_problem(meta.get("center_crop"), size))
     if problem:
         return problem
     names = meta["class_names"]
@@ -105,9 +140,20 @@ def _normalization_problem(norm, channels):
     if mean is None and std is None:
         return None
     lengths = {1, channels}
-    if not (_is_number_list(mean, lengths) and _is_number_list(std, lengths)
+    if not (is_number_list(mean, lengths) and is_number_list(std, lengths)
             and min(std) > 0):
         return "%s, got mean %r and std %r" % (expected, mean, std)
+    return None
+
+
+def _center_crop_problem(crop, size):
+    """What is wrong with a sidecar's optional "center_crop" entry, or None."""
+    if crop is None:
+        return None
+    if not is_fraction(crop):
+        return '"center_crop" must be a number in (0, 1] (e.g. 0.875), got %r' % (crop,)
+    if size[0] != size[1]:  # the crop is a square of the input's side
+        return '"center_crop" needs a square "input_size", got %r' % (size,)
     return None
 
 

@@ -333,3 +333,83 @@ def test_bf16_training_refuses_a_gpu():
     check_bf16_context(mx.cpu())
     with pytest.raises(GluonCNNsError, match="CPU only"):
         check_bf16_context([mx.cpu(), mx.gpu(0)])
+
+
+# ---------------------------------------------------------------- own-image loader
+
+# The loader suite at its smallest: 64 small photos, one round, two steps.
+LOADER_QUICK = ["--net", "none", "--loader", "resnet18", "--loader-images", "64",
+                "--loader-photo-size", "48", "--loader-side", "32", "--loader-batch-size", "16",
+                "--loader-rounds", "1", "--loader-steps", "2", "--loader-workers", "1"] + QUICK
+
+
+def test_loader_suite_measures_and_renders(tmp_path, capsys):
+    from tools.benchmark.loader import record_iter_threads
+    out, md = tmp_path / "loader.json", tmp_path / "LOADER.md"
+    assert benchmark.main(LOADER_QUICK + ["--json", str(out), "--markdown", str(md)]) == 0
+    section = json.loads(out.read_text())["loader"]
+    assert {"runs", "default_workers", "record_iter", "training", "end_to_end", "verdict",
+            "photos", "train_images", "side", "channels", "batch_size", "rounds", "loads",
+            "threads"} <= set(section)
+    assert section["train_images"] == 64 and section["side"] == 32 and section["channels"] == 3
+    assert section["photos"]["count"] == 64 and section["photos"]["mean_bytes"] > 0
+    default = section["default_workers"]
+    # Folder and pack, each with 1 worker and the default count (1 only when it is 1).
+    assert sorted((r["source"], r["workers"]) for r in section["runs"]) == sorted(
+        (source, w) for source in ("folder", "rec") for w in {1, default})
+    figures = [r["images_per_sec"] for r in section["runs"]] + [
+        section["record_iter"]["images_per_sec"], section["training"]["images_per_sec"],
+        section["end_to_end"]["memory_seconds"], section["end_to_end"]["loader_seconds"]]
+    assert all(STATS_KEYS <= set(f) and f["median"] > 0 and len(f["samples"]) == 1
+               for f in figures)
+    e2e = section["end_to_end"]
+    assert e2e["steps"] == 2 and e2e["slowdown"] == e2e["slowdown_per_round"]["median"] > 0
+    assert all(r["vs_training"]["median"] > 0 and r["cores_used"]["median"] >= 0
+               for r in section["runs"] + [section["record_iter"]])
+    assert section["record_iter"]["threads_used"] == record_iter_threads(2)
+    assert section["threads"]["omp_threads"] >= 1
+    verdict = section["verdict"]
+    assert verdict["target"] == 2.0 and verdict["ratio"] > 0 and verdict["met"] in (True, False)
+    printed = capsys.readouterr().out
+    assert "== Own-image loader ==" in printed and "verdict: the folder loader" in printed
+    text = md.read_text()
+    assert "## Own-image loader" in text and "| ImageBatches alone" in text
+    assert "own-image loader vs resnet18 training step" in text  # the targets table
+    md.unlink()
+    assert benchmark.main(["--render", str(out), "--markdown", str(md)]) == 0
+    assert md.read_text() == text
+
+
+@pytest.mark.parametrize("flags,words", [
+    (["--loader", "resnet18,lenet"], "--loader takes one net"),
+    (["--loader", "resnet19"], "--loader"),
+    (["--loader", "resnet18", "--loader-images", "8"], "--loader-images 8 is too few"),
+    (["--loader", "resnet18", "--loader-side", "300"], "--loader-side 300 is larger"),
+    (["--loader", "resnet18", "--loader-workers", "1,0"], "--loader-workers"),
+    (["--loader", "resnet18", "--loader-rounds", "0"], "--loader-rounds"),
+])
+def test_bad_loader_flags_are_one_line(flags, words, capsys):
+    assert benchmark.main(["--net", "none"] + flags + QUICK) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0]
+
+
+def test_photo_folder_is_ten_classes_of_rgb_jpegs(tmp_path):
+    from PIL import Image
+    from tools.benchmark.loader import write_photo_folder
+    info = write_photo_folder(str(tmp_path), 20, 40)
+    assert info["count"] == 20 and info["quality"] == 90 and info["mean_bytes"] > 0
+    for split, per_class in (("train", 2), ("val", 1)):
+        classes = sorted(p for p in (tmp_path / split).iterdir())
+        assert len(classes) == 10
+        assert all(len(list(c.glob("*.jpg"))) == per_class for c in classes)
+    with Image.open(next((tmp_path / "train").glob("*/*.jpg"))) as image:
+        assert image.format == "JPEG" and image.mode == "RGB" and image.size == (40, 40)
+
+
+def test_record_iter_threads_follow_mxnet_cap():
+    from tools.benchmark.loader import record_iter_threads
+    assert record_iter_threads(2, cpus=2) == 1      # max(2 // 2 - 1, 1)
+    assert record_iter_threads(2, cpus=8) == 2
+    assert record_iter_threads(8, cpus=8) == 3
+    assert argtypes.positive_int_list("1, 2") == [1, 2]

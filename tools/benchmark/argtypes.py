@@ -29,6 +29,15 @@ def name_list(text):
     return names
 
 
+def positive_int_list(text):
+    """Comma-separated integers >= 1, e.g. ``1,2``."""
+    try:
+        return [positive_int(part.strip()) for part in text.split(",")]
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError("expected comma-separated integers >= 1, got %r"
+                                         % text) from None
+
+
 def per_net_int(text):
     """``50`` (every net) or ``lenet_bn=100,alexnet=10[,50]``: {net or None: count}."""
     counts = {}

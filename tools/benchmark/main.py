@@ -9,8 +9,9 @@ from gluon_cnns.cli.common import OneLineParser, parse, positive_float, positive
 from gluon_cnns.errors import GluonCNNsError
 
 from . import __doc__ as _PACKAGE_DOC
-from .argtypes import name_list, non_negative_int, per_net_dir, per_net_int
+from .argtypes import name_list, non_negative_int, per_net_dir, per_net_int, positive_int_list
 from .end_to_end import E2E_TARGET_NETS, add_compute_floor, bench_e2e
+from .loader import bench_loader, check_loader_args, loader_targets
 from .lowp import bench_bf16_training, bench_lowp, check_run, judge_lowp
 from .machine import gemm_limit, load_average, machine_info, resolve_ctx
 from .nets import bench_net
@@ -43,6 +44,7 @@ def build_parser():
         help="side of the square matrices of the GEMM-limit measurement (default: 2048)")
     add("--no-gluoncv", action="store_true", help="do not time GluonCV's nets")
     _add_suite_flags(add)
+    _add_loader_flags(add)
     add("--data-dir", metavar="DIR", help="folder with the Fashion-MNIST files")
     add("--seed", type=int, default=0, help="random seed (default: 0)")
     add("--json", metavar="FILE", help="write every figure to FILE (atomically)")
@@ -115,6 +117,32 @@ def _add_thread_flags(add):
         help="alternating rounds of ours / PyTorch processes (default: 2)")
 
 
+def _add_loader_flags(add):
+    """The flags of the own-image loader suite."""
+    add("--loader", type=name_list, default=[], metavar="NET",
+        help="own-image loader: images/s of ImageBatches (folder and pack) and of "
+             "mx.io.ImageRecordIter against NET's training step, and NET's end-to-end "
+             "slowdown when fed by the loader (e.g. resnet18)")
+    add("--loader-images", type=positive_int, default=2048, metavar="N",
+        help="photo-like JPEGs written for it, in 10 class folders (default: 2048)")
+    add("--loader-photo-size", type=positive_int, default=256, metavar="PX",
+        help="side of those JPEGs (default: 256)")
+    add("--loader-side", type=positive_int, default=96, metavar="PX",
+        help="side of the training input (default: 96)")
+    add("--loader-batch-size", type=positive_int, default=64, metavar="N",
+        help="batch size of the loaders and the training (default: 64)")
+    add("--loader-workers", type=positive_int_list, default=[1, 2], metavar="N,M",
+        help="decoding threads of ImageBatches to time; the default count is always added "
+             "(default: 1,2)")
+    add("--loader-record-threads", type=positive_int, default=2, metavar="N",
+        help="preprocess_threads of mx.io.ImageRecordIter (default: 2)")
+    add("--loader-steps", type=positive_int, default=8, metavar="N",
+        help="training steps per end-to-end sample, from memory and from the folder "
+             "(default: 8)")
+    add("--loader-rounds", type=positive_int, default=5, metavar="N",
+        help="interleaved rounds; each figure is their median (default: 5)")
+
+
 def _check_names(names, what):
     """``names``, after checking that each is a net of the zoo."""
     from gluon_cnns.errors import UnknownModelError
@@ -155,6 +183,8 @@ def _check_args(opts):
     bad = [m for m in opts.threads_machine if m not in MACHINES]
     if bad:
         raise GluonCNNsError("--threads-machine takes quiet and/or busy, got %s" % ", ".join(bad))
+    _check_names(opts.loader, "--loader")
+    check_loader_args(opts)
     bad = [n for n in opts.peer if n not in PEER_NETS]
     if bad:
         raise GluonCNNsError("--peer: no PyTorch twin of %s; choose from %s"
@@ -178,7 +208,7 @@ def _new_report(opts, command, ctx):
             "machine": machine_info(), "ctx": str(ctx),
             "settings": json.loads(json.dumps(settings, default=str)),
             "nets": [], "e2e": [], "low_precision": [], "bf16_training": [], "profiles": {},
-            "threads": None, "peer": None, "notes": [], "section_seconds": {}}
+            "threads": None, "peer": None, "loader": None, "notes": [], "section_seconds": {}}
 
 
 def run(opts, command):
@@ -226,6 +256,9 @@ def run(opts, command):
                                   _say)
     if opts.peer:
         report["peer"] = timed("peer", "PyTorch peer column", bench_peer, opts.peer, opts, _say)
+    if opts.loader:
+        report["loader"] = timed("loader", "own-image loader", bench_loader, opts.loader[0], ctx,
+                                 opts, _say)
     # Once more at the end: on a shared machine the ceiling moves.
     report["gemm_end"] = timed("gemm", "measuring the GEMM limit again", gemm)
     report["machine"]["load_average_end"] = load_average()
@@ -252,7 +285,8 @@ def targets(report):
                              "accuracy_change_points": v["accuracy_change_points"],
                              "accuracy_judged": r.get("accuracy_judged", True),
                              "met": v["met"]})
-    return rows + thread_targets(report.get("threads")) + peer_targets(report.get("peer"))
+    return (rows + thread_targets(report.get("threads")) + peer_targets(report.get("peer"))
+            + loader_targets(report.get("loader")))
 
 
 def load_report(path):

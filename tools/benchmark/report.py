@@ -194,6 +194,71 @@ def _peer_rows(section):
     return header, rows
 
 
+def _ratio_stats(stats):
+    """'25.6x (18.0-30.1)' of a stats dict of ratios."""
+    return "%.2fx (%.2f-%.2f)" % (stats["median"], stats["min"], stats["max"])
+
+
+def _loader_rows(section):
+    """Header and rows of the own-image loader: images/s, each over the training step's, and
+    the cores the process kept busy meanwhile."""
+    net, threads = section["training"]["net"], section["threads"]["omp_threads"]
+    rec, e2e = section["record_iter"], section["end_to_end"]
+    header = ["what", "source", "threads", "img/s", "/ training step (per round)",
+              "cores used"]
+
+    def row(what, source, threads_, figures, ratio):
+        return [what, source, threads_, _fmt_stats(figures["images_per_sec"]), ratio,
+                "%.1f" % figures["cores_used"]["median"]]
+    rows = [row("ImageBatches alone (Pillow, thread pool)",
+                {"folder": "folder of JPEGs", "rec": "its RecordIO pack"}[r["source"]],
+                "%d worker%s%s" % (r["workers"], "" if r["workers"] == 1 else "s",
+                                   " (default)" if r["default"] else ""),
+                r, _ratio_stats(r["vs_training"])) for r in section["runs"]]
+    rows.append(row("mx.io.ImageRecordIter alone (C++)", "its RecordIO pack",
+                    "preprocess_threads %d (MXNet runs %d)" % (rec["preprocess_threads"],
+                                                                rec["threads_used"]),
+                    rec, _ratio_stats(rec["vs_training"])))
+    rows.append(row("%s training step, %d steps" % (net, e2e["steps"]),
+                    "one random batch in memory", "%d OpenMP" % threads, section["training"],
+                    "1.00x"))
+    rows.append(row("%s training, %d steps" % (net, e2e["steps"]), "ImageBatches, folder",
+                    "%d OpenMP + %d workers" % (threads, e2e["workers"]),
+                    dict(e2e, images_per_sec=e2e["loader_images_per_sec"]),
+                    _ratio_stats(e2e["vs_training"])))
+    return header, rows
+
+
+def _loader_lines(section):
+    """The loader's verdict, what it decoded, and its threads and load."""
+    v, e2e, p, t = (section["verdict"], section["end_to_end"], section["photos"],
+                    section["threads"])
+    loads = [load[0] for load in section["loads"] if load]
+    return [
+        "verdict: the folder loader (%d workers, the default) decodes %.0f img/s, %.1fx %s's "
+        "training step (%.0f img/s): target >= %.1fx %s; %d training steps fed by it take "
+        "%s the time of the same steps from memory (medians %.2f s vs %.2f s)"
+        % (section["default_workers"], v["loader_images_per_sec"], v["ratio"],
+           section["training"]["net"], v["training_images_per_sec"], v["target"],
+           "met" if v["met"] else "NOT met", e2e["steps"],
+           _ratio_stats(e2e["slowdown_per_round"]), e2e["loader_seconds"]["median"],
+           e2e["memory_seconds"]["median"]),
+        "ratios are medians of the rounds' own ratios (min-max): the two figures of a round "
+        "share its load; 'cores used' is this process's CPU seconds (all threads) per second",
+        "images: %d JPEGs of %dx%d RGB, quality %d, %.1f KB on average, in 10 class folders: "
+        "Fashion-MNIST test images upscaled, colourised, film grain %.0f (the decode cost of "
+        "a small photo); input %dx%dx%d, random resized crop + mirror, ImageNet mean/std, "
+        "batch %d" % (p["count"], p["size"], p["size"], p["quality"], p["mean_bytes"] / 1000,
+                      p["grain"], section["side"], section["side"], section["channels"],
+                      section["batch_size"]),
+        "threads: MXNet %d OpenMP thread%s (%s), %d cores; %d interleaved round%s, median "
+        "(min-max); 1-minute load average %s during the rounds"
+        % (t["omp_threads"], "" if t["omp_threads"] == 1 else "s",
+           " ".join("%s=%s" % kv for kv in sorted(t["env"].items())) or "no variable",
+           t["cores"], section["rounds"], "" if section["rounds"] == 1 else "s",
+           "%.1f-%.1f" % (min(loads), max(loads)) if loads else "unknown")]
+
+
 def _target_rows(targets_):
     """Header and rows of the targets table."""
     header = ["target", "wanted", "measured", "met"]
@@ -319,6 +384,10 @@ def render(report, markdown=False):
             out.append(("* " if markdown else "- ") + "PyTorch %s under %s; %d alternating "
                        "rounds of fresh processes, each figure the median of the rounds' "
                        "medians" % (peer["torch"], peer["python"], peer["rounds"]))
+    if report.get("loader"):
+        out.append(heading("Own-image loader"))
+        out.append(_table(*_loader_rows(report["loader"]), markdown))
+        out.extend(("* " if markdown else "- ") + line for line in _loader_lines(report["loader"]))
     if report.get("targets"):
         out.append(heading("Targets of the issue"))
         out.append(_table(*_target_rows(report["targets"]), markdown))

@@ -11,6 +11,7 @@ half of each.
 import json
 import os
 import pickle
+import stat
 import tempfile
 
 
@@ -83,9 +84,35 @@ def write_json(path, obj):
     return write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+_FILE_TYPES = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISSOCK, "a socket"))
+
+
+def file_kind(mode):
+    """What a non-regular file is, in words ("a named pipe"), from its ``st_mode``."""
+    return next((name for test, name in _FILE_TYPES if test(mode)), "not a file")
+
+
+def open_regular(path, text=False):
+    """``path`` opened for reading, or ``ValueError`` unless it is a regular file.
+
+    The open does not block (O_NONBLOCK): a named pipe without a writer would
+    otherwise wait forever, and a device would never end.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise ValueError("%s is not a regular file (%s)" % (path, file_kind(mode)))
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "r", encoding="utf-8") if text else os.fdopen(fd, "rb")
+
+
 def read_json(path):
-    """Read a JSON file; raises ``OSError`` or ``ValueError`` if it is missing or corrupt."""
-    with open(path, encoding="utf-8") as f:
+    """Read a JSON file; raises ``OSError`` or ``ValueError`` if it is missing, corrupt or
+    not a regular file."""
+    with open_regular(path, text=True) as f:
         return json.load(f)
 
 
@@ -100,7 +127,7 @@ def write_jsonl(path, records):
 
 def read_jsonl(path):
     """Read a JSON Lines file into a list of objects (blank lines are skipped)."""
-    with open(path, encoding="utf-8") as f:
+    with open_regular(path, text=True) as f:
         return [json.loads(line) for line in f if line.strip()]
 
 

@@ -14,7 +14,8 @@ import pytest
 
 from gluon_cnns.cli.train import main
 from gluon_cnns.data.image_batches import ImageBatches
-from gluon_cnns.data.images import scan_folder, scan_images
+from gluon_cnns.data.image_folder import scan_folder
+from gluon_cnns.data.images import scan_images
 from image_folders import CLASS_FOLDERS, write_image_folder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

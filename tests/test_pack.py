@@ -13,7 +13,8 @@ import pytest
 
 from gluon_cnns.cli import pack
 from gluon_cnns.data.decode import load_image, read_image, to_pixels
-from gluon_cnns.data.images import pack_paths, scan_folder, scan_pack
+from gluon_cnns.data.image_folder import scan_folder
+from gluon_cnns.data.image_pack import pack_paths, scan_pack
 from gluon_cnns.errors import DataError
 from image_folders import CLASS_FOLDERS, write_image_folder
 

@@ -100,8 +100,12 @@ def check_image_flags(settings, args):
 
 def _check_channels_fit(what, values, channels):
     if values is not None and len(values) not in (1, channels):
-        raise UsageError("--%s has %d values; give 1 or %d (one per channel)"
-                         % (what, len(values), channels))
+        raise UsageError("--%s has %d values, but the images are read with %d channel%s; give "
+                         "%s, or pass --channels %d" % (what, len(values), channels,
+                                                        "" if channels == 1 else "s",
+                                                        "1 value" if channels == 1
+                                                        else "1 or %d values" % channels,
+                                                        len(values)))
 
 
 def _normalization(settings, source, channels):
@@ -132,6 +136,7 @@ def resolve_data(settings, saved, recipe_dataset, source, warn):
                            settings["bad_images"])
         for note in data.notes:
             warn(note)
+        _check_same_images(data, saved, settings["data_dir"])
         names = list(data.class_names)
         channels = settings["channels"] or (source["channels"] if source
                                             else data.default_channels)
@@ -149,5 +154,16 @@ def resolve_data(settings, saved, recipe_dataset, source, warn):
                          "use the same data or another --save-dir"
                          % (", ".join(saved["class_names"]), settings["data_dir"],
                             ", ".join(names)))
-    settings.update(class_names=names, classes=len(names), channels=channels)
+    settings.update(class_names=names, classes=len(names), channels=channels,
+                    data_fingerprint=data.fingerprint() if data else None)
     return data
+
+
+def _check_same_images(data, saved, where):
+    """On --resume, refuse images that are not those the run trained on."""
+    before = (saved or {}).get("data_fingerprint")
+    if before and before != data.fingerprint():
+        raise UsageError("the images in %s are not those the run in --save-dir trained on "
+                         "(files added, removed or renamed): --resume continues only on the "
+                         "same images; restore them, or start a new run from this one with "
+                         "--finetune RUN_DIR" % where)

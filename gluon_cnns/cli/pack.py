@@ -23,7 +23,9 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 
 from ..data.decode import ImageError, load_image, open_regular
-from ..data.images import PACK_FORMAT, PACK_META, SPLITS, scan_folder
+from ..data.image_folder import scan_folder
+from ..data.image_pack import PACK_FORMAT, PACK_META
+from ..data.images import SPLITS
 from ..errors import GluonCNNsError, UsageError, error_line
 from ..io import _FILE_MODE, _fsync_folder
 from .common import OneLineParser, _number, non_empty, parse, report

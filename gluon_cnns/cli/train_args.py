@@ -4,6 +4,7 @@ Every recipe flag defaults to None, meaning "from the net's recipe" (or, on
 ``--resume``, from the run's config.json); :func:`resolve_settings` merges them.
 """
 import argparse
+import os
 import sys
 
 from ..data.datasets import DATASETS
@@ -184,6 +185,8 @@ def resolve_settings(args, saved=None):
             settings[key] = saved[key]
         else:
             settings[key] = recipe.get(key)
+    if args.data_dir is not None:  # a --resume from another folder must find the same data
+        settings["data_dir"] = os.path.abspath(os.path.expanduser(args.data_dir))
     # JSON has no tuples; keep one type so that comparisons with config.json work.
     settings["lr_steps"] = list(settings["lr_steps"] or ())
     settings["lr_step_iters"] = list(settings["lr_step_iters"] or ())
@@ -223,13 +226,16 @@ def check_resume_changes(args, saved, save_dir):
         if isinstance(given, tuple):
             given = list(given)
         if given != saved.get(key):
+            used = saved.get(key)
             raise UsageError("--%s cannot change on --resume (the checkpoint in %s used %s); "
                              "start a new --save-dir instead"
-                             % (key.replace("_", "-"), save_dir, saved.get(key)))
+                             % (key.replace("_", "-"), save_dir,
+                                "none" if used is None else used))
     if args.seed is not None and args.seed != saved.get("seed"):
         raise UsageError("--seed cannot change on --resume (the run's data order and dropout "
                          "masks follow seed %s); drop --seed" % saved.get("seed"))
-    if args.data_dir is not None and args.data_dir != saved.get("data_dir"):
+    if args.data_dir is not None and os.path.abspath(os.path.expanduser(args.data_dir)) \
+            != saved.get("data_dir"):
         print("%s: warning: --data-dir %s, the run read %s: the data must be the same files "
               "for an exact continuation" % (PROG, args.data_dir, saved.get("data_dir")),
               file=sys.stderr)

@@ -16,6 +16,7 @@ import stat
 import threading
 
 from ..errors import DataError
+from ..io import file_kind
 
 # What an image folder's files and predict's folder arguments are recognized by.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff",
@@ -64,16 +65,9 @@ def to_pixels(image, channels):
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 
-_FILE_TYPES = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
-               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
-
-
 def open_regular(path):
-    """``path`` opened for binary reading, or ImageError unless it is a regular file.
-
-    The open does not block (O_NONBLOCK): a named pipe without a writer would
-    otherwise wait forever, and a device would never end.
-    """
+    """``path`` opened for binary reading, or ImageError unless it is a regular file
+    (opened without blocking: a named pipe would wait forever for a writer)."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
@@ -87,8 +81,7 @@ def open_regular(path):
         os.close(fd)
         if stat.S_ISDIR(mode):
             raise ImageError("is a folder")
-        kind = next((name for test, name in _FILE_TYPES if test(mode)), "not a file")
-        raise ImageError("not a regular file (%s); skipped" % kind)
+        raise ImageError("not a regular file (%s); skipped" % file_kind(mode))
     os.set_blocking(fd, True)
     return os.fdopen(fd, "rb")
 

@@ -131,8 +131,9 @@ class ImageBatches(BatchIterator):
             result = job.result()
             if isinstance(result, ImageError):
                 if self.bad_images == "stop":
-                    raise DataError("%s; remove the file, or pass --bad-images skip to train "
-                                    "without it" % result)
+                    raise DataError("%s; pass --bad-images skip to leave such files out (a run "
+                                    "with --save-dir continues with --resume --bad-images skip)"
+                                    % result)
                 skipped.append(str(result))
                 continue
             images.append(result)
@@ -142,7 +143,7 @@ class ImageBatches(BatchIterator):
     def __iter__(self):
         order, first = self._plan()
         indices = list(self._indices(order, first))
-        skipped = []
+        skipped, yielded = [], 0
         with ThreadPoolExecutor(self.workers) as pool:
             pending = collections.deque(self._submit(pool, index)
                                         for index in indices[:self.prefetch])
@@ -152,8 +153,14 @@ class ImageBatches(BatchIterator):
                     pending.append(self._submit(pool, indices[k + self.prefetch]))
                 self._batch += 1
                 if images is not None:
+                    yielded += 1
                     yield self._to_device(images, labels)
         self._order, self._batch = None, 0
+        if indices and not yielded:
+            raise DataError("none of the %d %s images could be read in this pass (first: %s); "
+                            "are the files still there?" % (len(skipped), "training" if
+                                                            self.training else "test",
+                                                            skipped[0]))
         if skipped and self.warn is not None:
             self.warn("skipped %d image%s that cannot be decoded in this pass (first: %s)"
                       % (len(skipped), "" if len(skipped) == 1 else "s", skipped[0]))

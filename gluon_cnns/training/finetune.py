@@ -54,12 +54,17 @@ def _load_export(path):
                          "export_model without net_name); fine-tune from its training run"
                          % path)
     params = export_files(prefix, meta).get("params")
-    net = get_model(meta["net"], classes=len(meta["class_names"]))
+    if not params or not os.path.isfile(params):
+        raise UsageError("--finetune %s: the export has no parameter file (%s); export the "
+                         "net again with the symbol format" % (path, params or "none listed"))
+    classes = len(meta["class_names"])
+    net = get_model(meta["net"], classes=classes)
     try:
         net.load_parameters(params)
     except Exception as err:  # MXNetError, OSError, AssertionError: not this net's weights
-        raise UsageError("--finetune %s: cannot load %s into %s (%s)"
-                         % (path, params, meta["net"], error_line(err))) from None
+        raise UsageError("--finetune %s: %s does not hold the weights of a %s with %d classes "
+                         "(the sidecar's class_names); export the net again (%s)"
+                         % (path, params, meta["net"], classes, error_line(err)[:120])) from None
     return net, meta, params
 
 

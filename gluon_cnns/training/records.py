@@ -73,10 +73,34 @@ _SETTINGS = {"net": str, "dataset": str, "epochs": int, "batch_size": int, "lr":
              "lr_schedule": str, "lr_steps": list, "lr_factor": float, "limit_train": int,
              "limit_test": int, "seed": int, "data_dir": str, "checkpoint_every": int,
              "nan_policy": str, "recipe": str, "lr_step_iters": list, "warmup_iters": int,
-             "warmup_lr": float}
+             "warmup_lr": float,
+             # your own images and fine-tuning (gluon_cnns.cli.images_args)
+             "classes": int, "channels": int, "class_names": "names", "mean": "numbers",
+             "std": "numbers", "val_split": float, "center_crop": float, "augment": str,
+             "bad_images": str, "workers": int, "finetune": str, "freeze_features": bool,
+             "data_fingerprint": str}
 _MAY_BE_NONE = {"momentum", "resize", "limit_train", "limit_test", "seed", "data_dir",
-                "checkpoint_every", "nan_policy", "warmup_lr"}
+                "checkpoint_every", "nan_policy", "warmup_lr", "mean", "std", "val_split",
+                "center_crop", "augment", "bad_images", "workers", "finetune",
+                "freeze_features", "data_fingerprint", "class_names"}
 _MAY_BE_ZERO = {"seed", "warmup_iters"}
+_KIND_NAMES = {int: "a positive whole number", float: "a number", str: "a string",
+               list: "a list of epochs", bool: "true or false",
+               "names": "a list of non-empty strings", "numbers": "a list of numbers"}
+
+
+def _has_kind(value, kind, key):
+    if kind is int:
+        return is_int(value, 0 if key in _MAY_BE_ZERO else 1)
+    if kind is float:
+        return _is_number(value)
+    if kind is list:
+        return isinstance(value, list) and all(is_int(v, 1) for v in value)
+    if kind == "names":
+        return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
+    if kind == "numbers":
+        return isinstance(value, list) and all(_is_number(v) for v in value)
+    return isinstance(value, kind)  # str, bool
 
 
 def config_problem(config):
@@ -86,12 +110,6 @@ def config_problem(config):
     for key, kind in _SETTINGS.items():
         if key not in config or (config[key] is None and key in _MAY_BE_NONE):
             continue
-        value = config[key]
-        ok = {int: is_int(value, 0 if key in _MAY_BE_ZERO else 1),
-              float: _is_number(value), str: isinstance(value, str),
-              list: isinstance(value, list) and all(is_int(v, 1) for v in value)}[kind]
-        if not ok:
-            return "%r is %r, not %s" % (key, value, {int: "a positive whole number",
-                                                     float: "a number", str: "a string",
-                                                     list: "a list of epochs"}[kind])
+        if not _has_kind(config[key], kind, key):
+            return "%r is %r, not %s" % (key, config[key], _KIND_NAMES[kind])
     return None

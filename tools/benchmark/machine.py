@@ -4,18 +4,25 @@ import platform
 
 from .timing import measure_throughput
 
+# The variables that set MXNet's CPU threads and how they wait (gluon_cnns.threads).
+THREAD_ENV = ("OMP_NUM_THREADS", "MXNET_OMP_MAX_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
+              "MXNET_CPU_WORKER_NTHREADS")
+
 
 def machine_info():
     """CPU model, cores, MXNet version and enabled features: the header of every report."""
     import mxnet as mx
     import numpy as np
     from gluon_cnns.cpu import bf16_supported, cpu_model
+    from gluon_cnns.threads import effective_threads
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {"cpu": cpu_model(), "cores": cores, "python": platform.python_version(),
             "mxnet": mx.__version__, "numpy": np.__version__,
             "mxnet_features": sorted(k for k, v in mx.runtime.Features().items() if v.enabled),
             "bf16_instructions": bf16_supported(),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+            "threads": effective_threads(),
+            "thread_env": {k: os.environ[k] for k in THREAD_ENV if k in os.environ},
             "load_average_start": load_average()}
 
 

@@ -305,14 +305,18 @@ def machine_lines(report):
              "date: %s, %.0f s" % (report["started"], report.get("seconds", 0)),
              "machine: %s, %s cores; Python %s, MXNet %s, numpy %s"
              % (m["cpu"], m["cores"], m["python"], m["mxnet"], m["numpy"]),
-             "MXNet features: %s" % " ".join(m["mxnet_features"]),
-             "bf16 instructions: %s; load average at start %s, at end %s"
-             % ("yes" if m["bf16_instructions"] else "no",
-                _load_text(m.get("load_average_start")), _load_text(m.get("load_average_end"))),
-             "GEMM limit (float32 %dx%d) at the start: %.1f GFLOP/s = best sample of "
-             "mx.nd.dot %s and oneDNN FullyConnected %s" % (
-                 g["size"], g["size"], g["limit_gflops"], _fmt_stats(g["dot_gflops"], 1),
-                 _fmt_stats(g["onednn_gflops"], 1))]
+             "MXNet features: %s" % " ".join(m["mxnet_features"])]
+    if "threads" in m:
+        lines.append("threads: %d OpenMP (%s; gluon_cnns.threads' default unless the command "
+                     "set them)" % (m["threads"], " ".join(
+                         "%s=%s" % kv for kv in sorted(m["thread_env"].items())) or "no variable"))
+    lines += ["bf16 instructions: %s; load average at start %s, at end %s"
+              % ("yes" if m["bf16_instructions"] else "no",
+                 _load_text(m.get("load_average_start")), _load_text(m.get("load_average_end"))),
+              "GEMM limit (float32 %dx%d) at the start: %.1f GFLOP/s = best sample of "
+              "mx.nd.dot %s and oneDNN FullyConnected %s" % (
+                  g["size"], g["size"], g["limit_gflops"], _fmt_stats(g["dot_gflops"], 1),
+                  _fmt_stats(g["onednn_gflops"], 1))]
     end = report.get("gemm_end")
     if end:
         lines.append("GEMM limit at the end: %.1f GFLOP/s (mx.nd.dot %s, oneDNN %s)" % (

@@ -109,6 +109,48 @@ def open_regular(path, text=False):
     return os.fdopen(fd, "r", encoding="utf-8") if text else os.fdopen(fd, "rb")
 
 
+class LockHeld(Exception):
+    """Another process holds the lock; ``holder`` is its pid as it wrote it (or "unknown")."""
+
+    def __init__(self, holder):
+        super().__init__(holder)
+        self.holder = holder
+
+
+def take_lock(path):
+    """An exclusive ``flock`` on ``path`` (created if needed), holding this process's pid;
+    returns its fd, to keep open: the OS releases the lock when the process ends, however
+    it ends (kill -9 included). Raises :class:`LockHeld` when another process has it."""
+    import fcntl
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise LockHeld(holder) from None
+        try:
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                break  # else the holder removed the file while we waited: try again
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode("ascii"))
+    return fd
+
+
+def release_lock(path, fd):
+    """Give up a :func:`take_lock` lock: the file is removed before the fd is closed, so a
+    waiter never locks a file that is already gone."""
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+    os.close(fd)
+
+
 def read_json(path):
     """Read a JSON file; raises ``OSError`` or ``ValueError`` if it is missing, corrupt or
     not a regular file."""

@@ -363,3 +363,28 @@ def test_a_damaged_pack_is_one_line(pack, tmp_path, capsys):
     os.remove(os.path.join(broken, "val.rec"))
     err = _error(capsys, ["--dataset", "rec", "--data-dir", broken])
     assert "val.rec not found" in err or "pack the folder again" in err
+
+
+def test_load_data_images_feeds_a_plain_gluon_loop(folder):
+    from mxnet import autograd, gluon
+
+    from gluon_cnns import get_model
+    from gluon_cnns.data import load_data_images
+    train_iter, test_iter = load_data_images(folder, 32, 28, augment="none")
+    assert train_iter.class_names == sorted(CLASS_FOLDERS)
+    assert (train_iter.num_examples, test_iter.num_examples) == (200, 60)
+    net = get_model("lenet_bn", classes=10)
+    net.initialize(mx.init.Xavier())
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.5})
+    loss = gluon.loss.SoftmaxCrossEntropyLoss()
+    losses = []
+    for _ in range(3):
+        for X, y in train_iter:
+            with autograd.record():
+                batch_loss = loss(net(X), y)
+            batch_loss.backward()
+            trainer.step(X.shape[0])
+            losses.append(batch_loss.mean().asscalar())
+    assert np.mean(losses[-7:]) < np.mean(losses[:7])
+    X, y = next(iter(test_iter))
+    assert X.shape == (32, 1, 28, 28) and y.dtype == np.float32

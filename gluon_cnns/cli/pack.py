@@ -27,7 +27,7 @@ from ..data.image_folder import scan_folder
 from ..data.image_pack import PACK_FORMAT, PACK_META
 from ..data.images import SPLITS
 from ..errors import GluonCNNsError, UsageError, error_line
-from ..io import _FILE_MODE, _fsync_folder
+from ..io import _FILE_MODE, LockHeld, _fsync_folder, release_lock, take_lock
 from .common import OneLineParser, _number, non_empty, parse, report
 
 PROG = "pack"
@@ -82,24 +82,13 @@ def refuse_existing(out, overwrite):
 
 
 def lock(out):
-    """An exclusive flock on OUT/.pack.lock (released when the process ends); its fd."""
-    import fcntl
-    path = os.path.join(out, LOCK)
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
-            os.close(fd)
-            raise GluonCNNsError("%s is being packed by another process (pid %s); wait for it "
-                                 "to end or choose another --out" % (out, holder)) from None
-        with suppress(FileNotFoundError):  # else the holder removed it while we waited
-            if os.fstat(fd).st_ino == os.stat(path).st_ino:
-                break
-        os.close(fd)
-    os.ftruncate(fd, 0)
-    os.write(fd, str(os.getpid()).encode("ascii"))
+    """An exclusive lock on OUT/.pack.lock (released when the process ends); its fd.
+    Holding it, the leftovers of a killed pack are removed."""
+    try:
+        fd = take_lock(os.path.join(out, LOCK))
+    except LockHeld as held:
+        raise GluonCNNsError("%s is being packed by another process (pid %s); wait for it "
+                             "to end or choose another --out" % (out, held.holder)) from None
     for name in os.listdir(out):  # we hold the lock: these are a killed pack's leftovers
         if _LEFTOVER.match(name):
             os.remove(os.path.join(out, name))
@@ -107,9 +96,7 @@ def lock(out):
 
 
 def unlock(out, fd):
-    with suppress(OSError):  # before the close: see the inode check in lock()
-        os.remove(os.path.join(out, LOCK))
-    os.close(fd)
+    release_lock(os.path.join(out, LOCK), fd)
 
 
 def check_space(out, data):

@@ -13,7 +13,9 @@ from .readers import read_cifar10, read_idx
 
 _LAZY = {"BatchIterator": ".batches", "random_crop_flip": ".batches", "to_tensor": ".batches",
          "load_data": ".loaders", "load_data_cifar10": ".loaders",
-         "load_data_fashion_mnist": ".loaders", "load_data_mnist": ".loaders"}
+         "load_data_fashion_mnist": ".loaders", "load_data_mnist": ".loaders",
+         "load_data_images": ".loaders", "ImageBatches": ".image_batches",
+         "scan_images": ".images"}
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 __all__ = sorted(list(_LAZY) + [

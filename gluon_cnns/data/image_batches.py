@@ -182,3 +182,15 @@ class ImageBatches(BatchIterator):
                 % (self.num_examples, self.source.split.rec[0] if self.source.split.rec
                    else "a folder", self.batch_size, self.side, self.side, self.channels,
                    "training" if self.training else "evaluation"))
+
+
+def image_iterators(data, batch_size, side, channels, ctx=None, mean=None, std=None, **options):
+    """``(train_iter, test_iter)`` of a scanned :class:`~gluon_cnns.data.images.ImageData`:
+    augmented, shuffled training batches and centre-cropped val batches; ``options`` are
+    ImageBatches' (augment, center_crop, workers, bad_images, warn). Both carry the
+    ``class_names``."""
+    common = dict(side=side, channels=channels, ctx=ctx, mean=mean, std=std, **options)
+    train = ImageBatches(data.train, batch_size, training=True, **common)
+    test = ImageBatches(data.val, batch_size, **common)
+    train.class_names = test.class_names = list(data.class_names)
+    return train, test

@@ -108,3 +108,29 @@ def load_data(dataset, batch_size, resize=None, root=None, ctx=None,
     if num_parts != 1 or part_index != 0:
         train_iter = train_iter.shard(num_parts, part_index)
     return train_iter, test_iter
+
+
+def load_data_images(root, batch_size, resize, kind="folder", channels=None, mean=None,
+                     std=None, val_split=None, ctx=None, **options):
+    """Your own images -- an image folder (``root/train/<class>/*.jpg``, ``root/val/...``)
+    or its RecordIO pack (``kind="rec"``) -- as (train_iter, test_iter) of (X, y) batches.
+
+    X is float32 (batch, channels, resize, resize): training images randomly
+    cropped and mirrored, test images centre-cropped (see
+    :mod:`gluon_cnns.data.transforms`), divided by 255 and, for RGB, normalized
+    with ImageNet's mean and std unless ``mean``/``std`` are given. ``channels``
+    defaults to 1 if every image is grey, else 3. Both iterators carry
+    ``class_names``; ``options``: augment, center_crop, workers, bad_images.
+    """
+    from .image_batches import image_iterators
+    from .images import scan_images
+    from .transforms import default_normalization
+    batch_size = check_positive_int(batch_size, "batch_size", "e.g. batch_size=64",
+                                    allow_none=False)
+    resize = check_positive_int(resize, "resize", "e.g. resize=96", allow_none=False)
+    data = scan_images(kind, root, val_split, options.get("bad_images", "skip"))
+    channels = channels or data.default_channels
+    if mean is None:
+        mean, std = default_normalization(channels)
+    return image_iterators(data, batch_size, resize, channels, ctx or mx.cpu(), mean, std,
+                           **options)

@@ -11,10 +11,10 @@ the features get no gradients and their BatchNorm layers use their running
 statistics (``use_global_stats``), so the features are a fixed function and
 stay bit-identical.
 """
-import hashlib
 import os
 
 from ..errors import GluonCNNsError, UsageError, error_line
+from .state import sha256_file
 
 
 def _is_run(path):
@@ -32,14 +32,6 @@ def source_net_name(path):
         return read_export_meta(path).get("net")
     except (GluonCNNsError, OSError, KeyError):
         return None  # read_source says what is wrong, in its own words
-
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _load_export(path):
@@ -88,7 +80,7 @@ def read_source(path):
     except GluonCNNsError as err:
         raise UsageError("--finetune %s: %s" % (path, error_line(err))) from None
     record = {"from": os.path.abspath(path), "kind": kind, "net": meta["net"],
-              "params": os.path.abspath(params), "params_sha256": _sha256(params),
+              "params": os.path.abspath(params), "params_sha256": sha256_file(params),
               "class_names": list(meta["class_names"])}
     return net, meta, record
 

@@ -57,13 +57,12 @@ def _load(run):
 
 def _image_batches(run, ctx):
     """(train, test) ImageBatches of the run's image folder or pack."""
-    from ..data.image_batches import ImageBatches
+    from ..data.image_batches import image_iterators
     s = run.settings
-    common = dict(side=s["resize"], channels=s["channels"], ctx=ctx, mean=s["mean"],
-                  std=s["std"], augment=s["augment"], center_crop=s["center_crop"],
-                  workers=s["workers"], bad_images=s["bad_images"], warn=run.warn)
-    train = ImageBatches(run.images.train, run.cluster.batch_size, training=True, **common)
-    test = ImageBatches(run.images.val, run.cluster.batch_size, **common)
+    train, test = image_iterators(run.images, run.cluster.batch_size, s["resize"], s["channels"],
+                                  ctx, s["mean"], s["std"], augment=s["augment"],
+                                  center_crop=s["center_crop"], workers=s["workers"],
+                                  bad_images=s["bad_images"], warn=run.warn)
     if s["limit_train"]:
         train = train.take(s["limit_train"])
     if s["limit_test"]:

@@ -31,7 +31,8 @@ import re
 import numpy as np
 
 from ..errors import CheckpointError, GluonCNNsError, error_line
-from ..io import atomic_write, read_json, read_jsonl, write_json, write_jsonl
+from ..io import (LockHeld, atomic_write, read_json, read_jsonl, release_lock, take_lock,
+                  write_json, write_jsonl)
 from .records import config_problem, entry_problem, record_problem
 from .state import (capture_random_state, check_trainer_states, restore_random_state, save_npz,
                     sha256_file)
@@ -204,36 +205,19 @@ class RunDir:
         A second run on the folder gets CheckpointError naming the holder's pid.
         .lock is removed on :meth:`unlock`; one left by a killed run is simply taken over.
         """
-        import fcntl
-        while True:
-            fd = os.open(self.file(LOCK), os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
-                os.close(fd)
-                raise CheckpointError("%s is in use by another training run (pid %s); wait for "
-                                      "it to end or choose another --save-dir"
-                                      % (self.path, holder)) from None
-            try:
-                if os.fstat(fd).st_ino == os.stat(self.file(LOCK)).st_ino:
-                    break  # else the holder removed the file while we waited: try again
-            except FileNotFoundError:
-                pass
-            os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode("ascii"))
+        try:
+            fd = take_lock(self.file(LOCK))
+        except LockHeld as held:
+            raise CheckpointError("%s is in use by another training run (pid %s); wait for it "
+                                  "to end or choose another --save-dir"
+                                  % (self.path, held.holder)) from None
         self._lock_fd = fd  # kept open: closing it would release the lock
 
     def unlock(self):
         """Give the folder up (a process that ends gives it up anyway)."""
         fd, self._lock_fd = getattr(self, "_lock_fd", None), None
         if fd is not None:
-            try:
-                os.remove(self.file(LOCK))
-            except OSError:
-                pass
-            os.close(fd)
+            release_lock(self.file(LOCK), fd)
 
     # ------------------------------------------------------------ log, best, curves
 

@@ -94,8 +94,16 @@ def file_kind(mode):
     return next((name for test, name in _FILE_TYPES if test(mode)), "not a file")
 
 
+class NotRegularFile(ValueError):
+    """A path that is a folder, a named pipe, a device or a socket; ``kind`` says which."""
+
+    def __init__(self, path, kind):
+        super().__init__("%s is not a regular file (%s)" % (path, kind))
+        self.kind = kind
+
+
 def open_regular(path, text=False):
-    """``path`` opened for reading, or ``ValueError`` unless it is a regular file.
+    """``path`` opened for reading, or :class:`NotRegularFile` unless it is a regular file.
 
     The open does not block (O_NONBLOCK): a named pipe without a writer would
     otherwise wait forever, and a device would never end.
@@ -104,7 +112,7 @@ def open_regular(path, text=False):
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
-        raise ValueError("%s is not a regular file (%s)" % (path, file_kind(mode)))
+        raise NotRegularFile(path, file_kind(mode))
     os.set_blocking(fd, True)
     return os.fdopen(fd, "r", encoding="utf-8") if text else os.fdopen(fd, "rb")
 

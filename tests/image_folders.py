@@ -1,6 +1,7 @@
 """Image folders of real pictures for the tests: the Fashion-MNIST test set written out as
 PNG and JPEG files, one sub-folder per class (the layout ``--dataset folder`` reads)."""
 import os
+import shutil
 
 import numpy as np
 
@@ -39,3 +40,25 @@ def write_image_folder(root, per_class=20, val_per_class=6, classes=None, start=
             Image.fromarray(images[i, :, :, 0], "L").save(
                 os.path.join(folder, "%05d%s" % (i, ext)), quality=95)
     return str(root)
+
+
+def copy_folder(src, tmp_path, name="copy"):
+    """A copy of the folder ``src`` as ``tmp_path/name``, to damage without touching it."""
+    dst = str(tmp_path / name)
+    shutil.copytree(src, dst)
+    return dst
+
+
+def png_header_only(path, width, height):
+    """A PNG that says it is width x height, with one empty row of data: a huge image for
+    the pixel bounds, never decoded (refused from its header)."""
+    import struct
+    import zlib
+
+    def chunk(kind, body):
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body) & 0xffffffff))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                + chunk(b"IDAT", zlib.compress(b"\x00" * (width + 1))) + chunk(b"IEND", b""))

@@ -19,6 +19,7 @@ from gluon_cnns.inference.export import export_model
 from gluon_cnns.data import FASHION_MNIST_CLASSES, find_data, load_data_fashion_mnist, \
     read_idx
 from gluon_cnns.io import write_json
+from image_folders import png_header_only
 from reference_loop import plain_gluon_epoch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -302,23 +303,9 @@ def test_a_20000x20000_png_is_classified(trained, capsys, tmp_path):
     assert top1[big] == top1[trained.pngs[0]] == trained.predicted[0]
 
 
-def _png_header_only(path, width, height):
-    """A PNG that says it is width x height (one empty row of data: never decoded here)."""
-    import struct
-    import zlib
-
-    def chunk(kind, body):
-        return (struct.pack(">I", len(body)) + kind + body
-                + struct.pack(">I", zlib.crc32(kind + body) & 0xffffffff))
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-                + chunk(b"IDAT", zlib.compress(b"\x00" * (width + 1))) + chunk(b"IEND", b""))
-
-
 def test_an_image_above_the_pixel_bound_is_one_line_naming_it(trained, capsys, tmp_path):
     huge = str(tmp_path / "huge.png")
-    _png_header_only(huge, 30000, 30000)
+    png_header_only(huge, 30000, 30000)
     code, out, err = _run(capsys, huge, trained.pngs[0], "--model", trained.export)
     assert code == 2 and out.startswith(trained.pngs[0])
     assert err == ["predict: error: %s: the image is 30000x30000 (900 megapixels), more than "

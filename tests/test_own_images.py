@@ -16,7 +16,7 @@ from gluon_cnns.cli.train import main
 from gluon_cnns.data.image_batches import ImageBatches
 from gluon_cnns.data.image_folder import scan_folder
 from gluon_cnns.data.images import scan_images
-from image_folders import CLASS_FOLDERS, write_image_folder
+from image_folders import CLASS_FOLDERS, copy_folder, write_image_folder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "train.py")
@@ -239,12 +239,6 @@ def test_finetune_from_an_export(fashion_run, three_classes, tmp_path, capsys):
 
 # ---------------------------------------------------------------- bad folders
 
-def _copy(folder, tmp_path):
-    root = str(tmp_path / "copy")
-    shutil.copytree(folder, root)
-    return root
-
-
 def _error(capsys, args):
     code, _, err = run_cli(["--net", "lenet_bn", "--epochs", "1", "--quiet"] + args, capsys)
     assert code == 2 and err.count("\n") == 1, err
@@ -252,14 +246,14 @@ def _error(capsys, args):
 
 
 def test_an_empty_class_folder(folder, tmp_path, capsys):
-    root = _copy(folder, tmp_path)
+    root = copy_folder(folder, tmp_path)
     os.makedirs(os.path.join(root, "train", "Zebra"))
     err = _error(capsys, ["--dataset", "folder", "--data-dir", root])
     assert "class folder %s holds no images" % os.path.join(root, "train", "Zebra") in err
 
 
 def test_a_class_only_in_val(folder, tmp_path, capsys):
-    root = _copy(folder, tmp_path)
+    root = copy_folder(folder, tmp_path)
     shutil.move(os.path.join(root, "train", "Bag"), os.path.join(root, "Bag-train"))
     err = _error(capsys, ["--dataset", "folder", "--data-dir", root])
     assert "class 'Bag' is in the val folder but not in" in err
@@ -272,7 +266,7 @@ def test_fewer_than_two_classes(tmp_path, capsys):
 
 
 def test_unreadable_images_are_skipped_with_a_count_or_stop(folder, tmp_path, capsys):
-    root = _copy(folder, tmp_path)
+    root = copy_folder(folder, tmp_path)
     bag = os.path.join(root, "train", "Bag")
     with open(os.path.join(bag, "notes.jpg"), "w") as f:
         f.write("not a picture")
@@ -295,7 +289,7 @@ def test_unreadable_images_are_skipped_with_a_count_or_stop(folder, tmp_path, ca
 
 def test_mixed_channel_counts_are_read_as_rgb(folder, tmp_path, capsys):
     from PIL import Image
-    root = _copy(folder, tmp_path)
+    root = copy_folder(folder, tmp_path)
     shirt = os.path.join(root, "train", "Shirt")
     path = os.path.join(shirt, sorted(os.listdir(shirt))[0])
     Image.open(path).convert("RGB").save(os.path.join(shirt, "colour.png"))

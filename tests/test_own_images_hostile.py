@@ -13,7 +13,7 @@ import pytest
 from gluon_cnns.cli.pack import main as pack_main
 from gluon_cnns.cli.train import main
 from gluon_cnns.data.image_folder import scan_folder
-from image_folders import write_image_folder
+from image_folders import copy_folder, write_image_folder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = ["--net", "lenet_bn", "--epochs", "1", "--quiet"]
@@ -39,16 +39,10 @@ def one_line(capsys, args):
     return err
 
 
-def copy(src, tmp_path, name="copy"):
-    dst = str(tmp_path / name)
-    shutil.copytree(src, dst)
-    return dst
-
-
 @pytest.mark.parametrize("where", ["pack.json", "config.json", "checkpoint.json"])
 def test_a_named_pipe_in_place_of_a_json_file_does_not_block(where, pack, folder, tmp_path):
     if where == "pack.json":
-        target = copy(pack, tmp_path)
+        target = copy_folder(pack, tmp_path)
         args = ["--dataset", "rec", "--data-dir", target]
     else:
         target = str(tmp_path / "run")
@@ -91,7 +85,7 @@ def test_an_im2rec_pack_with_a_huge_label_is_refused(folder, tmp_path, capsys):
 
 def test_resume_refuses_other_images_and_finds_the_folder_from_anywhere(folder, tmp_path,
                                                                          capsys, monkeypatch):
-    images = copy(folder, tmp_path, "photos")
+    images = copy_folder(folder, tmp_path, "photos")
     run_dir = str(tmp_path / "run")
     monkeypatch.chdir(str(tmp_path))
     assert main(TRAIN + ["--dataset", "folder", "--data-dir", "photos", "--save-dir",
@@ -121,7 +115,7 @@ def test_images_that_all_vanish_stop_the_run(folder, tmp_path, capsys):
     from gluon_cnns.data.image_batches import ImageBatches
     from gluon_cnns.data.images import scan_images
     from gluon_cnns.errors import DataError
-    images = copy(folder, tmp_path)
+    images = copy_folder(folder, tmp_path)
     data = scan_images("folder", images)
     for path in data.train.sources:
         os.remove(path)
@@ -130,7 +124,7 @@ def test_images_that_all_vanish_stop_the_run(folder, tmp_path, capsys):
 
 
 def test_images_in_sub_folders_of_a_class_belong_to_it(folder, tmp_path):
-    images = copy(folder, tmp_path)
+    images = copy_folder(folder, tmp_path)
     trouser = os.path.join(images, "train", "Trouser")
     os.makedirs(os.path.join(trouser, "2019"))
     for name in os.listdir(trouser):
@@ -146,14 +140,14 @@ def test_images_in_sub_folders_of_a_class_belong_to_it(folder, tmp_path):
     (lambda p: open(os.path.join(p, "train.idx"), "a").write("0\t0\n"), "names record 0 twice"),
 ])
 def test_damaged_indexes(damage, message, pack, tmp_path, capsys):
-    target = copy(pack, tmp_path)
+    target = copy_folder(pack, tmp_path)
     os.remove(os.path.join(target, "pack.json"))  # an im2rec pack: nothing to compare with
     damage(target)
     assert message in one_line(capsys, ["--dataset", "rec", "--data-dir", target])
 
 
 def test_pack_json_naming_a_class_without_records(pack, tmp_path, capsys):
-    target = copy(pack, tmp_path)
+    target = copy_folder(pack, tmp_path)
     meta_file = os.path.join(target, "pack.json")
     with open(meta_file) as f:
         meta = json.load(f)

@@ -19,7 +19,7 @@ from PIL import Image
 from gluon_cnns.cli import predict
 from gluon_cnns.errors import ExportError
 from gluon_cnns.inference.export import checkpoint_meta, export_model, read_export_meta
-from image_folders import CLASS_FOLDERS, write_image_folder
+from image_folders import CLASS_FOLDERS, png_header_only, write_image_folder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = os.path.join(ROOT, "scripts", "train.py")
@@ -147,20 +147,6 @@ def test_each_image_gets_the_training_evaluations_prediction(trained, capsys):
 
 # ---------------------------------------------------------------- bad files
 
-def _png_header_only(path, width, height):
-    """A PNG that says it is width x height (never decoded: refused from its header)."""
-    import struct
-    import zlib
-
-    def chunk(kind, body):
-        return (struct.pack(">I", len(body)) + kind + body
-                + struct.pack(">I", zlib.crc32(kind + body) & 0xffffffff))
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-                + chunk(b"IDAT", zlib.compress(b"\x00" * (width + 1))) + chunk(b"IEND", b""))
-
-
 def _mixed_folder(trained, root):
     """A folder of good and bad files; returns (good paths, bad paths)."""
     source = os.path.join(trained.val, "Trouser")
@@ -179,7 +165,7 @@ def _mixed_folder(trained, root):
         open(bad[0], "wb").write(f.read()[:150])
     with open(bad[1], "w") as f:
         f.write("this is not a picture\n")
-    _png_header_only(bad[2], 30000, 30000)
+    png_header_only(bad[2], 30000, 30000)
     os.mkfifo(bad[3])
     return good, bad
 

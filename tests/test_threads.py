@@ -10,7 +10,7 @@ import pytest
 
 from gluon_cnns import threads
 from gluon_cnns.threads import (available_cores, cgroup_cpu_limit, cgroup_v1_quota,
-                                cgroup_v2_quota, configure, describe_threads, effective_threads,
+                                cgroup_v2_quota, describe_threads, effective_threads,
                                 parse_cpu_list, physical_cores, plan, worker_env)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

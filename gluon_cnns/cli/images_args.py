@@ -3,10 +3,10 @@ they resolve to: classes and channels from the scanned folder or pack, the input
 the normalization, and the net a ``--finetune`` starts from."""
 import argparse
 
+from ..data.images import IMAGE_DATASETS as IMAGE_KINDS
 from ..errors import UsageError
 from .common import non_empty, positive_int
 
-IMAGE_KINDS = ("folder", "rec")
 # Saved in config.json and taken from it on --resume when the flag is left out.
 IMAGE_RUN_KEYS = ("channels", "val_split", "bad_images", "augment", "center_crop", "mean", "std",
                   "workers", "finetune", "freeze_features")
@@ -136,7 +136,8 @@ def resolve_data(settings, saved, recipe_dataset, source, warn):
                            settings["bad_images"])
         for note in data.notes:
             warn(note)
-        _check_same_images(data, saved, settings["data_dir"])
+        fingerprint = data.fingerprint()
+        _check_same_images(fingerprint, saved, settings["data_dir"])
         names = list(data.class_names)
         channels = settings["channels"] or (source["channels"] if source
                                             else data.default_channels)
@@ -145,7 +146,7 @@ def resolve_data(settings, saved, recipe_dataset, source, warn):
                                                     dataset_info(recipe_dataset).side)
     else:
         info = dataset_info(settings["dataset"])
-        names, channels = list(info.class_names), info.channels
+        names, channels, fingerprint = list(info.class_names), info.channels, None
         if source is not None and source["channels"] != channels:
             raise UsageError("--finetune: the source net takes %d-channel images, %s has %d"
                              % (source["channels"], info.title, channels))
@@ -155,14 +156,14 @@ def resolve_data(settings, saved, recipe_dataset, source, warn):
                          % (", ".join(saved["class_names"]), settings["data_dir"],
                             ", ".join(names)))
     settings.update(class_names=names, classes=len(names), channels=channels,
-                    data_fingerprint=data.fingerprint() if data else None)
+                    data_fingerprint=fingerprint)
     return data
 
 
-def _check_same_images(data, saved, where):
+def _check_same_images(fingerprint, saved, where):
     """On --resume, refuse images that are not those the run trained on."""
     before = (saved or {}).get("data_fingerprint")
-    if before and before != data.fingerprint():
+    if before and before != fingerprint:
         raise UsageError("the images in %s are not those the run in --save-dir trained on "
                          "(files added, removed or renamed): --resume continues only on the "
                          "same images; restore them, or start a new run from this one with "

@@ -26,7 +26,7 @@ from ..cpu import machine_description
 from ..data.datasets import image_shape
 from ..errors import GluonCNNsError, NonFiniteLossError, UsageError, error_line
 from .common import parse, report
-from .images_args import resolve_data
+from .images_args import IMAGE_KINDS, resolve_data
 from .train_args import (DEFAULT_NET, PROG, build_parser, check_resume_changes,  # noqa: F401
                          finetune_net, resolve_settings)
 
@@ -266,7 +266,7 @@ def _print_summary(settings, train_iter, test_iter, resumed, save_dir):
         opt += ", %s schedule" % s["lr_schedule"]
     size = "%dx%d" % (s["resize"], s["resize"]) if s["resize"] else "native size"
     data = s["dataset"]
-    if s.get("class_names") and s["dataset"] in ("folder", "rec"):
+    if s.get("class_names") and s["dataset"] in IMAGE_KINDS:
         data = "%s %s, %d classes" % (s["dataset"], s["data_dir"], s["classes"])
     print("%s on %s (%d train / %d test images, %s): %d epoch%s, batch %d, %s"
           % (s["net"], data, train_iter.num_examples, test_iter.num_examples, size,

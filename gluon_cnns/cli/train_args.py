@@ -10,7 +10,8 @@ import sys
 from ..data.datasets import DATASETS
 from ..errors import UsageError
 from ..models.registry import Recipe
-from .images_args import IMAGE_FIXED_KEYS, IMAGE_RUN_KEYS, add_image_flags, check_image_flags
+from .images_args import (IMAGE_FIXED_KEYS, IMAGE_KINDS, IMAGE_RUN_KEYS, add_image_flags,
+                          check_image_flags)
 from .common import (OneLineParser, non_empty, non_negative_float, positive_float, positive_int,
                      seed_value)
 
@@ -131,7 +132,7 @@ def _add_recipe_flags(add):
         help="which of the net's recipes gives the defaults, e.g. paper or gluoncv for the "
              "CIFAR ResNets (default: the first; see the table below)")
     add("--resize", type=positive_int, metavar="SIDE", help="resize images to SIDE x SIDE" + recipe)
-    add("--dataset", choices=DATASETS + ("folder", "rec"),
+    add("--dataset", choices=DATASETS + IMAGE_KINDS,
         help="dataset" + recipe + "; folder: your own images in --data-dir (train/<class>/*.jpg "
              "and val/<class>/...); rec: its RecordIO pack made by scripts/pack.py")
 

@@ -148,7 +148,7 @@ class BatchIterator:
         self._resume_at = None if fresh else {"order": order, "batch": int(batch)}
 
     def shard(self, num_parts, index):
-        """Part `index` of `num_parts` contiguous, disjoint parts (one per distributed worker).
+        """Part `index` of `num_parts` disjoint parts (one per distributed worker; see `_part`).
 
         The parts differ in size by at most one example and together are the
         whole set. A part is cut before any shuffling, so it always holds the
@@ -161,9 +161,13 @@ class BatchIterator:
         if num_parts > self.num_examples:
             raise DataError("cannot split %d examples into %d parts; use fewer parts or more "
                             "examples" % (self.num_examples, num_parts))
+        return self._subset(self._part(num_parts, index))
+
+    def _part(self, num_parts, index):
+        """Where part ``index`` of ``num_parts`` is: a contiguous slice."""
         start = self.num_examples * index // num_parts
         stop = self.num_examples * (index + 1) // num_parts
-        return self._subset(slice(start, stop))
+        return slice(start, stop)
 
     def take(self, count):
         """The first ``count`` examples, with the same batch size, device and conversion."""

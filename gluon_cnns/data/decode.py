@@ -11,12 +11,11 @@ block forever), not an image, truncated or damaged, or larger than MAX_PIXELS.
 """
 import contextlib
 import io
-import os
-import stat
 import threading
 
 from ..errors import DataError
-from ..io import file_kind
+from ..io import NotRegularFile
+from ..io import open_regular as io_open_regular
 
 # What an image folder's files and predict's folder arguments are recognized by.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff",
@@ -69,21 +68,16 @@ def open_regular(path):
     """``path`` opened for binary reading, or ImageError unless it is a regular file
     (opened without blocking: a named pipe would wait forever for a writer)."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        return io_open_regular(path)
     except FileNotFoundError:
         raise ImageError("no such file") from None
     except PermissionError:
         raise ImageError("permission denied") from None
+    except NotRegularFile as err:
+        raise ImageError("is a folder" if err.kind == "a folder"
+                         else "not a regular file (%s); skipped" % err.kind) from None
     except OSError as err:
         raise ImageError("cannot open it (%s)" % (err.strerror or err)) from None
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        if stat.S_ISDIR(mode):
-            raise ImageError("is a folder")
-        raise ImageError("not a regular file (%s); skipped" % file_kind(mode))
-    os.set_blocking(fd, True)
-    return os.fdopen(fd, "rb")
 
 
 def _shrink_factor(width, height, size):
@@ -148,14 +142,12 @@ def _strict_pillow():
                 ImageFile.LOAD_TRUNCATED_IMAGES, Image.MAX_IMAGE_PIXELS = _STRICT["saved"]
 
 
-def load_image(source, size=None, draft=None):
-    """Decode ``source`` (a path, or the bytes of a file) into a Pillow image.
-
-    ``size`` (H, W), the net's input size, lets a large image be reduced to
-    about four times that right away; ``draft`` (W, H) see ``_decode``.
-    Photos taken sideways are turned upright (EXIF orientation).
-    """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+@contextlib.contextmanager
+def open_image(source):
+    """``source`` (a path, or the bytes of a file) opened by Pillow -- its header read,
+    not its pixels -- and checked against MAX_PIXELS. Any failure, in the ``with`` block
+    too, becomes one ImageError with the reason."""
+    from PIL import Image, UnidentifiedImageError
     try:
         f = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) \
             else open_regular(source)
@@ -166,8 +158,7 @@ def load_image(source, size=None, draft=None):
                                  "megapixels read here; scale it down first"
                                  % (image.width, image.height, pixels // 10 ** 6,
                                     MAX_PIXELS // 10 ** 6))
-            image = _decode(image, size, draft)
-            return ImageOps.exif_transpose(image)
+            yield image
     except ImageError:
         raise
     except UnidentifiedImageError:
@@ -178,6 +169,18 @@ def load_image(source, size=None, draft=None):
         # Pillow raises OSError ("image file is truncated") or SyntaxError ("broken PNG
         # file") for damaged files.
         raise ImageError("cannot decode the image (%s)" % " ".join(str(err).split())) from None
+
+
+def load_image(source, size=None, draft=None):
+    """Decode ``source`` (a path, or the bytes of a file) into a Pillow image.
+
+    ``size`` (H, W), the net's input size, lets a large image be reduced to
+    about four times that right away; ``draft`` (W, H) see ``_decode``.
+    Photos taken sideways are turned upright (EXIF orientation).
+    """
+    from PIL import ImageOps
+    with open_image(source) as image:
+        return ImageOps.exif_transpose(_decode(image, size, draft))
 
 
 def read_image(path, channels, size=None):

@@ -165,12 +165,10 @@ class ImageBatches(BatchIterator):
             self.warn("skipped %d image%s that cannot be decoded in this pass (first: %s)"
                       % (len(skipped), "" if len(skipped) == 1 else "s", skipped[0]))
 
-    def shard(self, num_parts, index):
-        """Part ``index`` of ``num_parts``: every num_parts-th example (a folder is sorted by
-        class, so a contiguous part would hold only some classes)."""
-        part = super().shard(num_parts, 0)  # checks the arguments
-        part.images, part.labels = self.images[index::num_parts], self.labels[index::num_parts]
-        return part
+    def _part(self, num_parts, index):
+        """Every num_parts-th example, from ``index`` on: a folder is sorted by class, so a
+        contiguous part would hold only some classes."""
+        return slice(index, None, num_parts)
 
     def take(self, count):
         """``count`` examples spread evenly over the split (every class, not the first ones)."""

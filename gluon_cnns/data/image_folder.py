@@ -17,7 +17,7 @@ import hashlib
 import os
 
 from ..errors import DataError
-from .decode import GREY_MODES, IMAGE_EXTENSIONS, MAX_PIXELS, ImageError, open_regular
+from .decode import GREY_MODES, IMAGE_EXTENSIONS, ImageError, open_image
 from .images import ImageData, ImageSplit, check_classes, finish
 
 DEFAULT_VAL_SPLIT = 0.1
@@ -68,17 +68,8 @@ def _walk_error(err):
 
 def header_mode(path):
     """Pillow's mode of the image file ``path``, from its header; ImageError if unusable."""
-    from PIL import Image, UnidentifiedImageError
-    try:
-        with open_regular(path) as f, Image.open(f) as image:
-            if image.width * image.height > MAX_PIXELS:
-                raise ImageError("the image is %dx%d, more than %d megapixels"
-                                 % (image.width, image.height, MAX_PIXELS // 10 ** 6))
-            return image.mode
-    except UnidentifiedImageError:
-        raise ImageError("not an image file (or a format Pillow cannot read)") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise ImageError("cannot read the image (%s)" % " ".join(str(err).split())) from None
+    with open_image(path) as image:
+        return image.mode
 
 
 def _scan_classes(folder, class_names, what):

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from ..errors import DataError
 
 SPLITS = ("train", "val")
+# ``--dataset`` values of your own images: an image folder, a RecordIO pack.
+IMAGE_DATASETS = ("folder", "rec")
 # A pack without pack.json names its classes 0..K-1 after its largest label; a label
 # beyond this is a mistake, not a class (and would need K names in memory).
 MAX_CLASSES = 100_000

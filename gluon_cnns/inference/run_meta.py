@@ -11,12 +11,12 @@ Every field used is checked: a damaged or hand-edited value is one ExportError
 naming the field and config.json.
 """
 from ..data.datasets import DATASETS, dataset_info
+from ..data.images import IMAGE_DATASETS
 from ..errors import DataError, ExportError
 from ..training.records import is_int
 from .sidecar import (INPUT_NAME, MAX_INPUT_SIDE, is_fraction, is_number_list,
                       normalization_entry)
 
-IMAGE_DATASETS = ("folder", "rec")  # your own images: an image folder, a RecordIO pack
 _ABSENT = object()
 
 

@@ -113,3 +113,45 @@ def test_reproduce_reads_a_finished_run_and_continues_an_unfinished_one(tmp_path
     out, longer = reproduce("--epochs", "2")
     assert "--resume" in out and len(longer["epoch_test_acc"]) == 2 and longer["resumed"]
     assert longer["epoch_test_acc"][0] == row["epoch_test_acc"][0]
+
+
+def test_reproduce_refuses_a_folder_of_another_seed_and_keeps_seeds_apart(tmp_path):
+    docs = tmp_path / "docs"
+
+    def reproduce(seed, runs):
+        return subprocess.run(
+            [sys.executable, os.path.join(ROOT, "scripts", "reproduce.py"), "--net", "lenet",
+             "--epochs", "1", "--limit-train", "512", "--limit-test", "128", "--seed", seed,
+             "--runs-dir", str(tmp_path / runs), "--docs-dir", str(docs)],
+            cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+    assert reproduce("0", "runs").returncode == 0
+    wrong = reproduce("1", "runs")          # seed 0's finished folder must not pass as seed 1
+    assert wrong.returncode == 1 and wrong.stderr.count("\n") == 1
+    assert "seed 0, not 1" in wrong.stderr and "--runs-dir" in wrong.stderr
+    assert reproduce("1", "runs-seed1").returncode == 0
+    results = json.loads((docs / "results.json").read_text())
+    assert (results["lenet"]["seed"], results["lenet@seed1"]["seed"]) == (0, 1)
+    assert results["lenet"]["epoch_test_acc"] != results["lenet@seed1"]["epoch_test_acc"] or \
+        results["lenet"]["epoch_loss"] != results["lenet@seed1"]["epoch_loss"]
+    text = (docs / "RESULTS.md").read_text()
+    table = text.split("## Commands")[0]
+    assert table.count("| `lenet` |") == 1          # the main table keeps seed 0 only
+    seeds = text.split("## Other seeds")[1].split("## Curves")[0]
+    assert "| `lenet` | 0 |" in seeds and "| `lenet` | 1 |" in seeds
+    assert (docs / "results" / "lenet.png").exists()
+    assert (docs / "results" / "lenet-seed1.png").exists()
+
+
+def test_sec_per_epoch_is_the_median_of_the_epochs_as_run():
+    from tools.reproduce import _median, render_markdown
+    assert _median([5393.0, 716.0, 700.0]) == 716.0    # one paused epoch does not move it
+    assert _median([4.0, 1.0, 2.0, 3.0]) == 2.5
+    row = {"net": "lenet", "seed": 0, "dataset": "fashion-mnist", "epochs": 2, "batch_size": 256,
+           "optimizer": "sgd", "lr": 0.1, "train_loss": 0.5, "train_acc": 0.8, "test_acc": 0.8,
+           "sec_per_epoch": 12.5, "epoch_seconds": [10.0, 15.0], "reduced": "",
+           "machine": "m", "context": "cpu(0)", "date": "2026-12-02", "command": "c",
+           "epoch_test_acc": [0.7, 0.8], "plot": "results/lenet.png"}
+    text = render_markdown({"lenet": row})
+    assert "| 12.5 | full |" in text and "seconds per epoch 10, 15" in text
+    assert "## Other seeds" not in text

@@ -113,12 +113,35 @@ def _run_state(save_dir):
     return "finished" if done >= run_dir.read_config()["epochs"] else "unfinished"
 
 
+def _check_same_run(net, save_dir, args):
+    """Raise RuntimeError if the run in ``save_dir`` is not the one asked for (another seed,
+    epoch count or subset): its figures would be published under the wrong command."""
+    from gluon_cnns.models import model_spec
+    from gluon_cnns.training.rundir import RunDir
+    config = RunDir(save_dir).read_config()
+    wanted = {"seed": args.seed, "limit_train": args.limit_train,
+              "limit_test": args.limit_test,
+              "epochs": args.epochs or model_spec(net).recipe.epochs}
+    for key, value in sorted(wanted.items()):
+        if config.get(key) != value:
+            raise RuntimeError("%s: %s holds a run with %s %s, not %s; give another "
+                               "--runs-dir or remove that folder" % (
+                                   net, save_dir, key, config.get(key), value))
+
+
+def result_key(net, seed):
+    """The run's key in results.json: the net for the table's seed 0, else ``NET@seedS``."""
+    return net if seed == 0 else "%s@seed%d" % (net, seed)
+
+
 def run_one(net, args):
     """Train, continue or read ``net``'s run folder; return its result record (or raise
     RuntimeError with the log tail)."""
     save_dir = os.path.join(args.runs_dir, net)
     cmd = train_command(net, args)
     state = _run_state(save_dir)
+    if state != "none":
+        _check_same_run(net, save_dir, args)
     if state != "finished" and not args.read_only:
         if state == "none" and os.path.isdir(save_dir):
             shutil.rmtree(save_dir)  # a folder without a run: --save-dir refuses to reuse it
@@ -144,7 +167,8 @@ def row_from_run(net, save_dir, command, docs_dir):
     config, log = run_dir.read_config(), run_dir.read_log() or []
     if not log:
         raise RuntimeError("%s: the run in %s has no finished epoch yet" % (net, save_dir))
-    plot = os.path.join(docs_dir, "results", net + ".png")
+    key = result_key(net, config.get("seed") or 0)
+    plot = os.path.join(docs_dir, "results", key.replace("@", "-") + ".png")
     os.makedirs(os.path.dirname(plot), exist_ok=True)
     shutil.copyfile(run_dir.file("curves.png"), plot)
     last = log[-1]
@@ -156,7 +180,8 @@ def row_from_run(net, save_dir, command, docs_dir):
             "resize": config.get("resize"), "seed": config.get("seed"),
             "train_loss": last["loss"], "train_acc": last["train_acc"],
             "test_acc": last["test_acc"], "best_test_acc": max(r["test_acc"] for r in log),
-            "sec_per_epoch": sum(r["time"] for r in log) / len(log),
+            "sec_per_epoch": _median([r["time"] for r in log]),
+            "epoch_seconds": [r["time"] for r in log],
             "threads": sorted({r["threads"] for r in log if "threads" in r}),
             "peak_rss_mib": max([r["peak_rss_mib"] for r in log if "peak_rss_mib" in r],
                                 default=None),
@@ -170,6 +195,13 @@ def row_from_run(net, save_dir, command, docs_dir):
             "plot": os.path.relpath(plot, docs_dir)}
 
 
+def _median(values):
+    """The median: one epoch slowed by a paused process or a busy machine does not move it."""
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
 def _book(net):
     """The reference's test accuracy of ``net`` as a table cell."""
     if net in BOOK_TEST_ACC:
@@ -181,7 +213,9 @@ def render_markdown(results, notes=""):
     """RESULTS.md from the accumulated results (registry order), then ``notes``."""
     from gluon_cnns.models import list_models
     order = {name: i for i, name in enumerate(list_models())}
-    rows = sorted(results.values(), key=lambda r: order.get(r["net"], len(order)))
+    ranked = sorted(results.values(), key=lambda r: (order.get(r["net"], len(order)),
+                                                       r.get("seed") or 0))
+    rows = [r for r in ranked if not r.get("seed")]
     lines = ["# Reproduced results", "",
              "Every row was trained by `scripts/reproduce.py`, through `scripts/train.py` with "
              "the net's tutorial recipe, on real data; the command column is the exact run. "
@@ -189,7 +223,7 @@ def render_markdown(results, notes=""):
              "run the full recipe in the time available; their figures are not comparable "
              "with the book's. Regenerate a row with `python scripts/reproduce.py --net NAME`.",
              "", "| net | recipe | train loss | train acc | test acc | book test acc | "
-             "sec/epoch (as run) | run | machine / context |",
+             "sec/epoch (median, as run) | run | machine / context |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         recipe = "%s, %d epoch%s, batch %d, %s lr %g%s%s" % (
@@ -204,6 +238,7 @@ def render_markdown(results, notes=""):
     lines += ["", "## Commands", ""]
     for r in rows:
         lines.append("- `%s`: `%s`; %s" % (r["net"], r["command"], _conditions(r)))
+    lines += _seed_section(ranked)
     lines += ["", "## Curves", ""]
     for r in rows:
         lines.append("`%s`:" % r["net"])
@@ -215,11 +250,30 @@ def render_markdown(results, notes=""):
     return "\n".join(lines) + "\n"
 
 
+def _seed_section(ranked):
+    """"Other seeds": every net that has runs beyond seed 0, all its seeds side by side."""
+    nets = [r["net"] for r in ranked if r.get("seed")]
+    if not nets:
+        return []
+    lines = ["", "## Other seeds", "",
+             "The same recipe with other seeds, from their own run folders "
+             "(`python scripts/reproduce.py --net NAME --seed S --runs-dir DIR`).", "",
+             "| net | seed | test acc per epoch | final test acc | run |", "|---|---|---|---|---|"]
+    for r in ranked:
+        if r["net"] in nets:
+            lines.append("| `%s` | %d | %s | %.3f | %s |" % (
+                r["net"], r.get("seed") or 0, ", ".join("%.3f" % a for a in r["epoch_test_acc"]),
+                r["test_acc"], "**reduced**: %s" % r["reduced"] if r["reduced"] else "full"))
+    return lines
+
+
 def _conditions(r):
     """How a run ran, for its line under "Commands"."""
     parts = ["test acc per epoch %s" % ", ".join("%.3f" % a for a in r["epoch_test_acc"])]
     if r.get("epoch_loss"):
         parts.append("train loss per epoch %s" % ", ".join("%.4f" % l for l in r["epoch_loss"]))
+    if r.get("epoch_seconds"):
+        parts.append("seconds per epoch %s" % ", ".join("%.0f" % t for t in r["epoch_seconds"]))
     if r.get("threads"):
         parts.append("%s OpenMP thread(s)" % "/".join(map(str, r["threads"])))
     if r.get("peak_rss_mib"):
@@ -258,7 +312,7 @@ def main(argv=None):
     failed = 0
     for net in nets:
         try:
-            results[net] = run_one(net, args)
+            results[result_key(net, args.seed)] = run_one(net, args)
         except (RuntimeError, GluonCNNsError) as e:  # one line: a failed or unreadable run
             print("%s: error: %s" % (PROG, e), file=sys.stderr)
             failed += 1

@@ -144,7 +144,7 @@ def test_reproduce_refuses_a_folder_of_another_seed_and_keeps_seeds_apart(tmp_pa
 
 
 def test_sec_per_epoch_is_the_median_of_the_epochs_as_run():
-    from tools.reproduce import _median, render_markdown
+    from tools.results_table import _median, render_markdown
     assert _median([5393.0, 716.0, 700.0]) == 716.0    # one paused epoch does not move it
     assert _median([4.0, 1.0, 2.0, 3.0]) == 2.5
     row = {"net": "lenet", "seed": 0, "dataset": "fashion-mnist", "epochs": 2, "batch_size": 256,
@@ -155,3 +155,9 @@ def test_sec_per_epoch_is_the_median_of_the_epochs_as_run():
     text = render_markdown({"lenet": row})
     assert "| 12.5 | full |" in text and "seconds per epoch 10, 15" in text
     assert "## Other seeds" not in text
+    seeds = {"lenet": row, "lenet@seed1": dict(row, seed=1, test_acc=0.9),
+             "lenet@seed2": dict(row, seed=2, test_acc=0.6, reduced="1 of 2 epochs")}
+    text = render_markdown(seeds)
+    assert text.split("## Commands")[0].count("| `lenet` |") == 1
+    # The spread of the full runs only: a reduced run's figure is not comparable.
+    assert "| `lenet` | 2 full runs | | mean 0.850, range 0.800-0.900 | |" in text

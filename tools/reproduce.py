@@ -17,42 +17,37 @@ it any time, run the same command again). Results accumulate in
 """
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import time
 
-from gluon_cnns.cpu import machine_description
-from gluon_cnns.errors import GluonCNNsError
+from gluon_cnns.cli.common import positive_int, seed_value
+from gluon_cnns.errors import GluonCNNsError, error_line
+from tools.results_table import (build_row, check_log, copy_plot, render_markdown,
+                                 result_key, results_problem)
 
 PROG = "reproduce"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-# Test accuracy the reference reports for each net. Fashion-MNIST: d2l, MXNet edition,
-# 5 epochs, SGD, Xavier, on a GPU. CIFAR-10: GluonCV's model zoo (200+ epochs).
-BOOK_TEST_ACC = {"lenet_bn": 0.881, "alexnet": 0.867, "vgg11_small": 0.909, "nin": 0.812,
-                 "googlenet": 0.883, "resnet18": 0.913, "densenet": 0.879,
-                 "resnet20_cifar": 0.921, "resnet56_cifar": 0.936, "resnet110_cifar": 0.930}
-# d2l's LeNet figure (0.754) is for its sigmoid LeNet with lr 0.9; `lenet` is the MXNet
-# article's ReLU LeNet, so the figure is shown for reference only.
-BOOK_NOTES = {"lenet": "d2l sigmoid LeNet: 0.754 (a different net)"}
+# What train.py itself leaves in a run folder before its config.json exists.
+_OWN_FILES = {"train.out", ".lock"}
 
 
 def _parser():
     """The reproduction tool's command line."""
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("--net", required=True, help="comma-separated registry names")
-    p.add_argument("--epochs", type=int, help="fewer epochs than the recipe: a reduced run")
-    p.add_argument("--limit-train", type=int, help="train on a subset: a reduced run")
-    p.add_argument("--limit-test", type=int, help="test on a subset: a reduced run")
-    p.add_argument("--seed", type=int, default=0, help="seed of every run (default 0)")
+    p.add_argument("--epochs", type=positive_int,
+                   help="fewer epochs than the recipe: a reduced run")
+    p.add_argument("--limit-train", type=positive_int, help="train on a subset: a reduced run")
+    p.add_argument("--limit-test", type=positive_int, help="test on a subset: a reduced run")
+    p.add_argument("--seed", type=seed_value, default=0, help="seed of every run (default 0)")
     p.add_argument("--ctx", choices=("cpu", "gpu"), default="cpu")
     p.add_argument("--data-dir", help="dataset folder, passed to train.py")
     p.add_argument("--runs-dir", default=os.path.join(ROOT, "runs", "reproduce"),
                    help="where the runs' --save-dir folders go (default runs/reproduce)")
     p.add_argument("--docs-dir", default=os.path.join(ROOT, "docs"),
                    help="where RESULTS.md, results.json and the plots go (default docs/)")
-    p.add_argument("--checkpoint-every", type=int, default=100, metavar="K",
+    p.add_argument("--checkpoint-every", type=positive_int, default=100, metavar="K",
                    help="checkpoint every K batches, so a cut-off run loses little (default 100)")
     p.add_argument("--read-only", action="store_true",
                    help="only read the run folders as they are (an unfinished run gives a row "
@@ -78,13 +73,18 @@ def train_command(net, args):
 
 
 def _train(cmd, save_dir):
-    """Run the train.py command ``cmd`` into ``save_dir``; returns (output, exit code).
-    The output is also kept in save_dir/train.out."""
+    """Run the train.py command ``cmd`` into ``save_dir``; returns (its output, exit code).
+    The output is appended to save_dir/train.out under a line naming the command, so the
+    output of every session of a long run is kept."""
     out_path = os.path.join(save_dir, "train.out")
-    with open(out_path, "w") as out:
+    with open(out_path, "a") as out:
+        out.write("$ %s   (%s)\n" % (" ".join(cmd), time.strftime("%Y-%m-%d %H:%M")))
+        out.flush()
+        start = out.tell()
         code = subprocess.run([sys.executable] + cmd[1:], cwd=ROOT, stdout=out,
                               stderr=subprocess.STDOUT).returncode
-    with open(out_path) as f:
+    with open(out_path, errors="replace") as f:
+        f.seek(start)
         return f.read(), code
 
 
@@ -102,224 +102,225 @@ def _reductions(net, config):
     return ", ".join(reduced)
 
 
-def _run_state(save_dir):
-    """"none", "unfinished" or "finished": what ``save_dir`` holds of a run."""
+def _epoch_records(net, run_dir, warn):
+    """The finished epochs' records of ``run_dir``: its log.jsonl, or, when the log is
+    damaged, the records its checkpoint index keeps (with one warning line)."""
+    from gluon_cnns.io import read_json
+    from gluon_cnns.training.records import entry_problem
+    log = run_dir.read_log()
+    if log is None and os.path.lexists(run_dir.file("log.jsonl")):
+        try:
+            index = read_json(run_dir.file("checkpoint.json"))
+        except (OSError, ValueError):
+            index = None
+        if index is None or entry_problem(index, ()) is not None or "records" not in index:
+            raise RuntimeError("%s: %s is damaged and the checkpoint index keeps no records "
+                               "to replace it; train this net again in another --runs-dir"
+                               % (net, run_dir.file("log.jsonl")))
+        warn("warning: %s is damaged; the figures come from checkpoint.json's records"
+             % run_dir.file("log.jsonl"))
+        log = index["records"]
+    log = log or []
+    check_log(log, run_dir.file("log.jsonl"))
+    return log
+
+
+def _run_state(net, save_dir, warn):
+    """"none", "unfinished" or "finished": what ``save_dir`` holds of a run. A folder that
+    holds something else is refused: it is never deleted."""
     from gluon_cnns.training.rundir import RunDir
+    if os.path.lexists(save_dir) and not os.path.isdir(save_dir):
+        raise RuntimeError("%s: %s is not a folder; move it away or give another --runs-dir"
+                           % (net, save_dir))
     run_dir = RunDir(save_dir)
-    if not run_dir.has_config():
+    if not os.path.lexists(run_dir.file("config.json")):
+        foreign = sorted(set(os.listdir(save_dir)) - _OWN_FILES) if os.path.isdir(save_dir) \
+            else []
+        if foreign:
+            raise RuntimeError("%s: %s holds %s but no training run (no config.json); move it "
+                               "away or give another --runs-dir" % (net, save_dir, foreign[0]))
         return "none"
-    log = run_dir.read_log() or []
+    log = _epoch_records(net, run_dir, warn)
     done = max([r["epoch"] for r in log], default=0)
     return "finished" if done >= run_dir.read_config()["epochs"] else "unfinished"
 
 
 def _check_same_run(net, save_dir, args):
-    """Raise RuntimeError if the run in ``save_dir`` is not the one asked for (another seed,
-    epoch count or subset): its figures would be published under the wrong command."""
+    """Raise RuntimeError if the run in ``save_dir`` is not the one asked for (another net,
+    seed, epoch count, subset or recipe): its figures would be published under the wrong
+    command."""
     from gluon_cnns.models import model_spec
     from gluon_cnns.training.rundir import RunDir
     config = RunDir(save_dir).read_config()
-    wanted = {"seed": args.seed, "limit_train": args.limit_train,
-              "limit_test": args.limit_test,
-              "epochs": args.epochs or model_spec(net).recipe.epochs}
+    recipe = model_spec(net).recipe
+    wanted = {"net": net, "seed": args.seed, "limit_train": args.limit_train,
+              "limit_test": args.limit_test, "epochs": args.epochs or recipe.epochs}
+    wanted.update((key, getattr(recipe, key)) for key in (
+        "dataset", "batch_size", "lr", "optimizer", "momentum", "wd", "resize"))
     for key, value in sorted(wanted.items()):
         if config.get(key) != value:
             raise RuntimeError("%s: %s holds a run with %s %s, not %s; give another "
-                               "--runs-dir or remove that folder" % (
+                               "--runs-dir or move that folder away" % (
                                    net, save_dir, key, config.get(key), value))
 
 
-def result_key(net, seed):
-    """The run's key in results.json: the net for the table's seed 0, else ``NET@seedS``."""
-    return net if seed == 0 else "%s@seed%d" % (net, seed)
+def _own(lock_path, what, wait=0):
+    """Take the lock at ``lock_path`` (waiting up to ``wait`` seconds); returns its fd.
+    RuntimeError names the process that holds it."""
+    from gluon_cnns.io import LockHeld, take_lock
+    deadline = time.time() + wait
+    while True:
+        try:
+            return take_lock(lock_path)
+        except LockHeld as held:
+            if time.time() >= deadline:
+                raise RuntimeError("%s is in use by another reproduce.py (pid %s); wait for it "
+                                   "to end" % (what, held.holder)) from None
+        time.sleep(0.2)
 
 
-def run_one(net, args):
-    """Train, continue or read ``net``'s run folder; return its result record (or raise
+def run_one(net, args, warn):
+    """Train, continue or read ``net``'s run folder; return its result row (or raise
     RuntimeError with the log tail)."""
+    from gluon_cnns.io import release_lock
     save_dir = os.path.join(args.runs_dir, net)
-    cmd = train_command(net, args)
-    state = _run_state(save_dir)
+    if args.read_only:  # reads only: a run in progress can be read while it trains
+        return _read_or_train(net, save_dir, args, warn)
+    os.makedirs(args.runs_dir, exist_ok=True)
+    lock = os.path.join(args.runs_dir, ".%s.reproduce.lock" % net)
+    fd = _own(lock, save_dir)
+    try:
+        return _read_or_train(net, save_dir, args, warn)
+    finally:
+        release_lock(lock, fd)
+
+
+def _read_or_train(net, save_dir, args, warn):
+    """run_one's work, once the folder is ours (or only read)."""
+    state = _run_state(net, save_dir, warn)
     if state != "none":
         _check_same_run(net, save_dir, args)
-    if state != "finished" and not args.read_only:
-        if state == "none" and os.path.isdir(save_dir):
-            shutil.rmtree(save_dir)  # a folder without a run: --save-dir refuses to reuse it
-        os.makedirs(save_dir, exist_ok=True)
-        run = (["--save-dir", save_dir, "--resume", "--quiet"] if state == "unfinished" else
-               cmd[2:] + ["--save-dir", save_dir, "--checkpoint-every",
-                          str(args.checkpoint_every)])
-        print("$ " + " ".join(["python", "scripts/train.py"] + run), flush=True)
-        output, code = _train(["python", "scripts/train.py"] + run, save_dir)
-        print(output, end="", flush=True)
-        if code != 0:
-            raise RuntimeError("%s exited %d: %s" % (net, code,
-                                                     " ".join(output.strip().splitlines()[-1:])))
-    elif state == "none":
+    if state == "none" and args.read_only:
         raise RuntimeError("%s has no run in %s" % (net, save_dir))
-    return row_from_run(net, save_dir, " ".join(cmd), args.docs_dir)
+    if state != "finished" and not args.read_only:
+        _train_or_resume(net, save_dir, args, resume=state == "unfinished")
+    return row_from_run(net, save_dir, " ".join(train_command(net, args)), warn)
 
 
-def row_from_run(net, save_dir, command, docs_dir):
-    """The result record of the run in ``save_dir``, from its files alone."""
+def _train_or_resume(net, save_dir, args, resume):
+    """Run train.py into ``save_dir``: a fresh run of the recipe, or ``--resume``."""
+    os.makedirs(save_dir, exist_ok=True)
+    run = (["--save-dir", save_dir, "--resume", "--quiet"] if resume else
+           train_command(net, args)[2:] + ["--save-dir", save_dir, "--checkpoint-every",
+                                           str(args.checkpoint_every)])
+    cmd = ["python", "scripts/train.py"] + run
+    print("$ " + " ".join(cmd), flush=True)
+    output, code = _train(cmd, save_dir)
+    print(output, end="", flush=True)
+    if code != 0:
+        raise RuntimeError("%s exited %d: %s" % (net, code,
+                                                 " ".join(output.strip().splitlines()[-1:])))
+
+
+def row_from_run(net, save_dir, command, warn=print):
+    """The result row of the run in ``save_dir``, from its files alone (checked)."""
     from gluon_cnns.training.rundir import RunDir
     run_dir = RunDir(save_dir)
-    config, log = run_dir.read_config(), run_dir.read_log() or []
+    config, log = run_dir.read_config(), _epoch_records(net, run_dir, warn)
     if not log:
         raise RuntimeError("%s: the run in %s has no finished epoch yet" % (net, save_dir))
-    key = result_key(net, config.get("seed") or 0)
-    plot = os.path.join(docs_dir, "results", key.replace("@", "-") + ".png")
-    os.makedirs(os.path.dirname(plot), exist_ok=True)
-    shutil.copyfile(run_dir.file("curves.png"), plot)
-    last = log[-1]
-    progress = "" if last["epoch"] >= config["epochs"] else (
-        "in progress: %d of %d epochs" % (last["epoch"], config["epochs"]))
-    return {"net": net, "command": command, "dataset": config["dataset"],
-            "epochs": config["epochs"], "batch_size": config["batch_size"], "lr": config["lr"],
-            "optimizer": config["optimizer"], "momentum": config.get("momentum"),
-            "resize": config.get("resize"), "seed": config.get("seed"),
-            "train_loss": last["loss"], "train_acc": last["train_acc"],
-            "test_acc": last["test_acc"], "best_test_acc": max(r["test_acc"] for r in log),
-            "sec_per_epoch": _median([r["time"] for r in log]),
-            "epoch_seconds": [r["time"] for r in log],
-            "threads": sorted({r["threads"] for r in log if "threads" in r}),
-            "peak_rss_mib": max([r["peak_rss_mib"] for r in log if "peak_rss_mib" in r],
-                                default=None),
-            "resumed": any(r.get("resumed") for r in log),
-            "reduced": ", ".join(filter(None, [_reductions(net, config), progress])),
-            "machine": config.get("machine") or machine_description(),
-            "context": ", ".join(config["contexts"]),
-            "epoch_test_acc": [r["test_acc"] for r in log],
-            "epoch_loss": [r["loss"] for r in log],
-            "date": last.get("date", time.strftime("%Y-%m-%d"))[:10],
-            "plot": os.path.relpath(plot, docs_dir)}
+    return build_row(net, config, log, command, _reductions(net, config))
 
 
-def _median(values):
-    """The median: one epoch slowed by a paused process or a busy machine does not move it."""
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+def _read_docs(docs_dir):
+    """(results.json's rows, RESULTS_NOTES.md's text) of ``docs_dir``, checked; a missing
+    file is empty. UsageError for anything that would stop the tool after training."""
+    from gluon_cnns.errors import UsageError
+    from gluon_cnns.io import open_regular, read_json
+    try:
+        os.makedirs(os.path.join(docs_dir, "results"), exist_ok=True)
+        probe = os.path.join(docs_dir, ".reproduce-write-test")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as e:
+        raise UsageError("--docs-dir %s cannot hold the results (%s); give a writable folder"
+                         % (docs_dir, e.strerror or e)) from None
+    results, notes = {}, ""
+    path = os.path.join(docs_dir, "results.json")
+    try:
+        if os.path.lexists(path):
+            results = read_json(path)
+        notes_path = os.path.join(docs_dir, "RESULTS_NOTES.md")
+        if os.path.lexists(notes_path):
+            with open_regular(notes_path, text=True) as f:
+                notes = f.read()
+    except (OSError, ValueError) as e:
+        raise UsageError("cannot read %s (%s); fix or remove it" % (docs_dir, error_line(e)))
+    problem = results_problem(results)
+    if problem:
+        raise UsageError("%s: %s; fix or remove that row" % (path, problem))
+    return results, notes
 
 
-def _book(net):
-    """The reference's test accuracy of ``net`` as a table cell."""
-    if net in BOOK_TEST_ACC:
-        return "%.3f" % BOOK_TEST_ACC[net]
-    return BOOK_NOTES.get(net, "-")
+def publish(row, key, save_dir, docs_dir):
+    """Merge ``row`` into docs_dir's results.json (re-read under a lock, so a second
+    reproduce.py on the same docs loses nothing), then write its plot and RESULTS.md."""
+    from gluon_cnns.io import release_lock, write_json, write_text
+    lock = os.path.join(docs_dir, ".results.lock")
+    fd = _own(lock, docs_dir, wait=600)
+    try:
+        results, notes = _read_docs(docs_dir)
+        old = results.get(key)
+        if old and not old["reduced"] and row["reduced"]:
+            raise RuntimeError("%s already has a full run of %s; a reduced or unfinished one "
+                               "does not replace it (give another --docs-dir)" % (docs_dir, key))
+        results[key] = row
+        text = render_markdown(results, notes)
+        copy_plot(os.path.join(save_dir, "curves.png"), docs_dir, row)
+        write_json(os.path.join(docs_dir, "results.json"), results)
+        write_text(os.path.join(docs_dir, "RESULTS.md"), text)
+    finally:
+        release_lock(lock, fd)
 
 
-def render_markdown(results, notes=""):
-    """RESULTS.md from the accumulated results (registry order), then ``notes``."""
+def _nets(text):
+    """The --net list, or UsageError."""
+    from gluon_cnns.errors import UsageError
     from gluon_cnns.models import list_models
-    order = {name: i for i, name in enumerate(list_models())}
-    ranked = sorted(results.values(), key=lambda r: (order.get(r["net"], len(order)),
-                                                       r.get("seed") or 0))
-    rows = [r for r in ranked if not r.get("seed")]
-    lines = ["# Reproduced results", "",
-             "Every row was trained by `scripts/reproduce.py`, through `scripts/train.py` with "
-             "the net's tutorial recipe, on real data; the command column is the exact run. "
-             "Rows marked *reduced* ran fewer epochs or a subset because the machine could not "
-             "run the full recipe in the time available; their figures are not comparable "
-             "with the book's. Regenerate a row with `python scripts/reproduce.py --net NAME`.",
-             "", "| net | recipe | train loss | train acc | test acc | book test acc | "
-             "sec/epoch (median, as run) | run | machine / context |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        recipe = "%s, %d epoch%s, batch %d, %s lr %g%s%s" % (
-            r["dataset"], r["epochs"], "" if r["epochs"] == 1 else "s", r["batch_size"],
-            r["optimizer"], r["lr"],
-            ", momentum %g" % r["momentum"] if r.get("momentum") else "",
-            ", resize %d" % r["resize"] if r.get("resize") else "")
-        run = "**reduced**: %s" % r["reduced"] if r["reduced"] else "full"
-        lines.append("| `%s` | %s | %.4f | %.3f | %.3f | %s | %.1f | %s | %s / %s, %s |" % (
-            r["net"], recipe, r["train_loss"], r["train_acc"], r["test_acc"], _book(r["net"]),
-            r["sec_per_epoch"], run, r["machine"], r["context"], r["date"]))
-    lines += ["", "## Commands", ""]
-    for r in rows:
-        lines.append("- `%s`: `%s`; %s" % (r["net"], r["command"], _conditions(r)))
-    lines += _seed_section(ranked)
-    lines += ["", "## Curves", ""]
-    for r in rows:
-        lines.append("`%s`:" % r["net"])
-        lines.append("")
-        lines.append("![%s](%s)" % (r["net"], r["plot"]))
-        lines.append("")
-    if notes.strip():
-        lines += ["", notes.strip()]
-    return "\n".join(lines) + "\n"
-
-
-def _seed_section(ranked):
-    """"Other seeds": every net that has runs beyond seed 0, all its seeds side by side."""
-    nets = [r["net"] for r in ranked if r.get("seed")]
+    nets = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
     if not nets:
-        return []
-    lines = ["", "## Other seeds", "",
-             "The same recipe with other seeds, from their own run folders "
-             "(`python scripts/reproduce.py --net NAME --seed S --runs-dir DIR`).", "",
-             "| net | seed | test acc per epoch | final test acc | run |", "|---|---|---|---|---|"]
-    for r in ranked:
-        if r["net"] in nets:
-            lines.append("| `%s` | %d | %s | %.3f | %s |" % (
-                r["net"], r.get("seed") or 0, ", ".join("%.3f" % a for a in r["epoch_test_acc"]),
-                r["test_acc"], "**reduced**: %s" % r["reduced"] if r["reduced"] else "full"))
-    return lines
-
-
-def _conditions(r):
-    """How a run ran, for its line under "Commands"."""
-    parts = ["test acc per epoch %s" % ", ".join("%.3f" % a for a in r["epoch_test_acc"])]
-    if r.get("epoch_loss"):
-        parts.append("train loss per epoch %s" % ", ".join("%.4f" % l for l in r["epoch_loss"]))
-    if r.get("epoch_seconds"):
-        parts.append("seconds per epoch %s" % ", ".join("%.0f" % t for t in r["epoch_seconds"]))
-    if r.get("threads"):
-        parts.append("%s OpenMP thread(s)" % "/".join(map(str, r["threads"])))
-    if r.get("peak_rss_mib"):
-        parts.append("peak memory %.0f MiB" % r["peak_rss_mib"])
-    parts.append("resumed after an interruption" if r.get("resumed") else "one uninterrupted run")
-    return "; ".join(parts)
-
-
-def _read_notes(docs_dir):
-    """Hand-written analysis kept in docs/RESULTS_NOTES.md, appended to the table."""
-    path = os.path.join(docs_dir, "RESULTS_NOTES.md")
-    if not os.path.exists(path):
-        return ""
-    with open(path) as f:
-        return f.read()
+        raise UsageError("--net names no net; e.g. --net lenet,lenet_bn")
+    unknown = [n for n in nets if n not in list_models()]
+    if unknown:
+        raise UsageError("unknown net(s) %s; see python scripts/train.py --list"
+                         % ", ".join(unknown))
+    return nets
 
 
 def main(argv=None):
-    """Entry point; returns the exit code (1 if any net's run failed)."""
+    """Entry point; returns the exit code (2 for usage errors, 1 if any net's run failed)."""
     try:
         args = _parser().parse_args(argv)
     except SystemExit as e:
         return e.code
-    from gluon_cnns.io import read_json, write_json, write_text
-    from gluon_cnns.models import list_models
-    nets = [n.strip() for n in args.net.split(",") if n.strip()]
-    unknown = [n for n in nets if n not in list_models()]
-    if unknown:
-        return _usage_error("unknown net(s) %s; see python scripts/train.py --list"
-                            % ", ".join(unknown))
-    for flag in ("epochs", "limit_train", "limit_test"):
-        if getattr(args, flag) is not None and getattr(args, flag) <= 0:
-            return _usage_error("--%s must be positive" % flag.replace("_", "-"))
-    results_path = os.path.join(args.docs_dir, "results.json")
-    results = read_json(results_path) if os.path.exists(results_path) else {}
+
+    def warn(line):
+        print(line, file=sys.stderr)
+    try:
+        nets = _nets(args.net)
+        _read_docs(args.docs_dir)
+    except GluonCNNsError as e:
+        return _usage_error(error_line(e))
     failed = 0
     for net in nets:
         try:
-            results[result_key(net, args.seed)] = run_one(net, args)
-        except (RuntimeError, GluonCNNsError) as e:  # one line: a failed or unreadable run
-            print("%s: error: %s" % (PROG, e), file=sys.stderr)
+            save_dir = os.path.join(args.runs_dir, net)
+            row = run_one(net, args, warn)
+            publish(row, result_key(net, args.seed), save_dir, args.docs_dir)
+        except (RuntimeError, OSError, GluonCNNsError) as e:  # one line: a failed or bad run
+            print("%s: error: %s" % (PROG, error_line(e)), file=sys.stderr)
             failed += 1
-            continue
-        write_json(results_path, results)
-        write_text(os.path.join(args.docs_dir, "RESULTS.md"),
-                   render_markdown(results, _read_notes(args.docs_dir)))
     return 1 if failed else 0
 
 

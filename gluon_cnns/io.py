@@ -128,10 +128,17 @@ class LockHeld(Exception):
 def take_lock(path):
     """An exclusive ``flock`` on ``path`` (created if needed), holding this process's pid;
     returns its fd, to keep open: the OS releases the lock when the process ends, however
-    it ends (kill -9 included). Raises :class:`LockHeld` when another process has it."""
+    it ends (kill -9 included). Raises :class:`LockHeld` when another process has it, and
+    :class:`NotRegularFile` (or OSError for a symbolic link) rather than writing through
+    anything but a regular file of its own."""
     import fcntl
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+                     | getattr(os, "O_NONBLOCK", 0), 0o644)
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            raise NotRegularFile(path, file_kind(mode))
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

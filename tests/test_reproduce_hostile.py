@@ -98,7 +98,8 @@ def test_a_log_record_without_its_time_publishes_nothing(tmp):
 
 
 @pytest.mark.parametrize("key, value", [("net", "lenet_bn"), ("lr", 55.0),
-                                        ("optimizer", "adam")])
+                                        ("optimizer", "adam"), ("lr_schedule", "cosine"),
+                                        ("dtype", "bf16"), ("finetune_source", "x.params")])
 def test_a_run_of_another_net_or_recipe_is_refused(tmp, key, value):
     config = tmp / "runs" / "lenet" / "config.json"
     settings = json.loads(config.read_text())
@@ -132,9 +133,23 @@ def test_a_torn_log_is_replaced_by_the_checkpoints_records(tmp):
     log.write_text(log.read_text()[:40])
     proc = reproduce(tmp, "--read-only")
     assert proc.returncode == 0, proc.stderr
-    assert "log.jsonl is damaged; the figures come from checkpoint.json" in proc.stderr
+    assert "damaged; the figures come from checkpoint.json" in proc.stderr
+    assert proc.stderr.count("warning") == 1
     row = json.loads((tmp / "docs" / "results.json").read_text())["lenet"]
     assert row["epoch_test_acc"] == [figures["test_acc"]]
+    os.remove(str(log))                              # a missing log: the same records
+    proc = reproduce(tmp)
+    assert proc.returncode == 0 and "$ python" not in proc.stdout, proc.stderr
+
+
+def test_a_run_stopped_before_its_first_checkpoint_starts_afresh(tmp):
+    run = tmp / "runs" / "lenet"
+    for name in os.listdir(str(run)):
+        if name not in ("config.json", "train.out"):
+            os.remove(str(run / name))
+    proc = reproduce(tmp)
+    assert proc.returncode == 0, proc.stderr
+    assert "$ python scripts/train.py --net lenet" in proc.stdout and "--resume" not in proc.stdout
 
 
 @pytest.mark.parametrize("argv, words", [(["--net", ",,"], "names no net"),
@@ -153,5 +168,59 @@ def test_a_full_row_is_not_replaced_by_a_reduced_one(tmp):
     rows = json.loads(results.read_text())
     rows["lenet"]["reduced"] = ""                    # as if the published row were full
     results.write_text(json.dumps(rows))
-    one_line_error(reproduce(tmp, "--read-only"), 1, "already has a full run of lenet")
+    one_line_error(reproduce(tmp, "--read-only"), 2, "already has a full run of lenet")
     assert json.loads(results.read_text())["lenet"]["reduced"] == ""
+
+
+@pytest.mark.parametrize("change", ["duplicate", "nan"])
+def test_an_edited_log_is_refused(tmp, change):
+    log = tmp / "runs" / "lenet" / "log.jsonl"
+    record = json.loads(log.read_text())
+    if change == "duplicate":
+        log.write_text(json.dumps(dict(record, test_acc=0.99)) + "\n" + json.dumps(record) + "\n")
+    else:
+        log.write_text(json.dumps(record).replace(str(record["test_acc"]), "NaN") + "\n")
+    one_line_error(reproduce(tmp, "--read-only"), 1, "epoch")
+
+
+@pytest.mark.parametrize("kind", ["link", "text"])
+def test_a_plot_that_is_a_link_or_no_png_is_not_published(tmp, kind):
+    curves, secret = tmp / "runs" / "lenet" / "curves.png", tmp / "secret"
+    secret.write_text("not for the docs")
+    os.remove(str(curves))
+    if kind == "link":
+        os.symlink(str(secret), str(curves))
+    else:
+        curves.write_text("not a png")
+    plot = (tmp / "docs" / "results" / "lenet.png").read_bytes()
+    one_line_error(reproduce(tmp, "--read-only"), 1, "curves.png")
+    assert (tmp / "docs" / "results" / "lenet.png").read_bytes() == plot
+
+
+def test_a_lock_that_is_a_link_is_refused_and_its_target_kept(tmp):
+    victim = tmp / "victim"
+    victim.write_text("important")
+    os.symlink(str(victim), str(tmp / "runs" / ".lenet.reproduce.lock"))
+    one_line_error(reproduce(tmp), 1, "cannot lock")
+    assert victim.read_text() == "important"
+
+
+def test_what_would_stop_publishing_is_found_before_training(tmp):
+    (tmp / "docs" / "RESULTS.md").unlink()
+    (tmp / "docs" / "RESULTS.md").mkdir()
+    one_line_error(reproduce(tmp, net="lenet_bn"), 2, "RESULTS.md is a folder")
+    assert not (tmp / "runs" / "lenet_bn").exists()
+    (tmp / "docs" / "RESULTS.md").rmdir()
+    results = tmp / "docs" / "results.json"
+    rows = json.loads(results.read_text())
+    rows["lenet"]["reduced"] = ""                    # as if the published row were full
+    results.write_text(json.dumps(rows))
+    shutil.rmtree(str(tmp / "runs" / "lenet"))
+    one_line_error(reproduce(tmp), 2, "already has a full run of lenet")
+    assert not (tmp / "runs" / "lenet").exists()     # refused before training, not after
+
+
+def test_a_pipe_for_train_out_does_not_hang(tmp):
+    (tmp / "runs" / "lenet_bn").mkdir()
+    os.mkfifo(str(tmp / "runs" / "lenet_bn" / "train.out"))
+    one_line_error(reproduce(tmp, net="lenet_bn", timeout=60), 1, "named pipe")

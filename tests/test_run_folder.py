@@ -217,3 +217,16 @@ def test_resume_refuses_another_seed_and_a_failed_resume_keeps_the_config(two_ep
             f.write(b"damage")
     assert main(["--save-dir", two_epochs, "--resume", "--epochs", "3", "--quiet"]) == 2
     assert open(os.path.join(two_epochs, "config.json")).read() == config
+
+
+def test_a_lock_file_that_is_a_link_is_refused_and_its_target_kept(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("important")
+    run = tmp_path / "run"
+    run.mkdir()
+    os.symlink(str(victim), str(run / ".lock"))
+    proc = train(["--net", "lenet", "--epochs", "1", "--limit-train", "256", "--limit-test",
+                  "64", "--quiet", "--save-dir", str(run)])
+    line = one_error_line(proc)
+    assert "cannot lock" in line and ".lock" in line
+    assert victim.read_text() == "important"

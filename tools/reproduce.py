@@ -15,15 +15,14 @@ it any time, run the same command again). Results accumulate in
     python scripts/reproduce.py --net googlenet --runs-dir ~/runs     # continue or read it
     python scripts/reproduce.py --net googlenet --epochs 1 --limit-train 6000   # reduced run
 """
-import argparse
 import os
 import subprocess
 import sys
 import time
 
-from gluon_cnns.cli.common import positive_int, seed_value
+from gluon_cnns.cli.common import OneLineParser, parse, positive_int, seed_value
 from gluon_cnns.errors import GluonCNNsError, error_line
-from tools.results_table import (build_row, check_log, copy_plot, render_markdown,
+from tools.results_table import (build_row, check_log, copy_plot, plot_name, render_markdown,
                                  result_key, results_problem)
 
 PROG = "reproduce"
@@ -34,7 +33,7 @@ _OWN_FILES = {"train.out", ".lock"}
 
 def _parser():
     """The reproduction tool's command line."""
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("--net", required=True, help="comma-separated registry names")
     p.add_argument("--epochs", type=positive_int,
                    help="fewer epochs than the recipe: a reduced run")
@@ -104,64 +103,99 @@ def _reductions(net, config):
 
 def _epoch_records(net, run_dir, warn):
     """The finished epochs' records of ``run_dir``: its log.jsonl, or, when the log is
-    damaged, the records its checkpoint index keeps (with one warning line)."""
+    missing, empty or damaged, the records its checkpoint index keeps (with a warning)."""
     from gluon_cnns.io import read_json
     from gluon_cnns.training.records import entry_problem
     log = run_dir.read_log()
-    if log is None and os.path.lexists(run_dir.file("log.jsonl")):
+    if not log and os.path.lexists(run_dir.file("checkpoint.json")):
         try:
             index = read_json(run_dir.file("checkpoint.json"))
         except (OSError, ValueError):
             index = None
-        if index is None or entry_problem(index, ()) is not None or "records" not in index:
-            raise RuntimeError("%s: %s is damaged and the checkpoint index keeps no records "
-                               "to replace it; train this net again in another --runs-dir"
-                               % (net, run_dir.file("log.jsonl")))
-        warn("warning: %s is damaged; the figures come from checkpoint.json's records"
-             % run_dir.file("log.jsonl"))
-        log = index["records"]
+        records = index.get("records") if isinstance(index, dict) and entry_problem(
+            index, ()) is None else None
+        if records:
+            warn("warning: %s is missing, empty or damaged; the figures come from "
+                 "checkpoint.json's records" % run_dir.file("log.jsonl"))
+            log = records
+    if log is None and os.path.lexists(run_dir.file("log.jsonl")):
+        raise RuntimeError("%s: %s is damaged and the checkpoint index keeps no records to "
+                           "replace it; train this net again in another --runs-dir"
+                           % (net, run_dir.file("log.jsonl")))
     log = log or []
     check_log(log, run_dir.file("log.jsonl"))
     return log
 
 
-def _run_state(net, save_dir, warn):
-    """"none", "unfinished" or "finished": what ``save_dir`` holds of a run. A folder that
-    holds something else is refused: it is never deleted."""
-    from gluon_cnns.training.rundir import RunDir
+# The run folder's files a row is made from: each must be the folder's own regular file.
+_READ_FILES = ("config.json", "log.jsonl", "checkpoint.json", "curves.png", "train.out")
+
+
+def _not_regular(path):
+    """What ``path`` is if it exists but is not a regular file ("a named pipe", "a symbolic
+    link"), else None."""
+    import stat
+    from gluon_cnns.io import file_kind
+    if not os.path.lexists(path):
+        return None
+    mode = os.lstat(path).st_mode
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    return None if stat.S_ISREG(mode) else file_kind(mode)
+
+
+def _has_run(net, save_dir):
+    """Whether ``save_dir`` holds a run (its config.json). A folder that holds something
+    else, or links to another run's files, is refused: it is never deleted or written."""
     if os.path.lexists(save_dir) and not os.path.isdir(save_dir):
         raise RuntimeError("%s: %s is not a folder; move it away or give another --runs-dir"
                            % (net, save_dir))
-    run_dir = RunDir(save_dir)
-    if not os.path.lexists(run_dir.file("config.json")):
-        foreign = sorted(set(os.listdir(save_dir)) - _OWN_FILES) if os.path.isdir(save_dir) \
-            else []
-        if foreign:
-            raise RuntimeError("%s: %s holds %s but no training run (no config.json); move it "
-                               "away or give another --runs-dir" % (net, save_dir, foreign[0]))
-        return "none"
-    log = _epoch_records(net, run_dir, warn)
-    done = max([r["epoch"] for r in log], default=0)
-    return "finished" if done >= run_dir.read_config()["epochs"] else "unfinished"
+    if not os.path.isdir(save_dir):
+        return False
+    for name in _READ_FILES:
+        path = os.path.join(save_dir, name)
+        if _not_regular(path):
+            raise RuntimeError("%s: %s is %s, not a file of the run; move it away"
+                               % (net, path, _not_regular(path)))
+    if os.path.lexists(os.path.join(save_dir, "config.json")):
+        return True
+    foreign = sorted(set(os.listdir(save_dir)) - _OWN_FILES)
+    if foreign:
+        raise RuntimeError("%s: %s holds %s but no training run (no config.json); move it "
+                           "away or give another --runs-dir" % (net, save_dir, foreign[0]))
+    return False
+
+
+def _same(value, wanted):
+    """A config.json value against the wanted setting (JSON lists are tuples in a Recipe)."""
+    return (list(value) if isinstance(value, (list, tuple)) else value) == (
+        list(wanted) if isinstance(wanted, (list, tuple)) else wanted)
 
 
 def _check_same_run(net, save_dir, args):
-    """Raise RuntimeError if the run in ``save_dir`` is not the one asked for (another net,
-    seed, epoch count, subset or recipe): its figures would be published under the wrong
-    command."""
-    from gluon_cnns.models import model_spec
+    """The run's config.json if its run is the one asked for; else RuntimeError (another
+    net, seed, epoch count, subset, data folder or recipe setting would be published under
+    the wrong command)."""
+    from gluon_cnns.models import Recipe, model_spec
     from gluon_cnns.training.rundir import RunDir
     config = RunDir(save_dir).read_config()
     recipe = model_spec(net).recipe
-    wanted = {"net": net, "seed": args.seed, "limit_train": args.limit_train,
-              "limit_test": args.limit_test, "epochs": args.epochs or recipe.epochs}
-    wanted.update((key, getattr(recipe, key)) for key in (
-        "dataset", "batch_size", "lr", "optimizer", "momentum", "wd", "resize"))
+    wanted = dict((key, getattr(recipe, key)) for key in Recipe._fields)
+    wanted.update(net=net, seed=args.seed, limit_train=args.limit_train,
+                  limit_test=args.limit_test, epochs=args.epochs or recipe.epochs,
+                  dtype="fp32", hybridize=True, finetune_source=None)
     for key, value in sorted(wanted.items()):
-        if config.get(key) != value:
+        if not _same(config.get(key, None if key == "finetune_source" else "missing"), value):
             raise RuntimeError("%s: %s holds a run with %s %s, not %s; give another "
                                "--runs-dir or move that folder away" % (
                                    net, save_dir, key, config.get(key), value))
+    used = config.get("data_dir")
+    if (used is None) != (args.data_dir is None) or (
+            used and os.path.realpath(used) != os.path.realpath(args.data_dir)):
+        raise RuntimeError("%s: %s holds a run on data from %s, not %s; give another "
+                           "--runs-dir" % (net, save_dir, used or "the default folder",
+                                           args.data_dir or "the default folder"))
+    return config
 
 
 def _own(lock_path, what, wait=0):
@@ -172,6 +206,8 @@ def _own(lock_path, what, wait=0):
     while True:
         try:
             return take_lock(lock_path)
+        except (OSError, ValueError) as e:  # a symbolic link, a folder, a pipe
+            raise RuntimeError("cannot lock %s (%s); remove it" % (lock_path, error_line(e)))
         except LockHeld as held:
             if time.time() >= deadline:
                 raise RuntimeError("%s is in use by another reproduce.py (pid %s); wait for it "
@@ -197,13 +233,18 @@ def run_one(net, args, warn):
 
 def _read_or_train(net, save_dir, args, warn):
     """run_one's work, once the folder is ours (or only read)."""
-    state = _run_state(net, save_dir, warn)
-    if state != "none":
-        _check_same_run(net, save_dir, args)
-    if state == "none" and args.read_only:
-        raise RuntimeError("%s has no run in %s" % (net, save_dir))
-    if state != "finished" and not args.read_only:
-        _train_or_resume(net, save_dir, args, resume=state == "unfinished")
+    from gluon_cnns.training.rundir import RunDir
+    if not _has_run(net, save_dir):
+        if args.read_only:
+            raise RuntimeError("%s has no run in %s" % (net, save_dir))
+        _train_or_resume(net, save_dir, args, resume=False)
+    else:
+        config = _check_same_run(net, save_dir, args)
+        log = _epoch_records(net, RunDir(save_dir), warn)
+        if max([r["epoch"] for r in log], default=0) < config["epochs"] and not args.read_only:
+            # Stopped before its first checkpoint: config.json only, so a fresh start.
+            resume = os.path.lexists(os.path.join(save_dir, "checkpoint.json"))
+            _train_or_resume(net, save_dir, args, resume=resume)
     return row_from_run(net, save_dir, " ".join(train_command(net, args)), warn)
 
 
@@ -246,6 +287,10 @@ def _read_docs(docs_dir):
     except OSError as e:
         raise UsageError("--docs-dir %s cannot hold the results (%s); give a writable folder"
                          % (docs_dir, e.strerror or e)) from None
+    for name in ("results.json", "RESULTS.md", "RESULTS_NOTES.md"):
+        path = os.path.join(docs_dir, name)
+        if _not_regular(path):
+            raise UsageError("%s is %s, not a file; move it away" % (path, _not_regular(path)))
     results, notes = {}, ""
     path = os.path.join(docs_dir, "results.json")
     try:
@@ -259,7 +304,7 @@ def _read_docs(docs_dir):
         raise UsageError("cannot read %s (%s); fix or remove it" % (docs_dir, error_line(e)))
     problem = results_problem(results)
     if problem:
-        raise UsageError("%s: %s; fix or remove that row" % (path, problem))
+        raise UsageError("%s: %s; fix it or remove the file" % (path, problem))
     return results, notes
 
 
@@ -298,29 +343,51 @@ def _nets(text):
     return nets
 
 
+def _check_before_training(nets, args, results):
+    """What would stop publishing after hours of training, checked first (UsageError)."""
+    from gluon_cnns.errors import UsageError
+    reduced = any(v is not None for v in (args.epochs, args.limit_train, args.limit_test))
+    for net in nets:
+        key = result_key(net, args.seed)
+        plot = os.path.join(args.docs_dir, plot_name(key))
+        if _not_regular(plot):
+            raise UsageError("%s is %s, not a file; move it away" % (plot, _not_regular(plot)))
+        if reduced and key in results and not results[key]["reduced"]:
+            raise UsageError("%s already has a full run of %s; a reduced run does not replace "
+                             "it (give another --docs-dir)" % (args.docs_dir, key))
+
+
 def main(argv=None):
     """Entry point; returns the exit code (2 for usage errors, 1 if any net's run failed)."""
-    try:
-        args = _parser().parse_args(argv)
-    except SystemExit as e:
-        return e.code
+    args, code = parse(_parser(), argv)
+    if args is None:
+        return code
+    said = set()
 
-    def warn(line):
-        print(line, file=sys.stderr)
+    def warn(line):  # each warning once, however often its file is read
+        if line not in said:
+            said.add(line)
+            print(line, file=sys.stderr)
     try:
         nets = _nets(args.net)
-        _read_docs(args.docs_dir)
+        results, _ = _read_docs(args.docs_dir)
+        _check_before_training(nets, args, results)
     except GluonCNNsError as e:
         return _usage_error(error_line(e))
     failed = 0
     for net in nets:
         try:
-            save_dir = os.path.join(args.runs_dir, net)
             row = run_one(net, args, warn)
-            publish(row, result_key(net, args.seed), save_dir, args.docs_dir)
-        except (RuntimeError, OSError, GluonCNNsError) as e:  # one line: a failed or bad run
-            print("%s: error: %s" % (PROG, error_line(e)), file=sys.stderr)
+            publish(row, result_key(net, args.seed), os.path.join(args.runs_dir, net),
+                    args.docs_dir)
+        except (RuntimeError, OSError, ValueError) as e:  # one line: a failed or bad run
+            print("%s: error: %s" % (PROG, error_line(e) if str(e).startswith(net) else
+                                     "%s: %s" % (net, error_line(e))), file=sys.stderr)
             failed += 1
+        except KeyboardInterrupt:
+            print("%s: interrupted; the same command continues %s's run" % (PROG, net),
+                  file=sys.stderr)
+            return 130
     return 1 if failed else 0
 
 

@@ -4,12 +4,11 @@ A row is built from a run folder's files alone (config.json, log.jsonl, curves.p
 checked before anything is written; results.json is checked when it is read, so a damaged
 or hand-edited file is one clear line, never a traceback after hours of training.
 """
+import math
 import numbers
 import os
 import shutil
 import time
-
-from gluon_cnns.cpu import machine_description
 
 # Test accuracy the reference reports for each net. Fashion-MNIST: d2l, MXNet edition,
 # 5 epochs, SGD, Xavier, on a GPU. CIFAR-10: GluonCV's model zoo (200+ epochs).
@@ -39,7 +38,8 @@ _LOG_EXTRA = {"threads": _INT, "peak_rss_mib": _NUMBER, "date": _TEXT, "resumed"
 
 def _fits(value, kind):
     """Whether ``value`` is of ``kind`` (one of the phrases above)."""
-    number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    number = (isinstance(value, numbers.Real) and not isinstance(value, bool)
+              and math.isfinite(value))
     return {_NUMBER: number, _INT: number and isinstance(value, int), _TEXT: isinstance(value, str),
             _NUMBERS: isinstance(value, list) and all(_fits(v, _NUMBER) for v in value),
             "a list of whole numbers": isinstance(value, list) and all(
@@ -94,9 +94,14 @@ def _median(values):
 
 
 def check_log(records, where):
-    """Raise RuntimeError naming the first epoch record of ``where`` a row cannot use."""
-    for record in records:
+    """Raise RuntimeError naming the first epoch record of ``where`` a row cannot use:
+    one with a missing or odd figure, or out of the order 1, 2, 3, ..."""
+    for number, record in enumerate(records, 1):
         problem = _problem(record, _LOG_KEYS, _LOG_EXTRA)
+        if not problem and record.get("epoch") != number:
+            problem = "it is not epoch %d: the epochs must run 1, 2, 3, ..." % number
+        if not problem and not all(0 <= record[k] <= 1 for k in ("train_acc", "test_acc")):
+            problem = "an accuracy outside 0..1"
         if problem:
             raise RuntimeError("%s: the record of epoch %s is damaged: %s"
                                % (where, record.get("epoch"), problem))
@@ -122,7 +127,7 @@ def build_row(net, config, log, command, reduced):
                                default=None),
            "resumed": any(r.get("resumed") for r in log),
            "reduced": ", ".join(filter(None, [reduced, progress])),
-           "machine": config.get("machine") or machine_description(),
+           "machine": config.get("machine"),
            "context": ", ".join(contexts) if isinstance(contexts, list) and all(
                isinstance(c, str) for c in contexts) else contexts,
            "epoch_test_acc": [r["test_acc"] for r in log],
@@ -135,10 +140,20 @@ def build_row(net, config, log, command, reduced):
     return row
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
 def copy_plot(source, docs_dir, row):
-    """Copy the run's curves.png to the row's plot, atomically (a regular file only)."""
+    """Copy the run's curves.png to the row's plot, atomically: a regular file of the run
+    (not a link) that is a PNG, else RuntimeError."""
     from gluon_cnns.io import atomic_write, open_regular
+    if os.path.islink(source):
+        raise RuntimeError("%s is a link, not the run's own plot; move it away" % source)
     with open_regular(source) as src:
+        if src.read(8) != PNG_SIGNATURE:
+            raise RuntimeError("%s is not a PNG image; move it away" % source)
+        src.seek(0)
+
         def write(tmp):
             with open(tmp, "wb") as dst:
                 shutil.copyfileobj(src, dst)

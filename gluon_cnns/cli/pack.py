@@ -89,6 +89,9 @@ def lock(out):
     except LockHeld as held:
         raise GluonCNNsError("%s is being packed by another process (pid %s); wait for it "
                              "to end or choose another --out" % (out, held.holder)) from None
+    except OSError as e:  # NotRegularFile, or a symbolic link (ELOOP)
+        raise GluonCNNsError("cannot lock %s (%s); remove it"
+                             % (os.path.join(out, LOCK), error_line(e))) from None
     for name in os.listdir(out):  # we hold the lock: these are a killed pack's leftovers
         if _LEFTOVER.match(name):
             os.remove(os.path.join(out, name))

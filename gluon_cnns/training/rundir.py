@@ -211,6 +211,9 @@ class RunDir:
             raise CheckpointError("%s is in use by another training run (pid %s); wait for it "
                                   "to end or choose another --save-dir"
                                   % (self.path, held.holder)) from None
+        except OSError as e:  # NotRegularFile, or a symbolic link (ELOOP)
+            raise CheckpointError("cannot lock %s (%s); remove it" % (self.file(LOCK),
+                                                                   error_line(e))) from None
         self._lock_fd = fd  # kept open: closing it would release the lock
 
     def unlock(self):

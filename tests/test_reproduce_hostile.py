@@ -77,9 +77,13 @@ def test_publishing_waits_for_another_writer_of_the_docs(tmp):
     ('{"lenet": {"net": "len', "cannot read"),
     ("[1, 2]", "not a JSON object"),
     ('{"lenet_bn": {"net": "lenet_bn"}}', "row 'lenet_bn' is damaged: it has no 'command'"),
+    ("RENAMED", "row 'lenet_bn' is damaged: it is the row of lenet"),
 ])
 def test_a_damaged_results_json_stops_before_any_training(tmp, content, words):
-    (tmp / "docs" / "results.json").write_text(content)
+    results = tmp / "docs" / "results.json"
+    if content == "RENAMED":                         # lenet's row filed under another key
+        content = json.dumps({"lenet_bn": json.loads(results.read_text())["lenet"]})
+    results.write_text(content)
     proc = reproduce(tmp, net="lenet_bn")
     one_line_error(proc, 2, words)
     assert not (tmp / "runs" / "lenet_bn").exists()

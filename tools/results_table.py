@@ -71,6 +71,8 @@ def results_problem(results):
         return "it is not a JSON object of rows"
     for key, row in sorted(results.items()):
         problem = row_problem(row)
+        if not problem and key != result_key(row["net"], row["seed"]):
+            problem = "it is the row of %s" % result_key(row["net"], row["seed"])
         if problem:
             return "its row %r is damaged: %s" % (key, problem)
     return None

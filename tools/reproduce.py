@@ -8,11 +8,14 @@ seconds, threads, peak memory and whether the epoch ran in a resumed process
 from log.jsonl; the plot from curves.png. A folder that already holds a
 finished run is read, not trained again; an unfinished one is continued with
 ``--resume`` (so a long recipe spans sessions: run it in the background, stop
-it any time, run the same command again). Results accumulate in
-``docs/results.json``; ``docs/RESULTS.md`` is rewritten from it after every net.
+it any time, run the same command again). A folder holding another run (another net,
+seed, epoch count, subset or recipe setting) or anything else is refused, never deleted.
+Results accumulate in ``docs/results.json`` (seed 0 under NET, other seeds under
+``NET@seedS``); ``docs/RESULTS.md`` is rewritten from it after every net.
 
     python scripts/reproduce.py --net lenet,lenet_bn
     python scripts/reproduce.py --net googlenet --runs-dir ~/runs     # continue or read it
+    python scripts/reproduce.py --net googlenet --seed 1 --runs-dir ~/runs-seed1   # a seed
     python scripts/reproduce.py --net googlenet --epochs 1 --limit-train 6000   # reduced run
 """
 import os

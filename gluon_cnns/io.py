@@ -129,12 +129,19 @@ def take_lock(path):
     """An exclusive ``flock`` on ``path`` (created if needed), holding this process's pid;
     returns its fd, to keep open: the OS releases the lock when the process ends, however
     it ends (kill -9 included). Raises :class:`LockHeld` when another process has it, and
-    :class:`NotRegularFile` (or OSError for a symbolic link) rather than writing through
-    anything but a regular file of its own."""
+    :class:`NotRegularFile` when ``path`` is a symbolic link, a folder, a pipe or a device,
+    rather than writing through it."""
+    import errno
     import fcntl
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
-                     | getattr(os, "O_NONBLOCK", 0), 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+                         | getattr(os, "O_NONBLOCK", 0), 0o644)
+        except OSError as e:
+            kinds = {errno.ELOOP: "a symbolic link", errno.EISDIR: "a folder"}
+            if e.errno not in kinds:
+                raise
+            raise NotRegularFile(path, kinds[e.errno]) from None
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             os.close(fd)

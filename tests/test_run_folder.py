@@ -219,12 +219,16 @@ def test_resume_refuses_another_seed_and_a_failed_resume_keeps_the_config(two_ep
     assert open(os.path.join(two_epochs, "config.json")).read() == config
 
 
-def test_a_lock_file_that_is_a_link_is_refused_and_its_target_kept(tmp_path):
+@pytest.mark.parametrize("kind", ["link", "pipe"])
+def test_a_lock_file_that_is_a_link_or_pipe_is_refused_and_its_target_kept(tmp_path, kind):
     victim = tmp_path / "victim"
     victim.write_text("important")
     run = tmp_path / "run"
     run.mkdir()
-    os.symlink(str(victim), str(run / ".lock"))
+    if kind == "link":
+        os.symlink(str(victim), str(run / ".lock"))
+    else:
+        os.mkfifo(str(run / ".lock"))
     proc = train(["--net", "lenet", "--epochs", "1", "--limit-train", "256", "--limit-test",
                   "64", "--quiet", "--save-dir", str(run)])
     line = one_error_line(proc)

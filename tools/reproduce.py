@@ -204,12 +204,12 @@ def _check_same_run(net, save_dir, args):
 def _own(lock_path, what, wait=0):
     """Take the lock at ``lock_path`` (waiting up to ``wait`` seconds); returns its fd.
     RuntimeError names the process that holds it."""
-    from gluon_cnns.io import LockHeld, take_lock
+    from gluon_cnns.io import LockHeld, NotRegularFile, take_lock
     deadline = time.time() + wait
     while True:
         try:
             return take_lock(lock_path)
-        except (OSError, ValueError) as e:  # a symbolic link, a folder, a pipe
+        except NotRegularFile as e:
             raise RuntimeError("cannot lock %s (%s); remove it" % (lock_path, error_line(e)))
         except LockHeld as held:
             if time.time() >= deadline:

@@ -27,7 +27,8 @@ from ..data.image_folder import scan_folder
 from ..data.image_pack import PACK_FORMAT, PACK_META
 from ..data.images import SPLITS
 from ..errors import GluonCNNsError, UsageError, error_line
-from ..io import _FILE_MODE, LockHeld, _fsync_folder, release_lock, take_lock
+from ..io import (_FILE_MODE, LockHeld, NotRegularFile, _fsync_folder, release_lock,
+                  take_lock)
 from .common import OneLineParser, _number, non_empty, parse, report
 
 PROG = "pack"
@@ -89,7 +90,7 @@ def lock(out):
     except LockHeld as held:
         raise GluonCNNsError("%s is being packed by another process (pid %s); wait for it "
                              "to end or choose another --out" % (out, held.holder)) from None
-    except OSError as e:  # NotRegularFile, or a symbolic link (ELOOP)
+    except NotRegularFile as e:
         raise GluonCNNsError("cannot lock %s (%s); remove it"
                              % (os.path.join(out, LOCK), error_line(e))) from None
     for name in os.listdir(out):  # we hold the lock: these are a killed pack's leftovers

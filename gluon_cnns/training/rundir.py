@@ -31,8 +31,8 @@ import re
 import numpy as np
 
 from ..errors import CheckpointError, GluonCNNsError, error_line
-from ..io import (LockHeld, atomic_write, read_json, read_jsonl, release_lock, take_lock,
-                  write_json, write_jsonl)
+from ..io import (LockHeld, NotRegularFile, atomic_write, read_json, read_jsonl, release_lock,
+                  take_lock, write_json, write_jsonl)
 from .records import config_problem, entry_problem, record_problem
 from .state import (capture_random_state, check_trainer_states, restore_random_state, save_npz,
                     sha256_file)
@@ -211,7 +211,7 @@ class RunDir:
             raise CheckpointError("%s is in use by another training run (pid %s); wait for it "
                                   "to end or choose another --save-dir"
                                   % (self.path, held.holder)) from None
-        except OSError as e:  # NotRegularFile, or a symbolic link (ELOOP)
+        except NotRegularFile as e:
             raise CheckpointError("cannot lock %s (%s); remove it" % (self.file(LOCK),
                                                                    error_line(e))) from None
         self._lock_fd = fd  # kept open: closing it would release the lock

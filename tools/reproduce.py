@@ -30,8 +30,7 @@ from tools.results_table import (build_row, check_log, copy_plot, plot_name, ren
 
 PROG = "reproduce"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# What train.py itself leaves in a run folder before its config.json exists.
-_OWN_FILES = {"train.out", ".lock"}
+TRAIN_OUT = "train.out"  # train.py's output, kept in its run folder
 
 
 def _parser():
@@ -78,7 +77,7 @@ def _train(cmd, save_dir):
     """Run the train.py command ``cmd`` into ``save_dir``; returns (its output, exit code).
     The output is appended to save_dir/train.out under a line naming the command, so the
     output of every session of a long run is kept."""
-    out_path = os.path.join(save_dir, "train.out")
+    out_path = os.path.join(save_dir, TRAIN_OUT)
     with open(out_path, "a") as out:
         out.write("$ %s   (%s)\n" % (" ".join(cmd), time.strftime("%Y-%m-%d %H:%M")))
         out.flush()
@@ -105,33 +104,25 @@ def _reductions(net, config):
 
 
 def _epoch_records(net, run_dir, warn):
-    """The finished epochs' records of ``run_dir``: its log.jsonl, or, when the log is
-    missing, empty or damaged, the records its checkpoint index keeps (with a warning)."""
-    from gluon_cnns.io import read_json
-    from gluon_cnns.training.records import entry_problem
+    """The finished epochs' records of ``run_dir``: its log, or, when the log is missing,
+    empty or damaged, the records its checkpoint index keeps (with a warning)."""
+    from gluon_cnns.training.rundir import CHECKPOINT, LOG
     log = run_dir.read_log()
-    if not log and os.path.lexists(run_dir.file("checkpoint.json")):
-        try:
-            index = read_json(run_dir.file("checkpoint.json"))
-        except (OSError, ValueError):
-            index = None
-        records = index.get("records") if isinstance(index, dict) and entry_problem(
-            index, ()) is None else None
+    if not log:
+        records = run_dir.index_records()
         if records:
-            warn("warning: %s is missing, empty or damaged; the figures come from "
-                 "checkpoint.json's records" % run_dir.file("log.jsonl"))
+            warn("warning: %s is missing, empty or damaged; the figures come from %s's "
+                 "records" % (run_dir.file(LOG), CHECKPOINT))
             log = records
-    if log is None and os.path.lexists(run_dir.file("log.jsonl")):
+    if log is None and os.path.lexists(run_dir.file(LOG)):
         raise RuntimeError("%s: %s is damaged and the checkpoint index keeps no records to "
                            "replace it; train this net again in another --runs-dir"
-                           % (net, run_dir.file("log.jsonl")))
+                           % (net, run_dir.file(LOG)))
     log = log or []
-    check_log(log, run_dir.file("log.jsonl"))
+    check_log(log, run_dir.file(LOG))
     return log
 
 
-# The run folder's files a row is made from: each must be the folder's own regular file.
-_READ_FILES = ("config.json", "log.jsonl", "checkpoint.json", "curves.png", "train.out")
 
 
 def _not_regular(path):
@@ -150,19 +141,22 @@ def _not_regular(path):
 def _has_run(net, save_dir):
     """Whether ``save_dir`` holds a run (its config.json). A folder that holds something
     else, or links to another run's files, is refused: it is never deleted or written."""
+    from gluon_cnns.training.rundir import CHECKPOINT, CONFIG, CURVES, LOCK, LOG
     if os.path.lexists(save_dir) and not os.path.isdir(save_dir):
         raise RuntimeError("%s: %s is not a folder; move it away or give another --runs-dir"
                            % (net, save_dir))
     if not os.path.isdir(save_dir):
         return False
-    for name in _READ_FILES:
+    for name in (CONFIG, LOG, CHECKPOINT, CURVES, TRAIN_OUT):  # what a row is made from
         path = os.path.join(save_dir, name)
-        if _not_regular(path):
+        kind = _not_regular(path)
+        if kind:
             raise RuntimeError("%s: %s is %s, not a file of the run; move it away"
-                               % (net, path, _not_regular(path)))
-    if os.path.lexists(os.path.join(save_dir, "config.json")):
+                               % (net, path, kind))
+    if os.path.lexists(os.path.join(save_dir, CONFIG)):
         return True
-    foreign = sorted(set(os.listdir(save_dir)) - _OWN_FILES)
+    # What train.py itself leaves in a run folder before its config.json exists.
+    foreign = sorted(set(os.listdir(save_dir)) - {TRAIN_OUT, LOCK})
     if foreign:
         raise RuntimeError("%s: %s holds %s but no training run (no config.json); move it "
                            "away or give another --runs-dir" % (net, save_dir, foreign[0]))
@@ -236,7 +230,7 @@ def run_one(net, args, warn):
 
 def _read_or_train(net, save_dir, args, warn):
     """run_one's work, once the folder is ours (or only read)."""
-    from gluon_cnns.training.rundir import RunDir
+    from gluon_cnns.training.rundir import CHECKPOINT, RunDir
     if not _has_run(net, save_dir):
         if args.read_only:
             raise RuntimeError("%s has no run in %s" % (net, save_dir))
@@ -246,7 +240,7 @@ def _read_or_train(net, save_dir, args, warn):
         log = _epoch_records(net, RunDir(save_dir), warn)
         if max([r["epoch"] for r in log], default=0) < config["epochs"] and not args.read_only:
             # Stopped before its first checkpoint: config.json only, so a fresh start.
-            resume = os.path.lexists(os.path.join(save_dir, "checkpoint.json"))
+            resume = os.path.lexists(RunDir(save_dir).file(CHECKPOINT))
             _train_or_resume(net, save_dir, args, resume=resume)
     return row_from_run(net, save_dir, " ".join(train_command(net, args)), warn)
 
@@ -315,6 +309,7 @@ def publish(row, key, save_dir, docs_dir):
     """Merge ``row`` into docs_dir's results.json (re-read under a lock, so a second
     reproduce.py on the same docs loses nothing), then write its plot and RESULTS.md."""
     from gluon_cnns.io import release_lock, write_json, write_text
+    from gluon_cnns.training.rundir import CURVES, RunDir
     lock = os.path.join(docs_dir, ".results.lock")
     fd = _own(lock, docs_dir, wait=600)
     try:
@@ -325,7 +320,7 @@ def publish(row, key, save_dir, docs_dir):
                                "does not replace it (give another --docs-dir)" % (docs_dir, key))
         results[key] = row
         text = render_markdown(results, notes)
-        copy_plot(os.path.join(save_dir, "curves.png"), docs_dir, row)
+        copy_plot(RunDir(save_dir).file(CURVES), docs_dir, row)
         write_json(os.path.join(docs_dir, "results.json"), results)
         write_text(os.path.join(docs_dir, "RESULTS.md"), text)
     finally:

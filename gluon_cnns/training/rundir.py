@@ -232,6 +232,17 @@ class RunDir:
             return None
         return records if all(record_problem(r) is None for r in records) else None
 
+    def index_records(self):
+        """The epoch records the checkpoint index keeps (what the log held at its last
+        checkpoint), or None if there is no usable index."""
+        try:
+            index = read_json(self.file(CHECKPOINT))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(index, dict) or entry_problem(index, ()) is not None:
+            return None
+        return index.get("records")
+
     def append_log(self, record):
         """Add one epoch's record to the log: appended and flushed to disk, never rewritten."""
         line = json.dumps(record, sort_keys=True) + "\n"

@@ -163,6 +163,9 @@ def _has_run(net, save_dir):
     return False
 
 
+_ABSENT = {"finetune_source": None}  # what a key missing from config.json means
+
+
 def _same(value, wanted):
     """A config.json value against the wanted setting (JSON lists are tuples in a Recipe)."""
     return (list(value) if isinstance(value, (list, tuple)) else value) == (
@@ -182,7 +185,8 @@ def _check_same_run(net, save_dir, args):
                   limit_test=args.limit_test, epochs=args.epochs or recipe.epochs,
                   dtype="fp32", hybridize=True, finetune_source=None)
     for key, value in sorted(wanted.items()):
-        if not _same(config.get(key, None if key == "finetune_source" else "missing"), value):
+        # finetune_source is only written by fine-tuning runs; any other key must be there.
+        if not _same(config.get(key, _ABSENT.get(key, "missing")), value):
             raise RuntimeError("%s: %s holds a run with %s %s, not %s; give another "
                                "--runs-dir or move that folder away" % (
                                    net, save_dir, key, config.get(key), value))
@@ -270,11 +274,9 @@ def row_from_run(net, save_dir, command, warn=print):
     return build_row(net, config, log, command, _reductions(net, config))
 
 
-def _read_docs(docs_dir):
-    """(results.json's rows, RESULTS_NOTES.md's text) of ``docs_dir``, checked; a missing
-    file is empty. UsageError for anything that would stop the tool after training."""
+def _check_docs_dir(docs_dir):
+    """UsageError unless ``docs_dir`` (and its results/ folder) can be written."""
     from gluon_cnns.errors import UsageError
-    from gluon_cnns.io import open_regular, read_json
     try:
         os.makedirs(os.path.join(docs_dir, "results"), exist_ok=True)
         probe = os.path.join(docs_dir, ".reproduce-write-test")
@@ -284,10 +286,18 @@ def _read_docs(docs_dir):
     except OSError as e:
         raise UsageError("--docs-dir %s cannot hold the results (%s); give a writable folder"
                          % (docs_dir, e.strerror or e)) from None
+
+
+def _read_docs(docs_dir):
+    """(results.json's rows, RESULTS_NOTES.md's text) of ``docs_dir``, checked; a missing
+    file is empty. UsageError for anything that would stop the tool after training."""
+    from gluon_cnns.errors import UsageError
+    from gluon_cnns.io import open_regular, read_json
     for name in ("results.json", "RESULTS.md", "RESULTS_NOTES.md"):
         path = os.path.join(docs_dir, name)
-        if _not_regular(path):
-            raise UsageError("%s is %s, not a file; move it away" % (path, _not_regular(path)))
+        kind = _not_regular(path)
+        if kind:
+            raise UsageError("%s is %s, not a file; move it away" % (path, kind))
     results, notes = {}, ""
     path = os.path.join(docs_dir, "results.json")
     try:
@@ -314,10 +324,7 @@ def publish(row, key, save_dir, docs_dir):
     fd = _own(lock, docs_dir, wait=600)
     try:
         results, notes = _read_docs(docs_dir)
-        old = results.get(key)
-        if old and not old["reduced"] and row["reduced"]:
-            raise RuntimeError("%s already has a full run of %s; a reduced or unfinished one "
-                               "does not replace it (give another --docs-dir)" % (docs_dir, key))
+        _refuse_replacing_full(results, key, row["reduced"], docs_dir, RuntimeError)
         results[key] = row
         text = render_markdown(results, notes)
         copy_plot(RunDir(save_dir).file(CURVES), docs_dir, row)
@@ -341,6 +348,14 @@ def _nets(text):
     return nets
 
 
+def _refuse_replacing_full(results, key, reduced, docs_dir, error):
+    """Raise ``error`` if a ``reduced`` (or unfinished) row would replace a full run's."""
+    old = results.get(key)
+    if reduced and old and not old["reduced"]:
+        raise error("%s already has a full run of %s; a reduced or unfinished one does not "
+                    "replace it (give another --docs-dir)" % (docs_dir, key))
+
+
 def _check_before_training(nets, args, results):
     """What would stop publishing after hours of training, checked first (UsageError)."""
     from gluon_cnns.errors import UsageError
@@ -348,11 +363,10 @@ def _check_before_training(nets, args, results):
     for net in nets:
         key = result_key(net, args.seed)
         plot = os.path.join(args.docs_dir, plot_name(key))
-        if _not_regular(plot):
-            raise UsageError("%s is %s, not a file; move it away" % (plot, _not_regular(plot)))
-        if reduced and key in results and not results[key]["reduced"]:
-            raise UsageError("%s already has a full run of %s; a reduced run does not replace "
-                             "it (give another --docs-dir)" % (args.docs_dir, key))
+        kind = _not_regular(plot)
+        if kind:
+            raise UsageError("%s is %s, not a file; move it away" % (plot, kind))
+        _refuse_replacing_full(results, key, reduced, args.docs_dir, UsageError)
 
 
 def main(argv=None):
@@ -368,6 +382,7 @@ def main(argv=None):
             print(line, file=sys.stderr)
     try:
         nets = _nets(args.net)
+        _check_docs_dir(args.docs_dir)
         results, _ = _read_docs(args.docs_dir)
         _check_before_training(nets, args, results)
     except GluonCNNsError as e:

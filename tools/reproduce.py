@@ -233,20 +233,23 @@ def run_one(net, args, warn):
 
 
 def _read_or_train(net, save_dir, args, warn):
-    """run_one's work, once the folder is ours (or only read)."""
+    """run_one's work, once the folder is ours (or only read): the row of a finished run
+    (or, with --read-only, of the run as it stands), else of the run trained to its end."""
     from gluon_cnns.training.rundir import CHECKPOINT, RunDir
-    if not _has_run(net, save_dir):
-        if args.read_only:
-            raise RuntimeError("%s has no run in %s" % (net, save_dir))
-        _train_or_resume(net, save_dir, args, resume=False)
-    else:
+    if _has_run(net, save_dir):
         config = _check_same_run(net, save_dir, args)
         log = _epoch_records(net, RunDir(save_dir), warn)
-        if max([r["epoch"] for r in log], default=0) < config["epochs"] and not args.read_only:
-            # Stopped before its first checkpoint: config.json only, so a fresh start.
-            resume = os.path.lexists(RunDir(save_dir).file(CHECKPOINT))
-            _train_or_resume(net, save_dir, args, resume=resume)
-    return row_from_run(net, save_dir, " ".join(train_command(net, args)), warn)
+        if args.read_only or max([r["epoch"] for r in log], default=0) >= config["epochs"]:
+            return _row(net, save_dir, config, log, args)
+        # Stopped before its first checkpoint: config.json only, so a fresh start.
+        resume = os.path.lexists(RunDir(save_dir).file(CHECKPOINT))
+    elif args.read_only:
+        raise RuntimeError("%s has no run in %s" % (net, save_dir))
+    else:
+        resume = False
+    _train_or_resume(net, save_dir, args, resume)
+    run_dir = RunDir(save_dir)
+    return _row(net, save_dir, run_dir.read_config(), _epoch_records(net, run_dir, warn), args)
 
 
 def _train_or_resume(net, save_dir, args, resume):
@@ -264,14 +267,12 @@ def _train_or_resume(net, save_dir, args, resume):
                                                  " ".join(output.strip().splitlines()[-1:])))
 
 
-def row_from_run(net, save_dir, command, warn=print):
-    """The result row of the run in ``save_dir``, from its files alone (checked)."""
-    from gluon_cnns.training.rundir import RunDir
-    run_dir = RunDir(save_dir)
-    config, log = run_dir.read_config(), _epoch_records(net, run_dir, warn)
+def _row(net, save_dir, config, log, args):
+    """The result row of the run in ``save_dir`` from its config and epoch records."""
     if not log:
         raise RuntimeError("%s: the run in %s has no finished epoch yet" % (net, save_dir))
-    return build_row(net, config, log, command, _reductions(net, config))
+    return build_row(net, config, log, " ".join(train_command(net, args)),
+                     _reductions(net, config))
 
 
 def _check_docs_dir(docs_dir):
@@ -374,12 +375,9 @@ def main(argv=None):
     args, code = parse(_parser(), argv)
     if args is None:
         return code
-    said = set()
 
-    def warn(line):  # each warning once, however often its file is read
-        if line not in said:
-            said.add(line)
-            print(line, file=sys.stderr)
+    def warn(line):
+        print(line, file=sys.stderr)
     try:
         nets = _nets(args.net)
         _check_docs_dir(args.docs_dir)

@@ -123,8 +123,6 @@ def _epoch_records(net, run_dir, warn):
     return log
 
 
-
-
 def _not_regular(path):
     """What ``path`` is if it exists but is not a regular file ("a named pipe", "a symbolic
     link"), else None."""
@@ -136,6 +134,14 @@ def _not_regular(path):
     if stat.S_ISLNK(mode):
         return "a symbolic link"
     return None if stat.S_ISREG(mode) else file_kind(mode)
+
+
+def _refuse_irregular(path):
+    """UsageError if the docs file ``path`` exists but is not a regular file."""
+    from gluon_cnns.errors import UsageError
+    kind = _not_regular(path)
+    if kind:
+        raise UsageError("%s is %s, not a file; move it away" % (path, kind))
 
 
 def _has_run(net, save_dir):
@@ -295,10 +301,7 @@ def _read_docs(docs_dir):
     from gluon_cnns.errors import UsageError
     from gluon_cnns.io import open_regular, read_json
     for name in ("results.json", "RESULTS.md", "RESULTS_NOTES.md"):
-        path = os.path.join(docs_dir, name)
-        kind = _not_regular(path)
-        if kind:
-            raise UsageError("%s is %s, not a file; move it away" % (path, kind))
+        _refuse_irregular(os.path.join(docs_dir, name))
     results, notes = {}, ""
     path = os.path.join(docs_dir, "results.json")
     try:
@@ -363,10 +366,7 @@ def _check_before_training(nets, args, results):
     reduced = any(v is not None for v in (args.epochs, args.limit_train, args.limit_test))
     for net in nets:
         key = result_key(net, args.seed)
-        plot = os.path.join(args.docs_dir, plot_name(key))
-        kind = _not_regular(plot)
-        if kind:
-            raise UsageError("%s is %s, not a file; move it away" % (plot, kind))
+        _refuse_irregular(os.path.join(args.docs_dir, plot_name(key)))
         _refuse_replacing_full(results, key, reduced, args.docs_dir, UsageError)
 
 

@@ -34,14 +34,16 @@ RUN = ["--net", "lenet", "--data-dir", DATA, "--limit-train", "4096", "--limit-t
        "--epochs", "2", "--quiet"]
 
 
-def start(args, **kwargs):
+def start(args, threads=None, **kwargs):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MXNET_OMP_MAX_THREADS=str(threads))
     return subprocess.Popen([sys.executable, SCRIPT] + args, cwd=ROOT, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
 
 
-def finish(args):
-    proc = start(args)
+def finish(args, threads=None):
+    proc = start(args, threads)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     return out, err
@@ -121,6 +123,27 @@ def test_ctrl_c_saves_where_it_is_and_resume_is_bit_identical(tmp_path, referenc
 
     finish(["--save-dir", run_dir, "--resume", "--quiet"])
     assert_identical(final_params(run_dir), reference[0])
+
+
+def test_an_epoch_resumed_on_other_threads_records_both_counts(tmp_path):
+    from tools.results_table import build_row
+    run_dir = str(tmp_path / "run")
+    proc = start(RUN + ["--save-dir", run_dir], threads=1)
+    assert proc.stdout.readline().startswith("training on cpu(0), 1 thread")
+    time.sleep(0.5)  # into the first epoch
+    proc.send_signal(signal.SIGINT)
+    assert proc.communicate(timeout=120)[0] is not None and proc.returncode == 130
+    stopped_in = read_checkpoint(run_dir)["epoch"] + 1
+    assert read_checkpoint(run_dir)["progress"]["threads"] == [1]
+
+    finish(["--save-dir", run_dir, "--resume", "--quiet"], threads=2)
+    with open(os.path.join(run_dir, "log.jsonl")) as f:
+        log = [json.loads(line) for line in f]
+    # The stopped process wrote no record of its own: its count comes from the checkpoint.
+    assert [(r["threads"], r["epoch_threads"]) for r in log][stopped_in - 1:] == \
+        [(2, [1, 2])] + [(2, [2])] * (len(log) - stopped_in)
+    with open(os.path.join(run_dir, "config.json")) as f:
+        assert build_row("lenet", json.load(f), log, "c", "")["threads"] == [1, 2]
 
 
 # ---------------------------------------------------------------- checksums and retention

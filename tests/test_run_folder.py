@@ -188,6 +188,16 @@ def test_a_malformed_checksum_table_is_one_line(two_epochs):
     assert "'sha256' must map file names to 64 hex digits" in line
 
 
+def test_a_malformed_thread_list_in_a_checkpoint_is_one_line(two_epochs):
+    index_file = os.path.join(two_epochs, "checkpoint.json")
+    index = json.load(open(index_file))
+    progress = {"batch": 3, "examples": 192, "loss_sum": [1.0], "correct": [9.0],
+                "threads": ["2; rm -rf /"]}
+    json.dump(dict(index, progress=progress, previous=None), open(index_file, "w"))
+    line = one_error_line(train(["--save-dir", two_epochs, "--resume", "--epochs", "3"]))
+    assert "'threads' must be a list of whole numbers >= 1" in line
+
+
 def test_sigterm_saves_a_checkpoint_like_ctrl_c(tmp_path):
     run_dir = str(tmp_path / "run")
     proc = subprocess.Popen([sys.executable, SCRIPT] + BASE + [

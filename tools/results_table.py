@@ -33,7 +33,8 @@ _EXTRA_KEYS = {"epoch_loss": _NUMBERS, "epoch_seconds": _NUMBERS, "peak_rss_mib"
 _OPTIONAL = {"momentum", "resize", "seed", "peak_rss_mib"} | set(_EXTRA_KEYS)
 # What each epoch's log record must hold for a row, beyond the epoch number.
 _LOG_KEYS = {"loss": _NUMBER, "train_acc": _NUMBER, "test_acc": _NUMBER, "time": _NUMBER}
-_LOG_EXTRA = {"threads": _INT, "peak_rss_mib": _NUMBER, "date": _TEXT, "resumed": "true or false"}
+_LOG_EXTRA = {"threads": _INT, "epoch_threads": "a list of whole numbers",
+              "peak_rss_mib": _NUMBER, "date": _TEXT, "resumed": "true or false"}
 
 
 def _fits(value, kind):
@@ -95,6 +96,14 @@ def _median(values):
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
+def _threads(log):
+    """Every OpenMP thread count that trained a part of the run. A record's
+    ``epoch_threads`` includes processes stopped inside its epoch; logs written
+    before it existed name only the process that finished each epoch."""
+    return sorted({t for r in log for t in r.get("epoch_threads", [r["threads"]]
+                                                  if "threads" in r else [])})
+
+
 def check_log(records, where):
     """Raise RuntimeError naming the first epoch record of ``where`` a row cannot use:
     one with a missing or odd figure, or out of the order 1, 2, 3, ..."""
@@ -124,7 +133,7 @@ def build_row(net, config, log, command, reduced):
            "best_test_acc": max(r["test_acc"] for r in log),
            "sec_per_epoch": _median([r["time"] for r in log]),
            "epoch_seconds": [r["time"] for r in log],
-           "threads": sorted({r["threads"] for r in log if "threads" in r}),
+           "threads": _threads(log),
            "peak_rss_mib": max([r["peak_rss_mib"] for r in log if "peak_rss_mib" in r],
                                default=None),
            "resumed": any(r.get("resumed") for r in log),

@@ -24,6 +24,10 @@ def _numbers(value):
     return isinstance(value, list) and all(_is_number(v) for v in value)
 
 
+def _thread_counts(value):
+    return isinstance(value, list) and all(is_int(v, 1) for v in value)
+
+
 _PROGRESS = {"batch": is_int, "examples": is_int, "nan_skips": is_int,
              "skipped_examples": is_int, "loss_sum": _numbers, "correct": _numbers,
              "time": _is_number}
@@ -48,6 +52,8 @@ def entry_problem(entry, keys):
     if progress is not None and not (isinstance(progress, dict) and all(
             check(progress.get(k, 0)) for k, check in _PROGRESS.items())):
         return "'progress' must hold the epoch's counts and sums as numbers"
+    if progress is not None and not _thread_counts(progress.get("threads", [])):
+        return "'progress' 'threads' must be a list of whole numbers >= 1"
     if not _is_number(entry.get("best_test_acc", -1.0)) or not (
             entry.get("best_epoch") is None or is_int(entry.get("best_epoch"))):
         return "'best_test_acc' must be a number and 'best_epoch' a whole number"

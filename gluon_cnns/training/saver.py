@@ -66,18 +66,27 @@ class Checkpointer:
         snapshot = progress.snapshot()  # first: raises if a batch was not finite
         entry = self.run_dir.write_checkpoint(progress.epoch - 1, progress.batch, self.net,
                                               self.trainer, self.train_iter)
-        entry["progress"] = snapshot
+        entry["progress"] = dict(snapshot, threads=self._epoch_threads())
         self._switch(entry)
         self._stop_if_interrupted()
 
     def _conditions(self):
-        """How the epoch ran, for the log: OpenMP threads, the process's peak memory so
-        far, and whether this process resumed the run from a checkpoint."""
+        """How the epoch ran, for the log: OpenMP threads (this process's, and every count
+        that ran a part of the epoch), the process's peak memory so far, and whether
+        this process resumed the run from a checkpoint."""
         import resource
         from ..threads import effective_threads
-        return {"threads": effective_threads(),
+        return {"threads": effective_threads(), "epoch_threads": self._epoch_threads(),
                 "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
                 "resumed": self.resumed, "date": time.strftime("%Y-%m-%d %H:%M")}
+
+    def _epoch_threads(self):
+        """The thread counts of the epoch in progress: this process's, and those the
+        checkpoint it goes on from carries, if that one was taken inside the epoch (a
+        process stopped mid-epoch writes no log record of its own)."""
+        from ..threads import effective_threads
+        progress = (self.current or {}).get("progress") or {}
+        return sorted(set(progress.get("threads", [])) | {effective_threads()})
 
     @staticmethod
     def _position(entry):

@@ -2,7 +2,8 @@
 
     config.json       the run's settings (flags merged with the recipe), the seed included
     checkpoint.json   the index: the newest checkpoint and the one before it (below)
-    log.jsonl         one JSON record per finished epoch
+    log.jsonl         one JSON record per finished epoch: its figures, and how it ran
+                      (threads; epoch_threads, every count that ran a part of it)
     best.params       the parameters of the epoch with the best test accuracy
     curves.png        loss and accuracy per epoch
     .lock             held (fcntl.flock) by the one process that owns the folder

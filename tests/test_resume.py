@@ -132,7 +132,8 @@ def test_an_epoch_resumed_on_other_threads_records_both_counts(tmp_path):
     assert proc.stdout.readline().startswith("training on cpu(0), 1 thread")
     time.sleep(0.5)  # into the first epoch
     proc.send_signal(signal.SIGINT)
-    assert proc.communicate(timeout=120)[0] is not None and proc.returncode == 130
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, err
     stopped_in = read_checkpoint(run_dir)["epoch"] + 1
     assert read_checkpoint(run_dir)["progress"]["threads"] == [1]
 

@@ -11,9 +11,9 @@ end at the package's parameters: whatever separates a run from the book's figure
 not in this code. For the nets with Dropout, the d2l loop reseeds MXNet's generator before
 each batch as the package's run does, so both draw the same masks.
 """
-import pytest
 import mxnet as mx
 import numpy as np
+import pytest
 from mxnet import autograd, gluon
 from mxnet.gluon import nn
 from mxnet.gluon.data.vision import transforms
@@ -174,3 +174,8 @@ def test_a_run_ends_where_d2ls_code_path_ends(name, real_fashion_dir):  # noqa: 
     # The check can fail: stepping the short batch with its own size is a real difference.
     other = _largest_change(ours, run_d2l(name, initial, order, seed=7, short_step=True))
     assert other > 0.05 * moved, (other, moved)
+    dropout = []
+    net.apply(lambda block: dropout.append(isinstance(block, nn.Dropout)))
+    if any(dropout):  # and the masks matter: other masks are a real difference too
+        masks = _largest_change(ours, run_d2l(name, initial, order, seed=8))
+        assert masks > 0.05 * moved, (masks, moved)

@@ -20,7 +20,7 @@ from mxnet.gluon.data.vision import transforms
 
 from gluon_cnns import data
 from gluon_cnns.cli import train as train_cli
-from gluon_cnns.training.engine import position_seed
+from gluon_cnns.training.engine import _draws_random_numbers, position_seed
 from gluon_cnns.training.fit import fit
 from test_data import REAL_FASHION_DIR, real_fashion_dir  # noqa: F401  (fixture)
 
@@ -174,8 +174,6 @@ def test_a_run_ends_where_d2ls_code_path_ends(name, real_fashion_dir):  # noqa: 
     # The check can fail: stepping the short batch with its own size is a real difference.
     other = _largest_change(ours, run_d2l(name, initial, order, seed=7, short_step=True))
     assert other > 0.05 * moved, (other, moved)
-    dropout = []
-    net.apply(lambda block: dropout.append(isinstance(block, nn.Dropout)))
-    if any(dropout):  # and the masks matter: other masks are a real difference too
+    if _draws_random_numbers(net):  # Dropout: other masks are a real difference too
         masks = _largest_change(ours, run_d2l(name, initial, order, seed=8))
         assert masks > 0.05 * moved, (masks, moved)

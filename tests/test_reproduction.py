@@ -155,9 +155,11 @@ def test_sec_per_epoch_is_the_median_of_the_epochs_as_run():
     text = render_markdown({"lenet": row})
     assert "| 12.5 | full |" in text and "seconds per epoch 10, 15" in text
     assert "## Other seeds" not in text
+    assert "Rows marked *reduced*" not in text      # the caveat only where it applies
     seeds = {"lenet": row, "lenet@seed1": dict(row, seed=1, test_acc=0.9),
              "lenet@seed2": dict(row, seed=2, test_acc=0.6, reduced="1 of 2 epochs")}
     text = render_markdown(seeds)
     assert text.split("## Commands")[0].count("| `lenet` |") == 1
+    assert "Rows marked *reduced*" in text           # a reduced seed row brings it back
     # The spread of the full runs only: a reduced run's figure is not comparable.
     assert "| `lenet` | 2 full runs | | mean 0.850, range 0.800-0.900 | |" in text

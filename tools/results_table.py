@@ -180,9 +180,10 @@ def _book(net):
 
 _INTRO = ("Every row was trained by `scripts/reproduce.py`, through `scripts/train.py` with "
           "the net's tutorial recipe, on real data; the command column is the exact run. "
-          "Rows marked *reduced* ran fewer epochs or a subset because the machine could not "
-          "run the full recipe in the time available; their figures are not comparable "
-          "with the book's. Regenerate a row with `python scripts/reproduce.py --net NAME`.")
+          "%sRegenerate a row with `python scripts/reproduce.py --net NAME`.")
+_REDUCED = ("Rows marked *reduced* ran fewer epochs or a subset because the machine could not "
+            "run the full recipe in the time available; their figures are not comparable "
+            "with the book's. ")
 
 
 def render_markdown(results, notes=""):
@@ -192,7 +193,8 @@ def render_markdown(results, notes=""):
     ranked = sorted(results.values(), key=lambda r: (order.get(r["net"], len(order)),
                                                        r.get("seed") or 0))
     rows = [r for r in ranked if not r.get("seed")]
-    lines = ["# Reproduced results", "", _INTRO, "",
+    reduced = any(r["reduced"] for r in ranked)
+    lines = ["# Reproduced results", "", _INTRO % (_REDUCED if reduced else ""), "",
              "| net | recipe | train loss | train acc | test acc | book test acc | "
              "sec/epoch (median, as run) | run | machine / context |",
              "|---|---|---|---|---|---|---|---|---|"]

@@ -204,10 +204,9 @@ def render_markdown(results, notes=""):
             r["optimizer"], r["lr"],
             ", momentum %g" % r["momentum"] if r.get("momentum") else "",
             ", resize %d" % r["resize"] if r.get("resize") else "")
-        run = "**reduced**: %s" % r["reduced"] if r["reduced"] else "full"
         lines.append("| `%s` | %s | %.4f | %.3f | %.3f | %s | %.1f | %s | %s / %s, %s |" % (
             r["net"], recipe, r["train_loss"], r["train_acc"], r["test_acc"], _book(r["net"]),
-            r["sec_per_epoch"], run, r["machine"], r["context"], r["date"]))
+            r["sec_per_epoch"], _run(r), r["machine"], r["context"], r["date"]))
     lines += ["", "## Commands", ""]
     lines += ["- `%s`: `%s`; %s" % (r["net"], r["command"], _conditions(r)) for r in rows]
     lines += _seed_section(ranked)
@@ -233,12 +232,17 @@ def _seed_section(ranked):
         for r in runs:
             lines.append("| `%s` | %d | %s | %.3f | %s |" % (
                 net, r.get("seed") or 0, ", ".join("%.3f" % a for a in r["epoch_test_acc"]),
-                r["test_acc"], "**reduced**: %s" % r["reduced"] if r["reduced"] else "full"))
+                r["test_acc"], _run(r)))
         finals = [r["test_acc"] for r in runs if not r["reduced"]]
         if len(finals) > 1:
             lines.append("| `%s` | %d full runs | | mean %.3f, range %.3f-%.3f | |" % (
                 net, len(finals), sum(finals) / len(finals), min(finals), max(finals)))
     return lines
+
+
+def _run(r):
+    """The "run" cell: full, or what a reduced run left out."""
+    return "**reduced**: %s" % r["reduced"] if r["reduced"] else "full"
 
 
 def _conditions(r):

@@ -149,6 +149,21 @@ def test_print_summary_total_is_the_learnable_count(name):
                                                                     learnable_only=True)
 
 
+@pytest.mark.parametrize("name", ALL)
+def test_gluon_summary_totals_are_the_parameter_counts(name):
+    # Gluon's own Block.summary: every Parameter, and the trainable ones.
+    shape = small_shape(name, batch=1)
+    net = gluon_cnns.get_model(name)
+    net.initialize()
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        net.summary(mx.nd.zeros(shape))
+    totals = {key: int(value.replace(",", "")) for key, value in
+              re.findall(r"^ *(Total|Trainable) params: ([\d,]+)", out.getvalue(), re.M)}
+    assert totals == {"Total": count_parameters(net, shape),
+                      "Trainable": count_parameters(net, shape, learnable_only=True)}
+
+
 def test_lecture_nets_feature_sizes():
     # The lecture hard-codes Linear(1408, 10) and Linear(512, 10) for 28x28 inputs.
     for name, features in [("inception_mnist", 1408), ("resnet_mnist", 512)]:

@@ -16,8 +16,10 @@ from mxnet import autograd, gluon
 from mxnet.gluon import nn
 
 import gluon_cnns
-import layer_tables
 from gluon_cnns import utils
+
+import layer_tables
+from test_models import tutorial_shape
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FASHION = "/usr/share/datasets/fashion-mnist"
@@ -33,7 +35,7 @@ def initialized(name, classes=10):
 
 
 def batch_for(name, n=2):
-    channels = 3 if name.endswith("_cifar") else 1
+    channels = tutorial_shape(name)[1]
     return mx.nd.random.uniform(shape=(n, channels, SIDES[name], SIDES[name]))
 
 

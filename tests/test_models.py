@@ -19,10 +19,11 @@ import pytest
 from mxnet import autograd, gluon
 
 import gluon_cnns
-import layer_tables
 from gluon_cnns import models
 from gluon_cnns.data import image_shape
 from gluon_cnns.shapes import count_parameters
+
+import layer_tables
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # He et al. 2015, table 6: learnable parameters of the CIFAR ResNets (3-channel input).
@@ -43,9 +44,8 @@ def tutorial_shape(name, batch=1):
 def _small_side(name):
     # The smallest side the net takes, but at least 32 (deep nets on tiny maps test
     # little), and never more than the tutorial's.
-    net = gluon_cnns.get_model(name)
-    side = tutorial_shape(name)[2]
-    return min(side, max(32, net.min_input_size(tutorial_shape(name)[1])))
+    channels, side = tutorial_shape(name)[1:3]
+    return min(side, max(32, gluon_cnns.get_model(name).min_input_size(channels)))
 
 
 def small_shape(name, batch=2):

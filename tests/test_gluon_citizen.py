@@ -18,6 +18,9 @@ from mxnet.gluon import nn
 import gluon_cnns
 from gluon_cnns import utils
 
+import layer_tables
+from test_models import tutorial_shape
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 FASHION = "/usr/share/datasets/fashion-mnist"
 SIDES = {"lenet_bn": 28, "resnet18": 64, "googlenet": 96, "densenet": 64, "vgg11": 224,
@@ -32,7 +35,7 @@ def initialized(name, classes=10):
 
 
 def batch_for(name, n=2):
-    channels = 3 if name.endswith("_cifar") else 1
+    channels = tutorial_shape(name)[1]
     return mx.nd.random.uniform(shape=(n, channels, SIDES[name], SIDES[name]))
 
 
@@ -126,6 +129,70 @@ def test_a_file_of_another_net_is_still_refused(tmp_path):
     net.save_parameters(str(tmp_path / "lenet.params"))
     with pytest.raises(AssertionError):
         gluon_cnns.get_model("lenet_bn").load_parameters(str(tmp_path / "lenet.params"))
+
+
+# Parameter files of AlexNet and VGG as laid out before their explicit Flatten, written by
+# plain Gluon (whose Dense flattens by itself).
+
+def _unflattened_alexnet(classes=10):
+    net = nn.HybridSequential()
+    net.add(nn.Conv2D(96, kernel_size=11, strides=4, activation="relu"),
+            nn.MaxPool2D(pool_size=3, strides=2),
+            nn.Conv2D(256, kernel_size=5, padding=2, activation="relu"),
+            nn.MaxPool2D(pool_size=3, strides=2),
+            nn.Conv2D(384, kernel_size=3, padding=1, activation="relu"),
+            nn.Conv2D(384, kernel_size=3, padding=1, activation="relu"),
+            nn.Conv2D(256, kernel_size=3, padding=1, activation="relu"),
+            nn.MaxPool2D(pool_size=3, strides=2),
+            nn.Dense(4096, activation="relu"), nn.Dropout(0.5),
+            nn.Dense(4096, activation="relu"), nn.Dropout(0.5),
+            nn.Dense(classes))
+    return net
+
+
+def _unflattened_vgg(config, ratio, fc_units, classes=10):
+    """One HybridSequential per run of 3x3 convs up to its max-pool, then the dense layers."""
+    net, block = nn.HybridSequential(), nn.HybridSequential()
+    for layer in layer_tables.VGG_CONFIGS[config]:
+        if layer == "M":
+            block.add(nn.MaxPool2D(pool_size=2, strides=2))
+            net.add(block)
+            block = nn.HybridSequential()
+        else:
+            block.add(nn.Conv2D(layer // ratio, kernel_size=3, padding=1, activation="relu"))
+    net.add(nn.Dense(fc_units, activation="relu"), nn.Dropout(0.5),
+            nn.Dense(fc_units, activation="relu"), nn.Dropout(0.5), nn.Dense(classes))
+    return net
+
+
+# Narrow VGGs (fewer channels and dense units) keep the files small; the layout is the same.
+NARROW = {"ratio": 16, "fc_units": 64}
+UNFLATTENED = [("alexnet", _unflattened_alexnet, {}, 67),
+               ("vgg11", lambda: _unflattened_vgg("A", 16, 64), NARROW, 32),
+               ("vgg11_small", lambda: _unflattened_vgg("A", 4, 64), {"fc_units": 64}, 32),
+               ("vgg19", lambda: _unflattened_vgg("E", 16, 64), NARROW, 32)]
+
+
+@pytest.mark.parametrize("name,unflattened,kwargs,side", UNFLATTENED,
+                         ids=[case[0] for case in UNFLATTENED])
+def test_parameter_files_without_the_flatten_still_load(name, unflattened, kwargs, side,
+                                                        tmp_path):
+    old = unflattened()
+    mx.random.seed(5)
+    old.initialize(mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2))
+    x = mx.nd.array(np.random.RandomState(0).uniform(size=(2, 1, side, side)))
+    expected = old(x).asnumpy()  # predict mode: Dropout is the identity
+    path = str(tmp_path / ("%s.params" % name))
+    old.save_parameters(path)
+    net = gluon_cnns.get_model(name, **kwargs)
+    # The Flatten renumbers the dense layers: the file's structural names are not the net's.
+    structural = set(net._collect_params_with_prefix())  # pylint: disable=protected-access
+    assert set(mx.nd.load(path)) != structural
+    net.load_parameters(path)
+    assert np.abs(expected).max() > 1e-3
+    np.testing.assert_allclose(net(x).asnumpy(), expected, rtol=1e-5, atol=1e-6)
+    net.hybridize()
+    np.testing.assert_allclose(net(x).asnumpy(), expected, rtol=1e-5, atol=1e-6)
 
 
 # ---------------------------------------------------------------- d2l call forms

@@ -1,4 +1,17 @@
-"""Every registered net: shapes, parameter counts, hybridize parity, export, naming, learning."""
+"""Every registered net: shapes, parameter counts, hybridize parity, export, naming, learning.
+
+The zoo comes from the registry: every test parametrized over ``ALL`` runs for a net
+added with one registry line (its input shape comes from its recipe), as
+``test_a_new_registry_line_is_picked_up_by_every_generic_test`` shows.
+"""
+import contextlib
+import io
+import os
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ElementTree
+from functools import lru_cache
 
 import mxnet as mx
 import numpy as np
@@ -7,21 +20,12 @@ from mxnet import autograd, gluon
 
 import gluon_cnns
 from gluon_cnns import models
+from gluon_cnns.data import image_shape
 from gluon_cnns.shapes import count_parameters
 
-# Tutorial input side per net (d2l / the source articles); 28 for the rest.
-TUTORIAL_SIDE = {"alexnet": 224, "vgg11": 224, "vgg13": 224, "vgg16": 224, "vgg19": 224,
-                 "vgg11_small": 224, "nin": 224, "googlenet": 96, "resnet18": 96,
-                 "resnet34": 96, "densenet": 96}
-# A small side every net accepts, to keep the compute-heavy checks quick.
-SMALL_SIDE = {"alexnet": 67, "nin": 67, "vgg11": 32, "vgg13": 32, "vgg16": 32, "vgg19": 32,
-              "vgg11_small": 32, "googlenet": 32, "resnet18": 32, "resnet34": 32,
-              "densenet": 32}
+import layer_tables
 
-# Parameter counts at 1 channel, 10 classes, every Parameter (BN running stats included):
-# the tutorial definitions' values, from the foundation issue.
-EXPECTED_PARAMS = {"lenet": 170988, "alexnet": 46764746, "vgg11": 128806154, "nin": 1992166,
-                   "googlenet": 5977530, "resnet18": 11186186, "densenet": 764834}
+HERE = os.path.dirname(os.path.abspath(__file__))
 # He et al. 2015, table 6: learnable parameters of the CIFAR ResNets (3-channel input).
 PAPER_CIFAR_PARAMS = {"resnet20_cifar": 0.27e6, "resnet32_cifar": 0.46e6,
                       "resnet44_cifar": 0.66e6, "resnet56_cifar": 0.85e6,
@@ -30,18 +34,23 @@ PAPER_CIFAR_PARAMS = {"resnet20_cifar": 0.27e6, "resnet32_cifar": 0.46e6,
 ALL = models.list_models()
 
 
-def channels(name):
-    return 3 if name.endswith("_cifar") else 1
-
-
 def tutorial_shape(name, batch=1):
-    side = 32 if name.endswith("_cifar") else TUTORIAL_SIDE.get(name, 28)
-    return (batch, channels(name), side, side)
+    """The input the net's default recipe trains on: its dataset's images, resized."""
+    spec = gluon_cnns.model_spec(name)
+    return (batch,) + image_shape(spec.recipe.dataset, spec.recipe.resize)
+
+
+@lru_cache(maxsize=None)
+def _small_side(name):
+    # The smallest side the net takes, but at least 32 (deep nets on tiny maps test
+    # little), and never more than the tutorial's.
+    channels, side = tutorial_shape(name)[1:3]
+    return min(side, max(32, gluon_cnns.get_model(name).min_input_size(channels)))
 
 
 def small_shape(name, batch=2):
-    side = 32 if name.endswith("_cifar") else SMALL_SIDE.get(name, 28)
-    return (batch, channels(name), side, side)
+    """A small input the net accepts, to keep the compute-heavy checks quick."""
+    return (batch, tutorial_shape(name)[1], _small_side(name), _small_side(name))
 
 
 def built(name, shape, seed=0, **kwargs):
@@ -53,11 +62,11 @@ def built(name, shape, seed=0, **kwargs):
 
 
 def test_registry_lists_every_family():
-    expected = {"lenet", "lenet_bn", "alexnet", "vgg11", "vgg13", "vgg16", "vgg19",
+    families = {"lenet", "lenet_bn", "alexnet", "vgg11", "vgg13", "vgg16", "vgg19",
                 "vgg11_small", "nin", "googlenet", "resnet18", "resnet34", "resnet14_cifar",
                 "resnet20_cifar", "resnet32_cifar", "resnet44_cifar", "resnet56_cifar",
                 "resnet110_cifar", "densenet", "inception_mnist", "resnet_mnist"}
-    assert set(ALL) == expected
+    assert families <= set(ALL)
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -83,10 +92,14 @@ def test_classes_and_three_channels(name):
     assert net(mx.nd.random.uniform(shape=shape)).shape == (2, 7)
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED_PARAMS))
-def test_parameter_count_matches_tutorial(name):
+@pytest.mark.parametrize("name", sorted(layer_tables.LEARNABLE))
+def test_parameter_counts_match_the_layer_tables(name):
+    shape = tutorial_shape(name)
+    learnable, bn_channels = layer_tables.LEARNABLE[name](shape[1], shape[2], 10)
     net = gluon_cnns.get_model(name)
-    assert count_parameters(net, tutorial_shape(name)) == EXPECTED_PARAMS[name]
+    assert count_parameters(net, shape, learnable_only=True) == learnable
+    # Every Parameter (the README's count): BatchNorm's running mean and variance too.
+    assert count_parameters(net, shape) == learnable + 2 * bn_channels
 
 
 @pytest.mark.parametrize("name", sorted(PAPER_CIFAR_PARAMS))
@@ -96,36 +109,58 @@ def test_cifar_resnet_parameters_within_2_percent_of_paper(name):
     assert abs(learnable - PAPER_CIFAR_PARAMS[name]) / PAPER_CIFAR_PARAMS[name] < 0.02
 
 
-def _expected_lenet_bn():
-    # conv 6@5x5, conv 16@5x5 (28 -> 24 -> 12 -> 8 -> 4), dense 256->120->84->10;
-    # each BatchNorm has gamma, beta, running mean and running var.
-    conv = (6 * 1 * 25 + 6) + (16 * 6 * 25 + 16)
-    dense = (16 * 4 * 4 * 120 + 120) + (120 * 84 + 84) + (84 * 10 + 10)
-    bn = 4 * (6 + 16 + 120 + 84)
-    return conv + dense + bn
+def test_layer_tables_give_the_papers_totals():
+    """The tables of tests/layer_tables.py, at the papers' input (3x224x224, 1000 classes),
+    give the totals the papers and torchvision publish."""
+    # Simonyan & Zisserman 2014, table 2: 133, 133, 138, 144 million for A, B, D, E.
+    for config, millions in zip("ABDE", (133, 133, 138, 144)):
+        assert round(layer_tables.vgg(config, 3, 224, 1000)[0] / 1e6) == millions
+    # Krizhevsky et al. 2012, section 1: "60 million parameters" (two towers, 227 input;
+    # the single tower has ungrouped convs, a little more).
+    assert abs(layer_tables.alexnet(3, 227, 1000)[0] - 60e6) / 60e6 < 0.05
+    # torchvision's resnet18 / resnet34 (bias-free convs): 11,689,512 / 21,797,672.
+    assert layer_tables.resnet((2, 2, 2, 2), 3, 224, 1000, conv_bias=False)[0] == 11689512
+    assert layer_tables.resnet((3, 4, 6, 3), 3, 224, 1000, conv_bias=False)[0] == 21797672
+    # Szegedy et al. 2014, table 1, "params" of the nine inception modules (weights only,
+    # K = 1024). Its own widths give 497K and 1018K for 4c and 5a (the table says 463K and
+    # 1072K), so the check is on the sum: 5683K there.
+    ours = sum(layer_tables.inception(c_in, widths, bias=False)
+               for _, c_in, widths, _ in layer_tables.INCEPTIONS) / 1024
+    assert abs(ours - sum(k for *_, k in layer_tables.INCEPTIONS)) / ours < 0.02
 
 
-def _expected_inception_mnist():
-    def inception(c_in):
-        return ((c_in * 16 + 16) * 3  # the three 1x1(16) convs
-                + (16 * 24 * 25 + 24) + (16 * 24 * 9 + 24) + (24 * 24 * 9 + 24)
-                + (c_in * 24 + 24))
-    conv = (1 * 10 * 25 + 10) + (88 * 20 * 25 + 20)
-    return conv + inception(10) + inception(20) + (1408 * 10 + 10)
+def _print_summary_total(net, shape):
+    """The "Total params" MXNet's own ``mx.viz.print_summary`` prints for ``net`` at ``shape``."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        mx.viz.print_summary(net(mx.sym.var("data")), shape={"data": shape})
+    return int(re.search(r"Total params: ([\d,]+)", out.getvalue()).group(1).replace(",", ""))
 
 
-def _expected_resnet_mnist():
-    def residual(c):
-        return 2 * (c * c * 9 + c)
-    conv = (1 * 16 * 25 + 16) + (16 * 32 * 25 + 32)
-    return conv + residual(16) + residual(32) + (512 * 10 + 10)
+@pytest.mark.parametrize("name", ALL)
+def test_print_summary_total_is_the_learnable_count(name):
+    # print_summary counts a layer's parameters from its input's channel axis: a dense
+    # layer fed a 4-D map (no Flatten before it) gets counted from the channels alone.
+    # It counts BatchNorm's gamma and beta, not its running statistics.
+    net = gluon_cnns.get_model(name)
+    for shape in (tutorial_shape(name), (1, 3) + small_shape(name)[2:]):
+        assert _print_summary_total(net, shape) == count_parameters(net, shape,
+                                                                    learnable_only=True)
 
 
-@pytest.mark.parametrize("name,expected", [("lenet_bn", _expected_lenet_bn()),
-                                           ("inception_mnist", _expected_inception_mnist()),
-                                           ("resnet_mnist", _expected_resnet_mnist())])
-def test_parameter_count_computed_by_hand(name, expected):
-    assert count_parameters(gluon_cnns.get_model(name), (1, 1, 28, 28)) == expected
+@pytest.mark.parametrize("name", ALL)
+def test_gluon_summary_totals_are_the_parameter_counts(name):
+    # Gluon's own Block.summary: every Parameter, and the trainable ones.
+    shape = small_shape(name, batch=1)
+    net = gluon_cnns.get_model(name)
+    net.initialize()
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        net.summary(mx.nd.zeros(shape))
+    totals = {key: int(value.replace(",", "")) for key, value in
+              re.findall(r"^ *(Total|Trainable) params: ([\d,]+)", out.getvalue(), re.M)}
+    assert totals == {"Total": count_parameters(net, shape),
+                      "Trainable": count_parameters(net, shape, learnable_only=True)}
 
 
 def test_lecture_nets_feature_sizes():
@@ -324,3 +359,36 @@ def _sequential(*blocks):
     net = gluon.nn.HybridSequential()
     net.add(*blocks)
     return net
+
+
+# ---------------------------------------------------------------- a net added to the registry
+
+def _generic_tests():
+    """The test functions of this module parametrized over the whole registry."""
+    return sorted(name for name, func in globals().items() if name.startswith("test_")
+                  and any(mark.name == "parametrize" and mark.args[1] is ALL
+                          for mark in getattr(func, "pytestmark", [])))
+
+
+def test_a_new_registry_line_is_picked_up_by_every_generic_test(tmp_path):
+    """tests/tiny_net_plugin.py adds two nets as a contributor would (a model and one
+    registry line each); this module, run with it, must test them like the zoo's own.
+    ``tiny_net_unflattened`` has no Flatten before its dense layer: the print_summary
+    check must catch it, and only that check."""
+    report = tmp_path / "report.xml"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(HERE), HERE]))
+    subprocess.run([sys.executable, "-m", "pytest", os.path.join(HERE, "test_models.py"),
+                    "-p", "tiny_net_plugin", "-k", "tiny_net", "-q", "-p", "no:cacheprovider",
+                    "--junitxml", str(report)], env=env, cwd=str(tmp_path),
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    outcomes = {}
+    for case in ElementTree.parse(str(report)).iter("testcase"):
+        failed = any(child.tag in ("failure", "error", "skipped") for child in case)
+        outcomes[case.get("name")] = "failed" if failed else "passed"
+    generic = _generic_tests()
+    assert len(generic) >= 8 and "test_print_summary_total_is_the_learnable_count" in generic
+    expected = {"%s[tiny_net]" % test: "passed" for test in generic}
+    expected.update(("%s[tiny_net_unflattened]" % test,
+                     "failed" if test == "test_print_summary_total_is_the_learnable_count"
+                     else "passed") for test in generic)
+    assert outcomes == expected

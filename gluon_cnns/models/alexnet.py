@@ -9,7 +9,8 @@ from .base import ClassicNet
 
 
 class AlexNet(ClassicNet):
-    """Five convs (96@11/4, 256@5, 384@3, 384@3, 256@3), three max-pools, 4096-4096-classes."""
+    """Five convs (96@11/4, 256@5, 384@3, 384@3, 256@3), three max-pools, Flatten,
+    4096-4096-classes."""
 
     def __init__(self, classes=10, **kwargs):
         super().__init__(**kwargs)
@@ -22,6 +23,10 @@ class AlexNet(ClassicNet):
                      nn.Conv2D(384, kernel_size=3, padding=1, activation="relu"),
                      nn.Conv2D(256, kernel_size=3, padding=1, activation="relu"),
                      nn.MaxPool2D(pool_size=3, strides=2),
+                     # Dense would flatten by itself; an explicit Flatten, as the MXNet
+                     # article's AlexNet has, lets symbol-level tools (mx.viz.print_summary)
+                     # see how many features reach the first dense layer.
+                     nn.Flatten(),
                      nn.Dense(4096, activation="relu"), nn.Dropout(0.5),
                      nn.Dense(4096, activation="relu"), nn.Dropout(0.5),
                      nn.Dense(classes))

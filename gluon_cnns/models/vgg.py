@@ -35,7 +35,10 @@ class VGGNet(ClassicNet):
         with self.name_scope():
             for num_convs, channels in architecture:
                 self.add(vgg_block(num_convs, channels // ratio))
-            self.add(nn.Dense(fc_units, activation="relu"), nn.Dropout(0.5),
+            # An explicit Flatten, as the MXNet article's VGG has (see LeNet), lets
+            # mx.viz.print_summary count the first dense layer's inputs.
+            self.add(nn.Flatten(),
+                     nn.Dense(fc_units, activation="relu"), nn.Dropout(0.5),
                      nn.Dense(fc_units, activation="relu"), nn.Dropout(0.5),
                      nn.Dense(classes))
 

@@ -189,8 +189,10 @@ class Predictor:
         try:
             return self.read(image)
         except ImageError as err:
-            name = "a PIL image" if not isinstance(image, (str, os.PathLike)) else image
-            raise ImageError("%s: %s" % (name, err)) from None
+            if not isinstance(image, (str, os.PathLike)):
+                raise ImageError("a PIL image: %s" % err) from None
+            hint = "; pass the image files in it" if os.path.isdir(image) else ""
+            raise ImageError("%s: %s%s" % (os.fspath(image), err, hint)) from None
 
     def _forward(self, batch):
         """The net's softmax of one NCHW float32 NDArray, as numpy."""

@@ -35,7 +35,7 @@ unreadable image, a batch of the wrong shape, ``top_k`` < 1 -- raises a
 import contextlib
 import os
 
-from ..data.decode import ImageError, load_image, read_image, to_pixels
+from ..data.decode import ImageError, load_image, to_pixels
 from ..errors import ExportError, GluonCNNsError, error_line
 
 BATCH_SIZE = 64  # images per forward pass: bounds memory for a long list or a large batch
@@ -85,16 +85,15 @@ def ranked(probabilities, class_names, k):
              float(probabilities[i])) for i in order]
 
 
-def _image_reader(meta):
-    """The function that turns one file into the uint8 HWC pixels ``meta``'s net is fed."""
-    channels, size, crop = meta["channels"], meta["input_size"], meta.get("center_crop")
+def _decode_options(meta):
+    """What ``load_image`` is given for ``meta``'s net: with a center crop, the training
+    evaluation's JPEG draft size (a large image is reduced as that evaluation did); without,
+    the input size (a large image is reduced to about four times it)."""
+    crop = meta.get("center_crop")
     if crop is None:
-        return lambda path: read_image(path, channels, size)
-    from ..data.transforms import draft_size, eval_pixels
-    side = size[0]  # a center crop is square (the sidecar and checkpoint_meta check it)
-    # No size for load_image: a large image is reduced as the training's evaluation did.
-    draft = draft_size(side, False, crop)
-    return lambda path: eval_pixels(load_image(path, draft=draft), side, channels, crop)
+        return {"size": meta["input_size"]}
+    from ..data.transforms import draft_size
+    return {"draft": draft_size(meta["input_size"][0], False, crop)}
 
 
 class Predictor:
@@ -112,28 +111,32 @@ class Predictor:
         self.ctx = ctx or mx.cpu()
         self.classes = list(meta["class_names"])
         self.input_shape = (meta["channels"],) + tuple(meta["input_size"])  # (C, H, W)
-        self._read_file = _image_reader(meta)
+        self._decode_options = _decode_options(meta)
 
     def __repr__(self):
         return "Predictor(%r: %s, %d classes, input %s)" % (
-            self.path, self.meta.get("net"), len(self.classes), "x".join(map(str,
-                                                                            self.input_shape)))
+            self.path, self.meta.get("net"), len(self.classes),
+            "x".join(map(str, self.input_shape)))
 
     def read(self, image):
         """The uint8 (H, W, C) pixels of one image file or PIL image, prepared as the run's
-        evaluation prepared its images up to ``ToTensor``; ImageError with the reason."""
-        from PIL import Image
-        if not isinstance(image, Image.Image):
-            return self._read_file(image)
-        from PIL import ImageOps
-        channels, size, crop = self.meta["channels"], self.meta["input_size"], \
-            self.meta.get("center_crop")
+        evaluation prepared its images up to ``ToTensor``; ImageError with the reason.
+
+        Grey or RGB; with a center crop (a net trained on your own images) the evaluation
+        crop at the input size, else the whole image (:meth:`batch` resizes it).
+        """
+        from PIL import Image, ImageOps
+        given = isinstance(image, Image.Image)
+        if not given:
+            image = load_image(image, **self._decode_options)  # upright, as EXIF says
+        channels, crop = self.meta["channels"], self.meta.get("center_crop")
         try:
-            image = ImageOps.exif_transpose(image)  # as a file is read: photos stand upright
+            if given:
+                image = ImageOps.exif_transpose(image)  # as a file is read
             if crop is None:
                 return to_pixels(image, channels)
             from ..data.transforms import eval_pixels
-            return eval_pixels(image, size[0], channels, crop)
+            return eval_pixels(image, self.input_shape[1], channels, crop)
         except (OSError, SyntaxError, ValueError) as err:  # a lazily opened, damaged image
             raise ImageError("cannot decode the image (%s)" % " ".join(str(err).split())) \
                 from None

@@ -129,6 +129,11 @@ def test_own_image_paths_pil_images_and_the_evaluation_batches_agree(own):
     assert (from_paths.argmax(1) == from_batch.argmax(1)).all()
     pil = [Image.open(p) for p in val.sources]
     assert np.allclose(predictor.probabilities(pil), from_paths, atol=1e-6)
+    # onnxruntime, on the export's .onnx and the evaluation's batches, says the same.
+    import onnxruntime as ort
+    session = ort.InferenceSession(own.export + ".onnx", providers=["CPUExecutionProvider"])
+    logits = session.run(None, {"data": evaluated.astype(np.float32)})[0]
+    assert np.allclose(mx.nd.softmax(mx.nd.array(logits)).asnumpy(), from_paths, atol=1e-4)
     assert [top[0][0] for top in predictor.predict([Path(p) for p in val.sources], 1)] == \
         [predictor.classes[i] for i in from_batch.argmax(1)]
     # The normalization matters: the same crops only divided by 255 give other answers.

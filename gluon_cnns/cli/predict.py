@@ -104,12 +104,12 @@ def classify(predictor, files, top, failed):
     results = []
     for start in range(0, len(files), BATCH_SIZE):
         readable, images = _read_images(files[start:start + BATCH_SIZE], predictor, failed)
-        if images:
-            probs = predictor.probabilities(predictor.batch(images))
-            results += [{"file": path, "top": [{"class": name, "index": i, "probability": p}
-                                               for i, name, p in ranked(row, predictor.classes,
-                                                                         top)]}
-                        for path, row in zip(readable, probs)]
+        if not images:
+            continue
+        for path, row in zip(readable, predictor.probabilities(predictor.batch(images))):
+            best = ranked(row, predictor.classes, top)
+            results.append({"file": path, "top": [{"class": name, "index": i, "probability": p}
+                                                  for i, name, p in best]})
     return results
 
 

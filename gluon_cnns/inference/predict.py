@@ -1,10 +1,9 @@
 """Predictions in Python: a trained net, its classes and its evaluation's preprocessing in one.
 
-    >>> predictor = gluon_cnns.load_predictor("runs/lenet")     # or an export, "exports/lenet"
-    >>> predictor.classes[:2]
-    ['T-shirt/top', 'Trouser']
-    >>> predictor.predict(["shirt.png", "boot.jpg"], top_k=2)
-    [[('Shirt', 0.83), ('T-shirt/top', 0.11)], [('Ankle boot', 0.97), ('Sneaker', 0.02)]]
+    predictor = gluon_cnns.load_predictor("runs/lenet")   # or an export: "exports/lenet"
+    predictor.classes[:2]           # ['T-shirt/top', 'Trouser']
+    predictor.predict(["shirt.png", "boot.jpg"], top_k=2)
+    # [[('Shirt', 0.83), ('T-shirt/top', 0.11)], [('Ankle boot', 0.97), ('Sneaker', 0.02)]]
 
 ``load_predictor`` takes a training run's ``--save-dir`` (the net of
 ``best.params``, or the newest epoch, and what config.json says about its
@@ -18,7 +17,9 @@ wrote; the sidecar ``PREFIX.json`` says it). ``predict`` takes
   side / center_crop and the centre cut out (``load_image`` with the same JPEG
   draft size, then ``eval_pixels`` of :mod:`gluon_cnns.data.transforms`); other
   nets' images are resized bilinearly to the input size. Then ``ToTensor``
-  (/255) and, where the model says so, the per-channel normalization.
+  (/255) and, where the model says so, the per-channel normalization. One path
+  or image alone is a list of one; a folder is not expanded (scripts/predict.py
+  does that).
 - or one batch, a numpy array or ``mx.nd.NDArray`` of shape (N, C, H, W) as
   the net takes it: **already prepared**, i.e. divided by 255 and normalized --
   what the run's evaluation fed the net (the test batches of

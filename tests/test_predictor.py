@@ -256,6 +256,7 @@ def test_one_path_and_an_empty_list(fashion):
     assert len(top) == 10 and sum(p for _, p in top) == pytest.approx(1, abs=1e-5)
     assert [p for _, p in top] == sorted((p for _, p in top), reverse=True)
     assert predictor.predict([]) == []
+    assert "at least one image" in _one_line(lambda: predictor.batch([]))
 
 
 def test_importing_gluon_cnns_does_not_import_mxnet():

@@ -147,6 +147,8 @@ class Predictor:
         takes, with the very operators of the training pipeline (mx.nd.image.resize,
         to_tensor, normalize), so that an image of the training size gives its numbers."""
         import mxnet as mx
+        if not len(images):
+            raise GluonCNNsError("Predictor.batch needs at least one image")
         height, width = self.meta["input_size"]
         norm = self.meta["normalization"]
         tensors = []

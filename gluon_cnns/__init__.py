@@ -9,6 +9,8 @@ The source articles' constructors (``LeNet()``, ``AlexNet()``, ``VGGNet(arch)``,
 ``NiNNet()``, ``GoogLeNet(num_class)``, ``ResNet(num_classes)``) are importable
 from here and return the corrected networks. The tutorial helpers
 (``load_data_fashion_mnist``, ``train``, ...) live in :mod:`gluon_cnns.utils`.
+A trained run or an export classifies images: ``load_predictor(path).predict(images)``
+(:mod:`gluon_cnns.inference.predict`).
 """
 __version__ = "0.1.0"
 
@@ -20,12 +22,13 @@ from .models import get_model, list_models, model_spec
 _LAZY = {"AlexNet": ".models", "GoogLeNet": ".models", "LeNet": ".models", "NiNNet": ".models",
          "ResNet": ".models", "VGGNet": ".models", "export_checkpoint": ".inference.export", "export_model": ".inference.export",
          "load_checkpoint_net": ".inference.export", "load_exported": ".inference.export",
+         "load_predictor": ".inference.predict", "Predictor": ".inference.predict",
          "count_parameters": ".shapes", "flops": ".shapes", "summary": ".shapes",
          "trace": ".shapes", "utils": ".utils", "threads": ".threads"}
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 __all__ = ["AlexNet", "DataError", "ExportError", "GluonCNNsError", "GoogLeNet",
-           "InputTooSmallError", "LeNet", "NiNNet", "ResNet", "UnknownModelError", "VGGNet",
-           "count_parameters", "export_checkpoint", "export_model", "flops", "get_model",
-           "list_models", "load_checkpoint_net", "load_exported", "model_spec", "summary",
-           "trace"]
+           "InputTooSmallError", "LeNet", "NiNNet", "Predictor", "ResNet", "UnknownModelError",
+           "VGGNet", "count_parameters", "export_checkpoint", "export_model", "flops",
+           "get_model", "list_models", "load_checkpoint_net", "load_exported", "load_predictor",
+           "model_spec", "summary", "trace"]

@@ -13,7 +13,11 @@ or ``rec``) has a ``center_crop``: its images go through the training's own
 evaluation steps (``load_image`` with the same JPEG draft size, then
 ``eval_pixels``: the shorter side scaled to side / center_crop, the centre cut
 out), so that predict on the val folder gives the accuracy the run logged.
-Other nets' images are resized bilinearly to the input size.
+Other nets' images are resized bilinearly to the input size. A folder stands
+for its images at any depth, in name order -- an image folder's
+``train/<class>/`` and ``val/<class>/`` too -- found as training finds them.
+The work is :func:`gluon_cnns.load_predictor`'s (``inference/predict.py``);
+this module reads the arguments, expands folders and prints.
 
 A file that cannot be read -- missing, damaged, not an image, not a regular
 file (a named pipe would block forever), or larger than MAX_PIXELS -- is
@@ -29,12 +33,12 @@ import os
 import sys
 
 from ..data.decode import (IMAGE_EXTENSIONS, LARGE_PIXELS, MAX_PIXELS,  # noqa: F401
-                           ImageError, load_image, read_image)
-from ..errors import GluonCNNsError, error_line
+                           ImageError, read_image)
+from ..errors import DataError, ExportError, GluonCNNsError, error_line
+from ..inference.predict import BATCH_SIZE, ranked
 from .common import OneLineParser, non_empty, parse, positive_int, report
 
 PROG = "predict"
-BATCH_SIZE = 64  # images per forward pass: bounds memory for a large folder
 
 
 def build_parser():
@@ -53,69 +57,27 @@ def build_parser():
     return parser
 
 
-# ---------------------------------------------------------------- the model
-
-def load_model(spec, ctx=None):
-    """``(block, meta)`` for ``--model``: an export prefix or a training run's --save-dir."""
-    from ..inference.export import checkpoint_meta, export_paths, load_checkpoint_net, \
-        load_exported
-    from ..training.rundir import RunDir
-    sidecar = export_paths(spec)["meta"]
-    if not os.path.exists(spec) and not os.path.exists(sidecar):
-        raise GluonCNNsError("neither an export (no %s) nor a training run's --save-dir (no such "
-                             "folder)" % sidecar)
-    # A folder is a save-dir, unless it is not one and an export of that name exists.
-    if os.path.isdir(spec) and (RunDir(spec).has_config()
-                                or not os.path.exists(sidecar)):
-        net, config = load_checkpoint_net(spec, ctx)
-        meta = checkpoint_meta(config)
-        net.hybridize()
-    else:
-        net = load_exported(spec, ctx)
-        meta = net.meta
-    if meta["channels"] not in (1, 3):
-        raise GluonCNNsError("the net takes %d input channels; predict reads images as grey "
-                             "(1 channel) or RGB (3)" % meta["channels"])
-    return net, meta
-
-
 # ---------------------------------------------------------------- the images
 
-def _folder_images(folder, hidden):
-    """``(images, sub-folders)`` of ``folder``, each sorted by name."""
-    images, folders = [], []
-    for name in sorted(os.listdir(folder)):
-        path = os.path.join(folder, name)
-        if name.startswith(".") and not hidden:
-            continue
-        if os.path.isdir(path):
-            folders.append(path)
-        # Not only regular files: a named pipe called x.png is reported, not passed over.
-        elif name.lower().endswith(IMAGE_EXTENSIONS):
-            images.append(path)
-    return images, folders
-
-
 def expand_inputs(paths):
-    """Files to classify, in order: a folder stands for its images, sorted by name, then
-    those of its sub-folders (an image folder's ``val/<class>/*`` layout; hidden ones left
-    out as training leaves them out).
+    """Files to classify, in order: a folder stands for its images at any depth, in name
+    order (an image folder's ``train/<class>/*`` and ``val/<class>/*`` layout), found as
+    training finds a class folder's images (``image_files``: the same extensions, hidden
+    files and folders left out, a folder reached twice through links read once).
 
     Returns ``(files, problems)``; a problem is ``(path, reason)`` for a folder
     without images (missing files are found when they are read).
     """
+    from ..data.image_folder import image_files
     files, problems = [], []
     for path in paths:
         if not os.path.isdir(path):
             files.append(path)
             continue
         try:
-            found, folders = _folder_images(path, hidden=True)
-            for folder in folders:
-                if not os.path.basename(folder).startswith("."):
-                    found += _folder_images(folder, hidden=False)[0]
-        except OSError as err:
-            problems.append((path, "cannot read the folder (%s)" % (err.strerror or err)))
+            found = image_files(path)[0]
+        except DataError as err:
+            problems.append((path, error_line(err)))
             continue
         if not found:
             problems.append((path, "folder holds no %s images" % "/".join(
@@ -124,39 +86,31 @@ def expand_inputs(paths):
     return files, problems
 
 
-def to_batch(images, meta, ctx=None):
-    """uint8 HWC images -> the float32 NCHW batch the net was trained on.
-
-    The very operators of the training pipeline (mx.nd.image.resize, to_tensor,
-    normalize), so that an image of the training size gives the training numbers.
-    """
-    import mxnet as mx
-    height, width = meta["input_size"]
-    norm = meta["normalization"]
-    tensors = []
-    for pixels in images:
-        x = mx.nd.array(pixels, ctx=ctx or mx.cpu(), dtype="uint8")
-        if x.shape[:2] != (height, width):
-            x = mx.nd.image.resize(x, size=(width, height), interp=1)  # bilinear
-        x = mx.nd.image.to_tensor(x)  # CHW float32, / 255
-        if norm.get("mean") is not None:
-            x = mx.nd.image.normalize(x, mean=tuple(norm["mean"]), std=tuple(norm["std"]))
-        tensors.append(x)
-    return mx.nd.stack(*tensors)
+def _read_images(paths, predictor, failed):
+    """``(paths read, their pixels)``; each unreadable file is reported and added to ``failed``."""
+    readable, images = [], []
+    for path in paths:
+        try:
+            images.append(predictor.read(path))
+            readable.append(path)
+        except ImageError as err:
+            report(PROG, "%s: %s" % (path, err))
+            failed.append((path, str(err)))
+    return readable, images
 
 
-def predict_probabilities(block, images, meta):
-    """Softmax probabilities of a list of uint8 HWC images: a (len(images), classes) array."""
-    import mxnet as mx
-    with mx.autograd.pause(train_mode=False):
-        return mx.nd.softmax(block(to_batch(images, meta))).asnumpy()
-
-
-def top_k(probabilities, class_names, k):
-    """The ``k`` most likely classes: a list of {class, index, probability}, best first."""
-    order = probabilities.argsort()[::-1][:k]
-    return [{"class": class_names[i] if i < len(class_names) else str(i), "index": int(i),
-             "probability": float(probabilities[i])} for i in order]
+def classify(predictor, files, top, failed):
+    """Top-``top`` results for ``files``, read and run BATCH_SIZE at a time (bounded memory)."""
+    results = []
+    for start in range(0, len(files), BATCH_SIZE):
+        readable, images = _read_images(files[start:start + BATCH_SIZE], predictor, failed)
+        if not images:
+            continue
+        for path, row in zip(readable, predictor.probabilities(predictor.batch(images))):
+            best = ranked(row, predictor.classes, top)
+            results.append({"file": path, "top": [{"class": name, "index": i, "probability": p}
+                                                  for i, name, p in best]})
+    return results
 
 
 # ---------------------------------------------------------------- output
@@ -174,48 +128,11 @@ def print_text(results):
         print("\n\n".join(blocks))
 
 
-def image_reader(meta):
-    """The function that turns one file into the uint8 HWC pixels ``meta``'s net is fed."""
-    channels, size, crop = meta["channels"], meta["input_size"], meta.get("center_crop")
-    if crop is None:
-        return lambda path: read_image(path, channels, size)
-    from ..data.transforms import draft_size, eval_pixels
-    side = size[0]  # a center crop is square (the sidecar and checkpoint_meta check it)
-    # No size for load_image: a large image is reduced as the training's evaluation did.
-    draft = draft_size(side, False, crop)
-    return lambda path: eval_pixels(load_image(path, draft=draft), side, channels, crop)
-
-
-def _read_images(paths, reader, failed):
-    """``(paths read, their pixels)``; each unreadable file is reported and added to ``failed``."""
-    readable, images = [], []
-    for path in paths:
-        try:
-            images.append(reader(path))
-            readable.append(path)
-        except ImageError as err:
-            report(PROG, "%s: %s" % (path, err))
-            failed.append((path, str(err)))
-    return readable, images
-
-
-def classify(block, meta, files, top, failed):
-    """Top-``top`` results for ``files``, read and run BATCH_SIZE at a time (bounded memory)."""
-    results, reader = [], image_reader(meta)
-    for start in range(0, len(files), BATCH_SIZE):
-        readable, images = _read_images(files[start:start + BATCH_SIZE], reader, failed)
-        if images:
-            probs = predict_probabilities(block, images, meta)
-            results += [{"file": path, "top": top_k(p, meta["class_names"], top)}
-                        for path, p in zip(readable, probs)]
-    return results
-
-
 def run(args):
     """Classify ``args.images``; returns the exit code (2 if any file failed)."""
-    import mxnet as mx  # here, not at the top: --help should not wait for MXNet
+    from ..inference.predict import load_predictor
     try:
-        block, meta = load_model(args.model)
+        predictor = load_predictor(args.model)
     except GluonCNNsError as err:
         report(PROG, "--model %s: %s" % (args.model, error_line(err)))
         return 2
@@ -223,12 +140,13 @@ def run(args):
     for path, reason in failed:
         report(PROG, "%s: %s" % (path, reason))
     try:
-        results = classify(block, meta, files, args.top_k, failed)
-    except (GluonCNNsError, mx.base.MXNetError) as err:  # e.g. a hand-edited sidecar
-        report(PROG, "--model %s does not run on these images: %s" % (args.model, error_line(err)))
+        results = classify(predictor, files, args.top_k, failed)
+    except ExportError as err:  # "... does not run on these images", e.g. a hand-edited sidecar
+        report(PROG, "--model %s" % error_line(err))
         return 2
     if args.json:
-        print(json.dumps({"model": args.model, "net": meta.get("net"), "results": results,
+        print(json.dumps({"model": args.model, "net": predictor.meta.get("net"),
+                          "results": results,
                           "errors": [{"file": p, "error": r} for p, r in failed]}, indent=2))
     else:
         print_text(results)

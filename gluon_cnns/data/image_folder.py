@@ -41,9 +41,10 @@ def _class_folders(folder):
     return folders, len(loose)
 
 
-def _image_files(folder):
-    """``(image paths, count of other files)`` of one class folder and its sub-folders, in
-    name order; a folder reached twice through links is read once."""
+def image_files(folder):
+    """``(image paths, count of other files)`` of ``folder`` and its sub-folders at any
+    depth (a class folder; predict's folder arguments), in name order, hidden ones left
+    out; a folder reached twice through links is read once."""
     images, others, seen = [], 0, set()
     for here, subfolders, names in os.walk(folder, followlinks=True, onerror=_walk_error):
         real = os.path.realpath(here)
@@ -78,7 +79,7 @@ def _scan_classes(folder, class_names, what):
     index = {name: i for i, name in enumerate(class_names)}
     folders, ignored = _class_folders(folder)
     for name, path in folders:
-        images, others = _image_files(path)
+        images, others = image_files(path)
         ignored += others
         if not images:
             raise DataError("the class folder %s holds no images (%s); add images or remove "

@@ -1,0 +1,257 @@
+"""Predictions in Python: a trained net, its classes and its evaluation's preprocessing in one.
+
+    predictor = gluon_cnns.load_predictor("runs/lenet")   # or an export: "exports/lenet"
+    predictor.classes[:2]           # ['T-shirt/top', 'Trouser']
+    predictor.predict(["shirt.png", "boot.jpg"], top_k=2)
+    # [[('Shirt', 0.83), ('T-shirt/top', 0.11)], [('Ankle boot', 0.97), ('Sneaker', 0.02)]]
+
+``load_predictor`` takes a training run's ``--save-dir`` (the net of
+``best.params``, or the newest epoch, and what config.json says about its
+input) or an export prefix (what ``export_model`` / ``scripts/export.py``
+wrote; the sidecar ``PREFIX.json`` says it). ``predict`` takes
+
+- image files (``str`` or ``pathlib.Path``) and PIL images, in one list, of any
+  size and mode: each is prepared exactly as the run's evaluation prepared its
+  images. Converted to grey (1 channel) or RGB (3); a net trained on your own
+  images (it has a ``center_crop``) gets the shorter side scaled to
+  side / center_crop and the centre cut out (``load_image`` with the same JPEG
+  draft size, then ``eval_pixels`` of :mod:`gluon_cnns.data.transforms`); other
+  nets' images are resized bilinearly to the input size. Then ``ToTensor``
+  (/255) and, where the model says so, the per-channel normalization. One path
+  or image alone is a list of one; a folder is not expanded (scripts/predict.py
+  does that).
+- or one batch, a numpy array or ``mx.nd.NDArray`` of shape (N, C, H, W) as
+  the net takes it: **already prepared**, i.e. divided by 255 and normalized --
+  what the run's evaluation fed the net (the test batches of
+  ``load_data_fashion_mnist`` and the other loaders, ``ImageBatches``, or
+  :meth:`Predictor.batch`). It goes to the net as it is. A batch of integers
+  is refused: raw pixels are passed as images.
+
+and returns, per input, its ``top_k`` most likely classes as
+``(class name, probability)`` pairs, best first (the softmax of the net's
+output). A mistake -- a path that is neither a run folder nor an export, an
+unreadable image, a batch of the wrong shape, ``top_k`` < 1 -- raises a
+:class:`~gluon_cnns.errors.GluonCNNsError` with one line naming it.
+"""
+import contextlib
+import os
+
+from ..data.decode import ImageError, load_image, to_pixels
+from ..errors import ExportError, GluonCNNsError, error_line
+
+BATCH_SIZE = 64  # images per forward pass: bounds memory for a long list or a large batch
+
+__all__ = ["BATCH_SIZE", "Predictor", "load_predictor", "ranked"]
+
+
+def load_predictor(path, ctx=None):
+    """A :class:`Predictor` for ``path``: a training run's ``--save-dir`` or an export prefix
+    (``PREFIX.json`` or any other file of the export works too); its net on ``ctx``
+    (default CPU)."""
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        raise GluonCNNsError("load_predictor needs the path of a run folder (--save-dir) or "
+                             "an export prefix, e.g. 'exports/lenet'; got %r" % (path,))
+    block, meta = _load_net(os.fspath(path), ctx)
+    return Predictor(block, meta, os.fspath(path), ctx)
+
+
+def _load_net(spec, ctx):
+    """``(block, meta)`` of ``spec``: an export prefix or a training run's --save-dir."""
+    from ..training.rundir import RunDir
+    from .export import checkpoint_meta, export_paths, load_checkpoint_net, load_exported
+    sidecar = export_paths(spec)["meta"]
+    if not os.path.exists(spec) and not os.path.exists(sidecar):
+        raise GluonCNNsError("neither an export (no %s) nor a training run's --save-dir (no such "
+                             "folder)" % sidecar)
+    # A folder is a save-dir, unless it is not one and an export of that name exists.
+    if os.path.isdir(spec) and (RunDir(spec).has_config()
+                                or not os.path.exists(sidecar)):
+        net, config = load_checkpoint_net(spec, ctx)
+        meta = checkpoint_meta(config)
+        net.hybridize()
+    else:
+        net = load_exported(spec, ctx)
+        meta = net.meta
+    if meta["channels"] not in (1, 3):
+        raise GluonCNNsError("the net takes %d input channels; predict reads images as grey "
+                             "(1 channel) or RGB (3)" % meta["channels"])
+    return net, meta
+
+
+def ranked(probabilities, class_names, k):
+    """The ``k`` most likely classes of one row of probabilities: ``[(index, name,
+    probability)]``, best first (a net with more outputs than names: the index as name)."""
+    order = probabilities.argsort()[::-1][:k]
+    return [(int(i), class_names[i] if i < len(class_names) else str(i),
+             float(probabilities[i])) for i in order]
+
+
+def _decode_options(meta):
+    """What ``load_image`` is given for ``meta``'s net: with a center crop, the training
+    evaluation's JPEG draft size (a large image is reduced as that evaluation did); without,
+    the input size (a large image is reduced to about four times it)."""
+    crop = meta.get("center_crop")
+    if crop is None:
+        return {"size": meta["input_size"]}
+    from ..data.transforms import draft_size
+    return {"draft": draft_size(meta["input_size"][0], False, crop)}
+
+
+class Predictor:
+    """A trained net with what it needs to classify images; made by :func:`load_predictor`.
+
+    ``classes``: the class names, one per output; ``meta``: the input the net
+    takes, in the terms of an export sidecar (input_size, channels,
+    normalization, class_names, center_crop); ``block``: the Gluon block;
+    ``path``: where it was loaded from.
+    """
+
+    def __init__(self, block, meta, path, ctx=None):
+        import mxnet as mx
+        self.block, self.meta, self.path = block, meta, path
+        self.ctx = ctx or mx.cpu()
+        self.classes = list(meta["class_names"])
+        self.input_shape = (meta["channels"],) + tuple(meta["input_size"])  # (C, H, W)
+        self._decode_options = _decode_options(meta)
+
+    def __repr__(self):
+        return "Predictor(%r: %s, %d classes, input %s)" % (
+            self.path, self.meta.get("net"), len(self.classes),
+            "x".join(map(str, self.input_shape)))
+
+    def read(self, image):
+        """The uint8 (H, W, C) pixels of one image file or PIL image, prepared as the run's
+        evaluation prepared its images up to ``ToTensor``; ImageError with the reason.
+
+        Grey or RGB; with a center crop (a net trained on your own images) the evaluation
+        crop at the input size, else the whole image (:meth:`batch` resizes it).
+        """
+        from PIL import Image, ImageOps
+        given = isinstance(image, Image.Image)
+        if not given:
+            image = load_image(image, **self._decode_options)  # upright, as EXIF says
+        channels, crop = self.meta["channels"], self.meta.get("center_crop")
+        try:
+            if given:
+                image = ImageOps.exif_transpose(image)  # as a file is read
+            if crop is None:
+                return to_pixels(image, channels)
+            from ..data.transforms import eval_pixels
+            return eval_pixels(image, self.input_shape[1], channels, crop)
+        except (OSError, SyntaxError, ValueError) as err:  # a lazily opened, damaged image
+            raise ImageError("cannot decode the image (%s)" % " ".join(str(err).split())) \
+                from None
+
+    def batch(self, images):
+        """uint8 HWC pixels (what :meth:`read` returns) -> the float32 NCHW batch the net
+        takes, with the very operators of the training pipeline (mx.nd.image.resize,
+        to_tensor, normalize), so that an image of the training size gives its numbers."""
+        import mxnet as mx
+        if not len(images):
+            raise GluonCNNsError("Predictor.batch needs at least one image")
+        height, width = self.meta["input_size"]
+        norm = self.meta["normalization"]
+        tensors = []
+        with self._running():
+            for pixels in images:
+                x = mx.nd.array(pixels, ctx=self.ctx, dtype="uint8")
+                if x.shape[:2] != (height, width):
+                    x = mx.nd.image.resize(x, size=(width, height), interp=1)  # bilinear
+                x = mx.nd.image.to_tensor(x)  # CHW float32, / 255
+                if norm.get("mean") is not None:
+                    x = mx.nd.image.normalize(x, mean=tuple(norm["mean"]), std=tuple(norm["std"]))
+                tensors.append(x)
+            return mx.nd.stack(*tensors)
+
+    def probabilities(self, inputs):
+        """Softmax probabilities of ``inputs`` (see the module docstring): a numpy array of
+        (number of inputs, classes), BATCH_SIZE inputs per forward pass."""
+        import numpy as np
+        batch = _as_batch(inputs, self.input_shape)
+        parts = []
+        if batch is not None:
+            for start in range(0, batch.shape[0], BATCH_SIZE):
+                parts.append(self._forward(batch[start:start + BATCH_SIZE]))
+        else:
+            images = _as_images(inputs)
+            for start in range(0, len(images), BATCH_SIZE):
+                chunk = images[start:start + BATCH_SIZE]
+                parts.append(self._forward(self.batch([self._read(x) for x in chunk])))
+        if not parts:
+            return np.zeros((0, len(self.classes)), dtype=np.float32)
+        return np.concatenate(parts)
+
+    def predict(self, inputs, top_k=5):
+        """Per input, its ``top_k`` most likely classes as ``(class name, probability)``
+        pairs, best first (all classes when there are fewer)."""
+        if not (isinstance(top_k, int) and not isinstance(top_k, bool) and top_k >= 1):
+            raise GluonCNNsError("top_k must be a positive integer (how many classes to "
+                                 "return per input), got %r" % (top_k,))
+        return [[(name, p) for _, name, p in ranked(row, self.classes, top_k)]
+                for row in self.probabilities(inputs)]
+
+    def _read(self, image):
+        """:meth:`read`, with the file's name in the error."""
+        try:
+            return self.read(image)
+        except ImageError as err:
+            if not isinstance(image, (str, os.PathLike)):
+                raise ImageError("a PIL image: %s" % err) from None
+            hint = "; pass the image files in it" if os.path.isdir(image) else ""
+            raise ImageError("%s: %s%s" % (os.fspath(image), err, hint)) from None
+
+    def _forward(self, batch):
+        """The net's softmax of one NCHW float32 NDArray, as numpy."""
+        import mxnet as mx
+        with self._running(), mx.autograd.pause(train_mode=False):
+            return mx.nd.softmax(self.block(batch.as_in_context(self.ctx))).asnumpy()
+
+    @contextlib.contextmanager
+    def _running(self):
+        """MXNet's errors as one ExportError: the model's files do not fit its net (e.g. a
+        hand-edited sidecar)."""
+        import mxnet as mx
+        try:
+            yield
+        except mx.base.MXNetError as err:
+            raise ExportError("%s does not run on these images: %s"
+                              % (self.path, error_line(err))) from None
+
+
+# ---------------------------------------------------------------- what predict takes
+
+def _as_images(inputs):
+    """``inputs`` as a list of file paths and PIL images (one of them alone: a list of one)."""
+    from PIL import Image
+    if isinstance(inputs, (str, os.PathLike, Image.Image)):
+        return [inputs]
+    try:
+        images = list(inputs)
+    except TypeError:
+        images = [inputs]
+    for i, image in enumerate(images):
+        if not isinstance(image, (str, os.PathLike, Image.Image)):
+            raise GluonCNNsError("input %d is a %s; predict takes a list of image files and PIL "
+                                 "images, or one (N, C, H, W) array" % (i, type(image).__name__))
+    return images
+
+
+def _as_batch(inputs, shape):
+    """``inputs`` as a float32 NDArray when it is an array batch, else None."""
+    import mxnet as mx
+    import numpy as np
+    if isinstance(inputs, mx.nd.NDArray):
+        dtype, found = np.dtype(inputs.dtype), inputs.shape
+    elif isinstance(inputs, np.ndarray):
+        dtype, found = inputs.dtype, inputs.shape
+    else:
+        return None
+    if len(found) != 4 or tuple(found[1:]) != shape:
+        raise GluonCNNsError("the batch has shape %s; this net takes (N, %d, %d, %d) -- for one "
+                             "image add the batch axis, x[None]" % ((tuple(found),) + shape))
+    if dtype.kind != "f":
+        raise GluonCNNsError("the batch is of %s; a batch is the net's prepared float input "
+                             "(/255, normalized): pass raw pixels as PIL images instead" % dtype)
+    if isinstance(inputs, np.ndarray):
+        return mx.nd.array(inputs, dtype="float32")
+    return inputs.astype("float32", copy=False)

@@ -14,6 +14,8 @@ from .base import ClassicNet
 class LeNet(ClassicNet):
     """The MXNet article's LeNet: Conv(20,5) Pool Conv(50,3) Pool Flatten Dense(128) Dense."""
 
+    cam_layer = -5  # Grad-CAM explains the second conv (50 maps)
+
     def __init__(self, classes=10, **kwargs):
         super().__init__(**kwargs)
         with self.name_scope():
@@ -34,6 +36,8 @@ class LeNetBN(ClassicNet):
     ``activation`` is the nonlinearity after each BatchNorm: the book uses
     ``'sigmoid'``; ``'relu'`` trains faster at a smaller learning rate.
     """
+
+    cam_layer = -10  # Grad-CAM: the second conv's activation (16 maps)
 
     def __init__(self, classes=10, activation="sigmoid", **kwargs):
         super().__init__(**kwargs)

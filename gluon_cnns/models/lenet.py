@@ -37,10 +37,12 @@ class LeNetBN(ClassicNet):
     ``'sigmoid'``; ``'relu'`` trains faster at a smaller learning rate.
     """
 
-    cam_layer = -10  # Grad-CAM: the second conv's activation (16 maps)
-
     def __init__(self, classes=10, activation="sigmoid", **kwargs):
         super().__init__(**kwargs)
+        # Grad-CAM explains the second conv's activation; a sigmoid's is all positive and
+        # the map, a ReLU of a weighted sum of them, then mostly one constant: with sigmoid
+        # it explains the BatchNorm before it, centred as a ReLU net's conv output is.
+        self.cam_layer = -10 if activation == "relu" else -11
         with self.name_scope():
             self.add(nn.Conv2D(6, kernel_size=5), nn.BatchNorm(), nn.Activation(activation),
                      nn.MaxPool2D(pool_size=2, strides=2),

@@ -122,9 +122,9 @@ def to_display(x):
 def overlay(image, cam, alpha=0.5):
     """RGB (H, W, 3) in [0, 1]: ``image`` (from :func:`to_display`) in grey under the
     ``cam`` (H, W, [0, 1]) in the jet colour map, the paper's figure 1 style."""
-    import matplotlib.cm
+    import matplotlib
     grey = image if image.ndim == 2 else image.mean(axis=2)
-    heat = matplotlib.cm.get_cmap("jet")(np.clip(cam, 0, 1))[..., :3]
+    heat = matplotlib.colormaps["jet"](np.clip(cam, 0, 1))[..., :3]
     return (1 - alpha) * np.repeat(grey[..., None], 3, axis=2) + alpha * heat
 
 

@@ -159,3 +159,16 @@ def test_bad_input_is_one_line(trained):
         with pytest.raises(GluonCNNsError, match=words) as err:
             grad_cam(net, image)
         assert "\n" not in str(err.value)
+
+
+def test_the_user_overrides_the_declared_layer(trained):
+    net, x, _ = trained
+    declared = grad_cam(net, x[:4])
+    earlier = grad_cam(net, x[:4], layer=2)  # the first conv's activation, 24x24 maps
+    assert not np.allclose(declared, earlier)
+    declaration, net.cam_layer = net.cam_layer, 2
+    try:
+        np.testing.assert_array_equal(grad_cam(net, x[:4]), earlier)
+    finally:
+        net.cam_layer = declaration
+    np.testing.assert_array_equal(grad_cam(net, x[:4]), declared)

@@ -97,8 +97,9 @@ def _as_batch(net, x):
         raise GluonCNNsError("expected a batch shaped like the net's input, (N, C, H, W), got "
                              "%s; for one image add the batch axis, x[None]"
                              % (getattr(x, "shape", type(x).__name__),))
-    params = list(net.collect_params().values())
-    ctx = params[0].list_ctx()[0] if params and params[0]._data is not None else mx.cpu()  # pylint: disable=protected-access
+    ready = [p for p in net.collect_params().values()
+             if p._data is not None]  # pylint: disable=protected-access
+    ctx = ready[0].list_ctx()[0] if ready else mx.cpu()
     x = x.as_in_context(ctx) if isinstance(x, mx.nd.NDArray) else mx.nd.array(x, ctx=ctx)
     if hasattr(net, "check_input_shape"):
         net.check_input_shape(x.shape)  # InputTooSmallError names the smallest side
@@ -128,27 +129,32 @@ def _inference_behaviour(block):
     identity). Hybridized blocks keep a graph built with the old settings: it is
     dropped on the way in and on the way out.
     """
+    # pylint: disable=protected-access
     from mxnet.gluon import nn
     saved = []
 
     def switch(blk):
         if isinstance(blk, nn.BatchNorm):
-            saved.append((blk, "bn", blk._kwargs["use_global_stats"]))  # pylint: disable=protected-access
-            blk._kwargs["use_global_stats"] = True  # pylint: disable=protected-access
+            saved.append((blk, blk._kwargs["use_global_stats"]))
+            blk._kwargs["use_global_stats"] = True
         elif isinstance(blk, nn.Dropout):
-            saved.append((blk, "dropout", blk._rate))  # pylint: disable=protected-access
-            blk._rate = 0.0  # pylint: disable=protected-access
+            saved.append((blk, blk._rate))
+            blk._rate = 0.0
+
+    def rebuild(blk):
+        if isinstance(blk, nn.HybridBlock):
+            blk._clear_cached_op()
     block.apply(switch)
-    block.apply(lambda blk: blk._clear_cached_op() if hasattr(blk, "_clear_cached_op") else None)  # pylint: disable=protected-access
+    block.apply(rebuild)
     try:
         yield
     finally:
-        for blk, kind, value in saved:
-            if kind == "bn":
-                blk._kwargs["use_global_stats"] = value  # pylint: disable=protected-access
+        for blk, value in saved:
+            if isinstance(blk, nn.BatchNorm):
+                blk._kwargs["use_global_stats"] = value
             else:
-                blk._rate = value  # pylint: disable=protected-access
-        block.apply(lambda blk: blk._clear_cached_op() if hasattr(blk, "_clear_cached_op") else None)  # pylint: disable=protected-access
+                blk._rate = value
+        block.apply(rebuild)
 
 
 def _targets(target, logits):

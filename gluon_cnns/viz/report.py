@@ -211,7 +211,9 @@ def build_report(run_dir, limit=None, worst=WORST):
     rows, matrix = _per_class(labels, predicted, predictor.classes)
     mistakes, _ = _mistakes_figure(predictor, batch, labels, probs, worst)
     accuracy = float((predicted == labels).mean())
-    title = "%s on %s" % (config["net"], predictor.meta["dataset"])
+    dataset = predictor.meta["dataset"]
+    title = "%s on %s" % (config["net"], "%s %s" % (dataset, config.get("data_dir"))
+                          if dataset in ("folder", "rec") else dataset)
     parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'><title>%s</title><style>%s"
              "</style></head><body>" % (html.escape(title), _STYLE),
              "<h1>%s</h1><p>%s &mdash; accuracy %.2f%% on %d test images; best logged test "

@@ -24,9 +24,9 @@ import sys
 
 from ..cpu import machine_description
 from ..data.datasets import image_shape
+from ..data.images import IMAGE_DATASETS as IMAGE_KINDS
 from ..errors import GluonCNNsError, NonFiniteLossError, UsageError, error_line
 from .common import parse, report
-from .images_args import IMAGE_KINDS, resolve_data
 from .train_args import (DEFAULT_NET, PROG, build_parser, check_resume_changes,  # noqa: F401
                          finetune_net, resolve_settings)
 
@@ -143,10 +143,9 @@ def _start_from(settings, ckpt):
 def _input(settings, saved, ckpt):
     """The net, its sample input shape, the scanned images and the fine-tuning source."""
     from ..models import get_model
-    from ..models.registry import model_spec
+    from ..training.prepare import resolve_data
     source, meta, record = _start_from(settings, ckpt)
-    recipe = model_spec(settings["net"]).recipe_named(settings["recipe"])
-    images = resolve_data(settings, saved, recipe.dataset, meta, _warn)
+    images = resolve_data(settings, saved, meta, _warn)
     net = get_model(settings["net"], classes=settings["classes"])
     side = settings["resize"] or image_shape(settings["dataset"])[1]
     sample_shape = (1, settings["channels"], side, side)

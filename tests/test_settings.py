@@ -158,3 +158,16 @@ def test_resume_refusals_keep_their_words():
     with pytest.raises(UsageError, match=r"^--lr-steps cannot change on --resume \(the "
                                          r"checkpoint in d used none\)"):
         check_resume_changes(parse(["--lr-steps", "3"]), dict(saved, lr_steps=None), "d")
+
+
+def test_a_run_refuses_incomplete_or_mistyped_settings():
+    from gluon_cnns.errors import GluonCNNsError
+    from gluon_cnns.training.fit import Run
+    settings = run_settings({"net": "lenet"})
+    with pytest.raises(GluonCNNsError, match="Run.settings: it has no 'classes', 'class_names', "
+                                             "'data_fingerprint'; build them with"):
+        Run(dict(settings), [], None, (1, 1, 28, 28), None)
+    resolve_data(settings)
+    Run(dict(settings), [], None, (1, 1, 28, 28), None)
+    with pytest.raises(GluonCNNsError, match="Run.settings: 'lr' is '0.1', not a number"):
+        Run(dict(settings, lr="0.1"), [], None, (1, 1, 28, 28), None)

@@ -2,6 +2,7 @@
 
 argparse calls the type functions on the raw strings, so a bad value is
 reported as "argument --lr: ..." before anything heavy (MXNet, data) is loaded.
+The value checks themselves are gluon_cnns.settings', shared with the settings table.
 """
 import argparse
 import functools
@@ -39,9 +40,9 @@ def argparse_type(parse):
     """``parse`` (text -> value, raising BadValue with the reason) as an argparse type, so
     that argparse prints the reason as "argument --flag: <reason>"."""
     @functools.wraps(parse)
-    def convert(*text):
+    def convert(*arguments):
         try:
-            return parse(*text)
+            return parse(*arguments)
         except BadValue as e:
             raise argparse.ArgumentTypeError(str(e)) from None
     return convert

@@ -46,6 +46,17 @@ class Run:
     start_from: Optional[HybridBlock] = field(default=None, repr=False)  # --finetune's net
     saver: Optional[Checkpointer] = field(default=None, repr=False)
 
+    def __post_init__(self):
+        """Refuse settings that are incomplete or of the wrong type, before any training."""
+        from ..settings import kept
+        from .records import config_problem
+        missing = [spec.name for spec in kept() if spec.name not in self.settings]
+        problem = ("it has no %s" % ", ".join(repr(name) for name in missing) if missing
+                   else config_problem(self.settings))
+        if problem:
+            raise GluonCNNsError("Run.settings: %s; build them with gluon_cnns.training.prepare's "
+                                 "run_settings and resolve_data" % problem)
+
     @property
     def done(self):
         """Epochs finished before this run started."""

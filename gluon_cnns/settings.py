@@ -142,7 +142,8 @@ REFUSAL = ("{flag} cannot change on --resume (the checkpoint in {dir} used {used
 class Setting:
     """One option of a training run.
 
-    ``kept`` settings are the run's own: they are in the ``settings`` dict and
+    ``kind`` is the type config.json holds: int, float, str, bool, EPOCHS, NAMES or
+    NUMBERS. ``kept`` settings are the run's own: they are in the ``settings`` dict and
     config.json, and ``--resume`` takes them from config.json when the flag is
     left out; the others only say how this command runs (devices, output).
     ``recipe`` settings are fields of :data:`Recipe`, ``default`` their value in
@@ -151,6 +152,7 @@ class Setting:
     can fill it). ``flag`` False: filled in from the data, not a flag; ``help``
     None: a hidden flag. ``fixed_on_resume``: ``--resume`` refuses a new value, in
     the words of ``refusal``. ``low``: the least whole number config.json takes.
+    ``images_only``: given with a built-in dataset, it is refused.
     """
     name: str
     kind: object = str

@@ -5,11 +5,9 @@ flags default to None, meaning "from the net's recipe" (or, on ``--resume``, fro
 the run's config.json); :func:`resolve_settings` merges them.
 """
 import argparse
-import os
 import sys
 
 from .. import settings as table
-from ..errors import UsageError
 from .common import OneLineParser, argparse_type
 
 PROG = "gluon-cnns-train"
@@ -91,30 +89,8 @@ def resolve_settings(args, saved=None):
     return run_settings(given_settings(args), saved)
 
 
-def finetune_net(args):
-    """The net of ``--finetune``'s source, the net a fine-tuning run trains by default."""
-    if not getattr(args, "finetune", None):
-        return None
-    from ..training.finetune import source_net_name
-    return source_net_name(args.finetune)
-
-
 def check_resume_changes(args, saved, save_dir):
     """Refuse flags that would silently disagree with the saved optimizer state."""
-    for spec in table.kept_flags():
-        given = getattr(args, spec.name)
-        if not spec.fixed_on_resume or given is None:
-            continue
-        if isinstance(given, tuple):
-            given = list(given)
-        if given != saved.get(spec.name):
-            raise UsageError(spec.refuse(given, saved.get(spec.name), save_dir))
-    if args.data_dir is not None and os.path.abspath(os.path.expanduser(args.data_dir)) \
-            != saved.get("data_dir"):
-        print("%s: warning: --data-dir %s, the run read %s: the data must be the same files "
-              "for an exact continuation" % (PROG, args.data_dir, saved.get("data_dir")),
-              file=sys.stderr)
-    if (args.epochs is not None and saved.get("lr_schedule") == "cosine"
-            and args.epochs != saved.get("epochs")):
-        raise UsageError("--epochs cannot change on --resume with a cosine schedule (it decays "
-                         "over %s epochs); start a new --save-dir" % saved.get("epochs"))
+    from ..training.prepare import check_resume
+    check_resume(given_settings(args), saved, save_dir,
+                 warn=lambda line: print("%s: %s" % (PROG, line), file=sys.stderr))

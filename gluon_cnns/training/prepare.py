@@ -1,6 +1,7 @@
 """A run's settings, complete: what was given, merged with a resumed run's config.json and
 the net's recipe (:func:`run_settings`), then what the data decides -- classes,
-channels, input side, normalization and the data's fingerprint (:func:`resolve_data`).
+channels, input side, normalization and the data's fingerprint (:func:`resolve_data`);
+and, on a resume, what may not change (:func:`check_resume`).
 
 The training command calls both; a library user of :func:`~gluon_cnns.training.fit.fit`
 calls them the same way::
@@ -17,7 +18,11 @@ import sys
 
 from ..data.images import IMAGE_DATASETS
 from ..errors import UsageError
-from ..settings import kept_flags, setting
+from ..settings import EPOCHS, kept_flags, setting
+
+
+def _print_warning(line):
+    print(line, file=sys.stderr)
 
 
 def run_settings(given, saved=None):
@@ -28,7 +33,7 @@ def run_settings(given, saved=None):
     """
     from ..models.registry import model_spec
     saved = saved or {}
-    net = (given.get("net") or saved.get("net") or _finetune_net(given.get("finetune"))
+    net = (given.get("net") or saved.get("net") or finetune_net(given.get("finetune"))
            or setting("net").default)
     spec = model_spec(net)  # raises UnknownModelError with close matches
     recipe_name = given.get("recipe") or saved.get("recipe") or next(iter(spec.recipes))
@@ -44,19 +49,43 @@ def run_settings(given, saved=None):
     if given.get("data_dir") is not None:  # a --resume from another folder must find the data
         settings["data_dir"] = os.path.abspath(os.path.expanduser(given["data_dir"]))
     # JSON has no tuples; keep one type so that comparisons with config.json work.
-    settings["lr_steps"] = list(settings["lr_steps"] or ())
-    settings["lr_step_iters"] = list(settings["lr_step_iters"] or ())
+    for spec in kept_flags():
+        if spec.kind == EPOCHS:
+            settings[spec.name] = list(settings[spec.name] or ())
     _check_schedule(settings, given)
     _check_images(settings, given)
     return settings
 
 
-def _finetune_net(source):
+def finetune_net(source):
     """The net of a ``--finetune`` source, the net a fine-tuning run trains by default."""
     if not source:
         return None
     from .finetune import source_net_name
     return source_net_name(source)
+
+
+def check_resume(given, saved, save_dir, warn=_print_warning):
+    """Refuse given settings that would silently disagree with the saved optimizer state,
+    data order or weights of the run in ``save_dir`` (its config.json is ``saved``)."""
+    for spec in kept_flags():
+        value = given.get(spec.name)
+        if not spec.fixed_on_resume or value is None:
+            continue
+        if isinstance(value, tuple):
+            value = list(value)
+        if value != saved.get(spec.name):
+            raise UsageError(spec.refuse(value, saved.get(spec.name), save_dir))
+    data_dir = given.get("data_dir")
+    if data_dir is not None and os.path.abspath(os.path.expanduser(data_dir)) \
+            != saved.get("data_dir"):
+        warn("warning: --data-dir %s, the run read %s: the data must be the same files for an "
+             "exact continuation" % (data_dir, saved.get("data_dir")))
+    epochs = given.get("epochs")
+    if epochs is not None and saved.get("lr_schedule") == "cosine" and epochs != saved.get(
+            "epochs"):
+        raise UsageError("--epochs cannot change on --resume with a cosine schedule (it decays "
+                         "over %s epochs); start a new --save-dir" % saved.get("epochs"))
 
 
 def _check_schedule(settings, given):
@@ -124,10 +153,6 @@ def _normalization(settings, source, channels):
         return norm.get("mean"), norm.get("std")
     mean, std = default_normalization(channels)
     return (None, None) if mean is None else (list(mean), list(std))
-
-
-def _print_warning(line):
-    print(line, file=sys.stderr)
 
 
 def resolve_data(settings, saved=None, source=None, warn=_print_warning):

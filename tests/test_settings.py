@@ -171,3 +171,15 @@ def test_a_run_refuses_incomplete_or_mistyped_settings():
     Run(dict(settings), [], None, (1, 1, 28, 28), None)
     with pytest.raises(GluonCNNsError, match="Run.settings: 'lr' is '0.1', not a number"):
         Run(dict(settings, lr="0.1"), [], None, (1, 1, 28, 28), None)
+
+
+def test_every_setting_the_package_reads_is_declared():
+    """A key read from a ``settings`` dict anywhere in the package is an entry of the table."""
+    import glob
+    import re
+    read = set()
+    for path in glob.glob(os.path.join(ROOT, "gluon_cnns", "**", "*.py"), recursive=True):
+        text = open(path, encoding="utf-8").read()
+        read |= set(re.findall(r"\bsettings(?:\[|\.get\()\"(\w+)\"", text))
+    assert len(read) > 20  # the pattern finds the reads
+    assert read <= {spec.name for spec in table.kept()}, read - {s.name for s in table.kept()}

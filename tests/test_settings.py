@@ -183,3 +183,24 @@ def test_every_setting_the_package_reads_is_declared():
         read |= set(re.findall(r"\bsettings(?:\[|\.get\()\"(\w+)\"", text))
     assert len(read) > 20  # the pattern finds the reads
     assert read <= {spec.name for spec in table.kept()}, read - {s.name for s in table.kept()}
+
+
+def test_a_library_run_trains_as_the_command_line_does(tmp_path):
+    """fit() on settings built without the command line: the same epoch as gluon-cnns-train."""
+    import mxnet as mx
+    from gluon_cnns.cli.train import main
+    from gluon_cnns.models import get_model
+    from gluon_cnns.training.distributed import Cluster
+    from gluon_cnns.training.fit import Run, fit
+    given = {"net": "lenet", "data_dir": DATA, "limit_train": 256, "limit_test": 128,
+             "epochs": 1, "batch_size": 64, "seed": 0}
+    settings = run_settings(given)
+    resolve_data(settings)
+    net = get_model("lenet", classes=settings["classes"])
+    history = fit(Run(settings, [mx.cpu()], net, (1, 1, 28, 28), Cluster(batch_size=64),
+                      progress=False))
+    run_dir = str(tmp_path / "run")
+    argv = sum((["--" + k.replace("_", "-"), str(v)] for k, v in given.items()), [])
+    assert main(argv + ["--save-dir", run_dir, "--quiet"]) == 0
+    logged = json.loads(open(os.path.join(run_dir, "log.jsonl")).readline())
+    assert (history[0]["loss"], history[0]["test_acc"]) == (logged["loss"], logged["test_acc"])

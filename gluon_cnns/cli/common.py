@@ -2,12 +2,14 @@
 
 argparse calls the type functions on the raw strings, so a bad value is
 reported as "argument --lr: ..." before anything heavy (MXNet, data) is loaded.
+The value checks themselves are gluon_cnns.settings', shared with the settings table.
 """
 import argparse
-import math
+import functools
 import sys
 
-from ..errors import UsageError, error_line
+from .. import settings as values
+from ..errors import BadValue, UsageError, error_line
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -34,59 +36,29 @@ def report(prog, error, code=2):
     return code
 
 
-def _whole(text, accept, requirement):
-    """An int for which ``accept(value)`` holds, else an ArgumentTypeError."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected %s, got %r" % (requirement, text))
-    if not accept(value):
-        raise argparse.ArgumentTypeError("must be %s, got %r" % (requirement, text))
-    return value
+def argparse_type(parse):
+    """``parse`` (text -> value, raising BadValue with the reason) as an argparse type, so
+    that argparse prints the reason as "argument --flag: <reason>"."""
+    @functools.wraps(parse)
+    def convert(*arguments):
+        try:
+            return parse(*arguments)
+        except BadValue as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return convert
 
 
-def positive_int(text):
-    """An integer > 0."""
-    return _whole(text, lambda v: v > 0, "a positive integer")
-
-
-# MXNet passes optimizer settings to its operators as float32: anything larger fails
-# deep inside the first update ("Invalid Parameter format").
-FLOAT32_MAX = 3.4e38
+positive_int = argparse_type(values.positive_int)
+positive_float = argparse_type(values.positive_float)
+non_negative_float = argparse_type(values.non_negative_float)
+seed_value = argparse_type(values.seed_value)
 
 
 def _number(text, accept, requirement):
     """A finite float for which ``accept(value)`` holds, else an ArgumentTypeError."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected %s, got %r" % (requirement, text))
-    if not (math.isfinite(value) and accept(value)):
-        raise argparse.ArgumentTypeError("must be %s, got %r" % (requirement, text))
-    return value
-
-
-def positive_float(text):
-    """A number > 0 that fits float32."""
-    return _number(text, lambda v: 0 < v < FLOAT32_MAX, "a positive number below 3.4e38")
-
-
-def non_negative_float(text):
-    """A number >= 0 that fits float32 (weight decay)."""
-    return _number(text, lambda v: 0 <= v < FLOAT32_MAX, "a number >= 0 and below 3.4e38")
+    return argparse_type(values.number)(text, accept, requirement)
 
 
 def non_empty(example=None):
-    """An argparse type: a string that is not empty (an empty --save-dir or --net must not
-    quietly mean "none"); ``example`` completes the message, e.g. "a path, e.g. out/lenet"."""
-    def check(text):
-        if not text.strip():
-            raise argparse.ArgumentTypeError("must not be empty" + (
-                "; give %s" % example if example else ""))
-        return text
-    return check
-
-
-def seed_value(text):
-    """A seed MXNet, NumPy and Python all take: a whole number in 0..2**31-1."""
-    return _whole(text, lambda v: 0 <= v < 2 ** 31, "a whole number in 0..2147483647")
+    """An argparse type: a string that is not empty; ``example`` completes the message."""
+    return argparse_type(values.non_empty(example))

@@ -24,11 +24,12 @@ import sys
 
 from ..cpu import machine_description
 from ..data.datasets import image_shape
+from ..data.images import IMAGE_DATASETS as IMAGE_KINDS
 from ..errors import GluonCNNsError, NonFiniteLossError, UsageError, error_line
+from ..training.prepare import finetune_net, resolve_data
 from .common import parse, report
-from .images_args import IMAGE_KINDS, resolve_data
 from .train_args import (DEFAULT_NET, PROG, build_parser, check_resume_changes,  # noqa: F401
-                         finetune_net, resolve_settings)
+                         resolve_settings)
 
 # ---------------------------------------------------------------- prepare
 
@@ -56,7 +57,7 @@ def _net_name(args):
             return RunDir(args.save_dir).read_config()["net"]
         except GluonCNNsError:
             pass  # --resume reports it, in its own words
-    return args.net or finetune_net(args) or DEFAULT_NET
+    return args.net or finetune_net(args.finetune) or DEFAULT_NET
 
 
 def _warn(line):
@@ -143,10 +144,8 @@ def _start_from(settings, ckpt):
 def _input(settings, saved, ckpt):
     """The net, its sample input shape, the scanned images and the fine-tuning source."""
     from ..models import get_model
-    from ..models.registry import model_spec
     source, meta, record = _start_from(settings, ckpt)
-    recipe = model_spec(settings["net"]).recipe_named(settings["recipe"])
-    images = resolve_data(settings, saved, recipe.dataset, meta, _warn)
+    images = resolve_data(settings, saved, meta, _warn)
     net = get_model(settings["net"], classes=settings["classes"])
     side = settings["resize"] or image_shape(settings["dataset"])[1]
     sample_shape = (1, settings["channels"], side, side)

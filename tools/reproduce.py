@@ -47,7 +47,10 @@ def _parser():
     p.add_argument("--runs-dir", default=os.path.join(ROOT, "runs", "reproduce"),
                    help="where the runs' --save-dir folders go (default runs/reproduce)")
     p.add_argument("--docs-dir", default=os.path.join(ROOT, "docs"),
-                   help="where RESULTS.md, results.json and the plots go (default docs/)")
+                   help="where RESULTS.md, results.json and the plots go (default docs/). A "
+                        "reduced run (--epochs, --limit-train or --limit-test) never replaces "
+                        "a full run's row: when the folder holds one for the net and seed, the "
+                        "tool refuses before training; give the reduced run its own --docs-dir")
     p.add_argument("--checkpoint-every", type=positive_int, default=100, metavar="K",
                    help="checkpoint every K batches, so a cut-off run loses little (default 100)")
     p.add_argument("--read-only", action="store_true",

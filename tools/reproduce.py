@@ -33,7 +33,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_OUT = "train.out"  # train.py's output, kept in its run folder
 
 
-def _parser():
+def build_parser():
     """The reproduction tool's command line."""
     p = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("--net", required=True, help="comma-separated registry names")
@@ -375,7 +375,7 @@ def _check_before_training(nets, args, results):
 
 def main(argv=None):
     """Entry point; returns the exit code (2 for usage errors, 1 if any net's run failed)."""
-    args, code = parse(_parser(), argv)
+    args, code = parse(build_parser(), argv)
     if args is None:
         return code
 

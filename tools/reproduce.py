@@ -23,7 +23,8 @@ import subprocess
 import sys
 import time
 
-from gluon_cnns.cli.common import OneLineParser, parse, positive_int, seed_value
+from gluon_cnns.cli.common import (OneLineParser, check_folder, check_new_folder, parse,
+                                   positive_int, seed_value)
 from gluon_cnns.errors import GluonCNNsError, error_line
 from tools.results_table import (build_row, check_log, copy_plot, plot_name, render_markdown,
                                  result_key, results_problem)
@@ -287,6 +288,7 @@ def _row(net, save_dir, config, log, args):
 def _check_docs_dir(docs_dir):
     """UsageError unless ``docs_dir`` (and its results/ folder) can be written."""
     from gluon_cnns.errors import UsageError
+    check_new_folder(docs_dir, "--docs-dir", "give a writable folder")
     try:
         os.makedirs(os.path.join(docs_dir, "results"), exist_ok=True)
         probe = os.path.join(docs_dir, ".reproduce-write-test")
@@ -383,6 +385,10 @@ def main(argv=None):
         print(line, file=sys.stderr)
     try:
         nets = _nets(args.net)
+        if args.data_dir is not None:
+            check_folder(args.data_dir, "--data-dir", "pass the folder holding the data set's "
+                                                      "files (see train.py --data-dir)")
+        check_new_folder(args.runs_dir, "--runs-dir", "give a folder for the runs")
         _check_docs_dir(args.docs_dir)
         results, _ = _read_docs(args.docs_dir)
         _check_before_training(nets, args, results)

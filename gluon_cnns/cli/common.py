@@ -5,6 +5,9 @@ reported as "argument --lr: ..." before anything heavy (MXNet, data) is loaded.
 """
 import argparse
 import math
+import os
+import shutil
+import stat
 import sys
 
 from ..errors import UsageError, error_line
@@ -90,3 +93,76 @@ def non_empty(example=None):
 def seed_value(text):
     """A seed MXNet, NumPy and Python all take: a whole number in 0..2**31-1."""
     return _whole(text, lambda v: 0 <= v < 2 ** 31, "a whole number in 0..2147483647")
+
+
+# ---------------------------------------------------------------- paths a tool is given
+
+def _kind(path):
+    """``path`` in words: None (nothing there), "a folder", "a file", "a named pipe", ...,
+    or "a symbolic link to TARGET, which does not exist"."""
+    from ..io import file_kind
+    if not os.path.lexists(path):
+        return None
+    if not os.path.exists(path):
+        return "a symbolic link to %s, which does not exist" % os.readlink(path)
+    mode = os.stat(path).st_mode
+    return "a file" if stat.S_ISREG(mode) else file_kind(mode)
+
+
+def _problem(path, wanted):
+    """Why ``path`` is not ``wanted`` ("a folder" or "a file"), or None if it is."""
+    kind = _kind(path)
+    if kind == wanted:
+        return None
+    if kind is None:
+        return "does not exist"
+    return "is " + kind + ("" if kind.startswith("a symbolic link") else ", not " + wanted)
+
+
+def check_folder(path, flag, fix):
+    """UsageError unless ``path`` (given as ``flag``) is an existing folder; ``fix`` ends
+    the line, e.g. "pass the folder holding the Fashion-MNIST files"."""
+    problem = _problem(path, "a folder")
+    if problem:
+        raise UsageError("%s %s %s; %s" % (flag, path, problem, fix))
+
+
+def check_output_file(path, flag):
+    """UsageError unless ``path`` can be written as a whole file: its folder exists, and it
+    is not a folder, pipe, device or symbolic link (gluon_cnns.io's atomic write would
+    replace a pipe or a link with a regular file)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    problem = _problem(folder, "a folder")
+    if problem:
+        raise UsageError("%s %s: its folder %s %s; create the folder first or give another "
+                         "path" % (flag, path, folder, problem))
+    kind = "a symbolic link" if os.path.islink(path) else _kind(path)
+    if kind not in (None, "a file"):
+        raise UsageError("%s %s is %s, not a regular file; give the path of a file to write"
+                         % (flag, path, kind))
+
+
+def check_program(path, flag, fix):
+    """UsageError unless ``path`` (a path, or a name found on PATH) is an executable file;
+    ``fix`` ends the line."""
+    found = path if os.sep in path else shutil.which(path)
+    if found is None:
+        raise UsageError("%s %s: no such program on PATH; %s" % (flag, path, fix))
+    problem = _problem(found, "a file")
+    if problem is None and not os.access(found, os.X_OK):
+        problem = "is not executable"
+    if problem:
+        raise UsageError("%s %s %s; %s" % (flag, path, problem, fix))
+
+
+def check_new_folder(path, flag, fix):
+    """UsageError unless ``path`` is a folder or can be created as one: nothing is there
+    yet and its nearest existing parent is a folder (not a file, pipe or broken link)."""
+    target = os.path.abspath(path)
+    existing = target
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    problem = _problem(existing, "a folder")
+    if problem:
+        where = "" if existing == target else ": its parent %s" % existing
+        raise UsageError("%s %s%s %s; %s" % (flag, path, where, problem, fix))

@@ -21,6 +21,7 @@ Results accumulate in ``docs/results.json`` (seed 0 under NET, other seeds under
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 from gluon_cnns.cli.common import (OneLineParser, check_folder, check_new_folder, parse,
@@ -291,9 +292,9 @@ def _check_docs_dir(docs_dir):
     check_new_folder(docs_dir, "--docs-dir", "give a writable folder")
     try:
         os.makedirs(os.path.join(docs_dir, "results"), exist_ok=True)
-        probe = os.path.join(docs_dir, ".reproduce-write-test")
-        with open(probe, "w"):
-            pass
+        # A new file of our own (O_EXCL): a fixed name could be a link to someone's file.
+        fd, probe = tempfile.mkstemp(dir=docs_dir, prefix=".reproduce-write-test.")
+        os.close(fd)
         os.remove(probe)
     except OSError as e:
         raise UsageError("--docs-dir %s cannot hold the results (%s); give a writable folder"

@@ -152,6 +152,14 @@ TRAIN = [
      "'epoch' and 'batch' must be whole numbers"),
     ("resume with a malformed config", ["--resume", "--save-dir", "{bad_config_run}"],
      "'epochs' is '5', not a positive whole number"),
+    ("save dir a named pipe", ["--net", "lenet", "--save-dir", "{fifo}"],
+     "cannot create --save-dir {fifo}"),
+    ("data dir a file", ["--net", "lenet", "--data-dir", "{a_file}"],
+     "not found in the data folder {a_file}"),
+    ("finetune from a dangling link", ["--net", "lenet", "--finetune", "{dangling}"],
+     "--finetune {dangling}: no such run folder or export"),
+    ("export into a named pipe", ["--net", "lenet", "--export", "{fifo}/lenet"],
+     "cannot write the --export {fifo}/lenet"),
 ]
 
 PREDICT = [
@@ -173,6 +181,21 @@ EXPORT = [
      "argument --out: must not be empty"),
     ("export empty save dir", ["--save-dir", "", "--out", "{tmp}/e"],
      "argument --save-dir: must not be empty"),
+    ("export a named pipe", ["--save-dir", "{fifo}", "--out", "{tmp}/e"],
+     "{fifo}: no such folder"),
+    ("export a dangling link", ["--save-dir", "{dangling}", "--out", "{tmp}/e"],
+     "{dangling}: no such folder"),
+]
+
+PACK = [
+    ("pack a missing folder", ["{tmp}/no-photos", "--out", "{tmp}/p"],
+     "the image folder {tmp}/no-photos does not exist"),
+    ("pack a named pipe", ["{fifo}", "--out", "{tmp}/p"],
+     "the image folder {fifo} is a named pipe, not a folder"),
+    ("pack into a file", ["{empty}", "--out", "{a_file}"],
+     "--out {a_file} is a file, not a folder; give a folder for the pack"),
+    ("pack into a dangling link", ["{empty}", "--out", "{dangling}"],
+     "--out {dangling} is a symbolic link to {tmp}/nowhere, which does not exist"),
 ]
 
 
@@ -238,12 +261,13 @@ REPRODUCE = [
 
 
 def _commands():
-    from gluon_cnns.cli import export, predict, train
+    from gluon_cnns.cli import export, pack, predict, train
     from tools import reproduce
     from tools.benchmark import main as benchmark
     rows = [("gluon-cnns-train", train.main) + row for row in TRAIN]
     rows += [("predict", predict.main) + row for row in PREDICT]
     rows += [("export", export.main) + row for row in EXPORT]
+    rows += [("pack", pack.main) + row for row in PACK]
     rows += [("gluon-cnns-benchmark", benchmark.main) + row for row in BENCHMARK]
     rows += [("reproduce", reproduce.main) + row for row in REPRODUCE]
     return rows

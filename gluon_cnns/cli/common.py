@@ -97,21 +97,10 @@ def seed_value(text):
 
 # ---------------------------------------------------------------- paths a tool is given
 
-def _kind(path):
-    """``path`` in words: None (nothing there), "a folder", "a file", "a named pipe", ...,
-    or "a symbolic link to TARGET, which does not exist"."""
-    from ..io import file_kind
-    if not os.path.lexists(path):
-        return None
-    if not os.path.exists(path):
-        return "a symbolic link to %s, which does not exist" % os.readlink(path)
-    mode = os.stat(path).st_mode
-    return "a file" if stat.S_ISREG(mode) else file_kind(mode)
-
-
 def _problem(path, wanted):
     """Why ``path`` is not ``wanted`` ("a folder" or "a file"), or None if it is."""
-    kind = _kind(path)
+    from ..io import path_kind
+    kind = path_kind(path)
     if kind == wanted:
         return None
     if kind is None:
@@ -136,7 +125,8 @@ def check_output_file(path, flag):
     if problem:
         raise UsageError("%s %s: its folder %s %s; create the folder first or give another "
                          "path" % (flag, path, folder, problem))
-    kind = "a symbolic link" if os.path.islink(path) else _kind(path)
+    from ..io import path_kind
+    kind = "a symbolic link" if os.path.islink(path) else path_kind(path)
     if kind not in (None, "a file"):
         raise UsageError("%s %s is %s, not a regular file; give the path of a file to write"
                          % (flag, path, kind))

@@ -7,10 +7,10 @@ import argparse
 import math
 import os
 import shutil
-import stat
 import sys
 
 from ..errors import UsageError, error_line
+from ..io import path_kind
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -99,7 +99,6 @@ def seed_value(text):
 
 def _problem(path, wanted):
     """Why ``path`` is not ``wanted`` ("a folder" or "a file"), or None if it is."""
-    from ..io import path_kind
     kind = path_kind(path)
     if kind == wanted:
         return None
@@ -125,7 +124,6 @@ def check_output_file(path, flag):
     if problem:
         raise UsageError("%s %s: its folder %s %s; create the folder first or give another "
                          "path" % (flag, path, folder, problem))
-    from ..io import path_kind
     kind = "a symbolic link" if os.path.islink(path) else path_kind(path)
     if kind not in (None, "a file"):
         raise UsageError("%s %s is %s, not a regular file; give the path of a file to write"

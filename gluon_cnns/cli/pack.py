@@ -29,7 +29,7 @@ from ..data.images import SPLITS
 from ..errors import GluonCNNsError, UsageError, error_line
 from ..io import (_FILE_MODE, LockHeld, NotRegularFile, _fsync_folder, release_lock,
                   take_lock)
-from .common import OneLineParser, _number, non_empty, parse, report
+from .common import OneLineParser, _number, check_new_folder, non_empty, parse, report
 
 PROG = "pack"
 LOCK = ".pack.lock"
@@ -61,8 +61,7 @@ def build_parser():
 
 def check_out(root, out):
     """UsageError unless OUT can hold the pack without becoming part of the folder DIR."""
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise UsageError("--out %s is a file, not a folder" % out)
+    check_new_folder(out, "--out", "give a folder for the pack")
     rel = os.path.relpath(os.path.realpath(out), os.path.realpath(root))
     if rel in (os.curdir, os.pardir) or rel.startswith(os.pardir + os.sep):
         return  # DIR itself (its files are not scanned), or outside DIR

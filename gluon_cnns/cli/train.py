@@ -207,9 +207,12 @@ def _export(run, path):
         written = export_trained(run.net, run.settings, path)
     except (GluonCNNsError, OSError) as err:
         for folder in (os.getcwd(), tempfile.gettempdir()):
-            fallback = os.path.join(folder, "%s-trained-%d.params" % (run.settings["net"],
-                                                                      os.getpid()))
+            # A new file of our own (mkstemp: O_EXCL, 0600) that MXNet then fills: a
+            # guessable name in a shared folder could be a link to someone else's file.
             try:
+                fd, fallback = tempfile.mkstemp(dir=folder, suffix=".params",
+                                                prefix="%s-trained-" % run.settings["net"])
+                os.close(fd)
                 run.net.save_parameters(fallback)
             except Exception:  # MXNetError or OSError: try the next folder
                 continue

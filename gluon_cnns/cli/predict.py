@@ -59,7 +59,7 @@ def load_model(spec, ctx=None):
     """``(block, meta)`` for ``--model``: an export prefix or a training run's --save-dir."""
     from ..inference.export import checkpoint_meta, export_paths, load_checkpoint_net, \
         load_exported
-    from ..training.rundir import RunDir
+    from ..artifacts.rundir import RunDir
     sidecar = export_paths(spec)["meta"]
     if not os.path.exists(spec) and not os.path.exists(sidecar):
         raise GluonCNNsError("neither an export (no %s) nor a training run's --save-dir (no such "

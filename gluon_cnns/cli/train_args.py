@@ -211,7 +211,7 @@ def finetune_net(args):
     """The net of ``--finetune``'s source, the net a fine-tuning run trains by default."""
     if not getattr(args, "finetune", None):
         return None
-    from ..training.finetune import source_net_name
+    from ..artifacts.source import source_net_name
     return source_net_name(args.finetune)
 
 

@@ -8,7 +8,7 @@ import contextlib
 from dataclasses import dataclass, field
 
 from ..errors import GluonCNNsError, UsageError, error_line
-from .state import seed_all
+from ..artifacts.state import seed_all
 
 
 @dataclass

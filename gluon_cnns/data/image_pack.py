@@ -130,11 +130,13 @@ def scan_pack(root, prefix=None):
     train = read_pack_split(root, "train", len(names) if names else None, prefix)
     val = read_pack_split(root, "val", len(names) if names else None, prefix)
     notes = []
-    if names is None:  # e.g. a pack made by MXNet's im2rec: classes are numbers
+    if names is None:  # e.g. a pack made by MXNet's im2rec
         count = max(train.labels + val.labels) + 1
-        names = [str(i) for i in range(count)]
-        notes.append("%s has no %s: the %d classes are named 0..%d"
-                     % (prefix or root, PACK_META, count, count - 1))
+        names = listed_class_names(prefix, count) if prefix else None
+        if names is None:
+            names = [str(i) for i in range(count)]
+            notes.append("%s has no %s: the %d classes are named 0..%d"
+                         % (prefix or root, PACK_META, count, count - 1))
     missing = sorted(set(range(len(names))) - set(train.labels))
     if missing:
         train_rec, val_rec = os.path.basename(train.rec), os.path.basename(val.rec)
@@ -144,6 +146,28 @@ def scan_pack(root, prefix=None):
                         % (names[missing[0]], where))
     check_classes(names, root)
     return finish(ImageData("rec", root, names, train, val, grey=grey, notes=notes))
+
+
+def listed_class_names(prefix, count):
+    """The class names of an im2rec.py pack: the folder each label's images are in, as
+    ``im2rec.py --list --recursive`` wrote them to PREFIX_train.lst and PREFIX_val.lst
+    (``index<TAB>label<TAB>class/file``); None unless the lists name one folder per label."""
+    folders = {}
+    try:
+        for split in ("train", "val"):
+            with open_regular("%s_%s.lst" % (prefix, split), text=True) as f:
+                for line in f:
+                    parts = line.rstrip("\n").split("\t")
+                    path = parts[-1].replace(os.sep, "/")
+                    folder = path.split("/")[0] if "/" in path and len(parts) == 3 else None
+                    folders.setdefault(float(parts[1]), set()).add(folder)
+    except (OSError, ValueError, IndexError, UnicodeDecodeError):
+        return None  # no lists, or not im2rec's: the classes are numbered
+    names = [folders.get(float(label), {None}) for label in range(count)]
+    if len(folders) != count or any(len(n) != 1 or None in n for n in names):
+        return None
+    names = [n.pop() for n in names]
+    return names if len(set(names)) == count else None
 
 
 def im2rec_prefix(root):

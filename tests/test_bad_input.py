@@ -23,7 +23,7 @@ import gluon_cnns
 from gluon_cnns import utils
 from gluon_cnns.errors import (CheckpointError, DataError, GluonCNNsError, InputTooSmallError,
                                UnknownModelError)
-from gluon_cnns.training import rundir as checkpoint
+from gluon_cnns.artifacts import rundir as checkpoint
 from gluon_cnns.data import BatchIterator, read_idx
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

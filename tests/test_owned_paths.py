@@ -8,7 +8,7 @@ import pytest
 
 import gluon_cnns
 from gluon_cnns.errors import CheckpointError, ExportError, UsageError
-from gluon_cnns.training.rundir import LOG, RunDir
+from gluon_cnns.artifacts.rundir import LOG, RunDir
 
 VICTIM_TEXT = "someone else's file\n"
 

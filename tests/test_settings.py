@@ -13,8 +13,8 @@ from gluon_cnns.errors import CheckpointError, UsageError
 from gluon_cnns.io import write_json
 from gluon_cnns.models import Recipe, model_spec
 from gluon_cnns.training.prepare import resolve_data, run_settings
-from gluon_cnns.training.records import config_problem
-from gluon_cnns.training.rundir import RunDir
+from gluon_cnns.artifacts.records import config_problem
+from gluon_cnns.artifacts.rundir import RunDir
 
 from image_folders import write_image_folder
 from train_help import GOLDEN, train_help

@@ -111,7 +111,7 @@ def _reductions(net, config):
 def _epoch_records(net, run_dir, warn):
     """The finished epochs' records of ``run_dir``: its log, or, when the log is missing,
     empty or damaged, the records its checkpoint index keeps (with a warning)."""
-    from gluon_cnns.training.rundir import CHECKPOINT, LOG
+    from gluon_cnns.artifacts.rundir import CHECKPOINT, LOG
     log = run_dir.read_log()
     if not log:
         records = run_dir.index_records()
@@ -152,7 +152,7 @@ def _refuse_irregular(path):
 def _has_run(net, save_dir):
     """Whether ``save_dir`` holds a run (its config.json). A folder that holds something
     else, or links to another run's files, is refused: it is never deleted or written."""
-    from gluon_cnns.training.rundir import CHECKPOINT, CONFIG, CURVES, LOCK, LOG
+    from gluon_cnns.artifacts.rundir import CHECKPOINT, CONFIG, CURVES, LOCK, LOG
     if os.path.lexists(save_dir) and not os.path.isdir(save_dir):
         raise RuntimeError("%s: %s is not a folder; move it away or give another --runs-dir"
                            % (net, save_dir))
@@ -188,7 +188,7 @@ def _check_same_run(net, save_dir, args):
     net, seed, epoch count, subset, data folder or recipe setting would be published under
     the wrong command)."""
     from gluon_cnns.models import Recipe, model_spec
-    from gluon_cnns.training.rundir import RunDir
+    from gluon_cnns.artifacts.rundir import RunDir
     config = RunDir(save_dir).read_config()
     recipe = model_spec(net).recipe
     wanted = dict((key, getattr(recipe, key)) for key in Recipe._fields)
@@ -246,7 +246,7 @@ def run_one(net, args, warn):
 def _read_or_train(net, save_dir, args, warn):
     """run_one's work, once the folder is ours (or only read): the row of a finished run
     (or, with --read-only, of the run as it stands), else of the run trained to its end."""
-    from gluon_cnns.training.rundir import CHECKPOINT, RunDir
+    from gluon_cnns.artifacts.rundir import CHECKPOINT, RunDir
     if _has_run(net, save_dir):
         config = _check_same_run(net, save_dir, args)
         log = _epoch_records(net, RunDir(save_dir), warn)
@@ -329,7 +329,7 @@ def publish(row, key, save_dir, docs_dir):
     """Merge ``row`` into docs_dir's results.json (re-read under a lock, so a second
     reproduce.py on the same docs loses nothing), then write its plot and RESULTS.md."""
     from gluon_cnns.io import release_lock, write_json, write_text
-    from gluon_cnns.training.rundir import CURVES, RunDir
+    from gluon_cnns.artifacts.rundir import CURVES, RunDir
     lock = os.path.join(docs_dir, ".results.lock")
     fd = _own(lock, docs_dir, wait=600)
     try:

@@ -19,7 +19,7 @@ import os
 from ..errors import DataError
 from ..io import path_kind
 from .decode import GREY_MODES, IMAGE_EXTENSIONS, ImageError, open_image
-from .images import ImageData, ImageSplit, check_classes, finish
+from .image_data import ImageData, ImageSplit, check_bad_images, check_classes, finish
 
 DEFAULT_VAL_SPLIT = 0.1
 
@@ -165,3 +165,16 @@ def scan_folder(root, val_split=None):
                      % (sum(grey), len(grey) - sum(grey)))
     return finish(ImageData("folder", root, class_names, ImageSplit(*train, skipped=skipped),
                              ImageSplit(*val), grey=bool(grey) and all(grey), notes=notes))
+
+
+class ImageFolder:
+    """``--dataset folder``: a folder of class sub-folders (see the module's text)."""
+    dataset = "folder"
+
+    @staticmethod
+    def recognizes(root):
+        return True
+
+    @staticmethod
+    def scan(root, val_split=None, bad_images="skip"):
+        return check_bad_images(scan_folder(root, val_split), bad_images)

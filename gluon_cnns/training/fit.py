@@ -11,15 +11,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from ..errors import GluonCNNsError, UsageError, error_line
-from .state import seed_all
+from ..artifacts.state import seed_all
 
 if TYPE_CHECKING:  # the annotations only: importing this module imports no MXNet
     from mxnet import Context
     from mxnet.gluon import HybridBlock
 
-    from ..data.images import ImageData
+    from ..data.image_data import ImageData
     from .distributed import Cluster
-    from .rundir import RunDir
+    from ..artifacts.rundir import RunDir
     from .saver import Checkpointer
 
 
@@ -49,7 +49,7 @@ class Run:
     def __post_init__(self):
         """Refuse settings that are incomplete or of the wrong type, before any training."""
         from ..settings import kept
-        from .records import config_problem
+        from ..artifacts.records import config_problem
         missing = [spec.name for spec in kept() if spec.name not in self.settings]
         problem = ("it has no %s" % ", ".join(repr(name) for name in missing) if missing
                    else config_problem(self.settings))

@@ -61,7 +61,7 @@ def finetune_net(source):
     """The net of a ``--finetune`` source, the net a fine-tuning run trains by default."""
     if not source:
         return None
-    from .finetune import source_net_name
+    from ..artifacts.source import source_net_name
     return source_net_name(source)
 
 

@@ -13,7 +13,7 @@ batches of the next one -- and three files named after it (STEM is
 ``epoch-0002`` at the end of epoch 2, ``epoch-0003-batch-000017`` 17 batches
 into epoch 3): ``STEM.params`` (``net.save_parameters``), ``STEM.states``
 (``trainer.save_states``: momentum or Adam moments, update counts, the
-learning-rate schedule) and ``STEM.rng.npz`` (``training.state``).
+learning-rate schedule) and ``STEM.rng.npz`` (``artifacts.state``).
 
 An *entry* (a dict) describes one checkpoint: its position, its file names,
 the SHA-256 of each file (best.params' too) and the log records up to it.

@@ -7,11 +7,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def read_version():
-    with open(os.path.join(HERE, "gluon_cnns", "__init__.py")) as f:
+    with open(os.path.join(HERE, "gluon_cnns", "_version.py")) as f:
         for line in f:
             if line.startswith("__version__"):
                 return line.split("=")[1].strip().strip("\"'")
-    raise RuntimeError("__version__ not found in gluon_cnns/__init__.py")
+    raise RuntimeError("__version__ not found in gluon_cnns/_version.py")
 
 
 setup(

@@ -13,16 +13,15 @@ A trained run or an export classifies images: ``load_predictor(path).predict(ima
 (:mod:`gluon_cnns.inference.predict`); :mod:`gluon_cnns.viz` shows what a net looks at
 (Grad-CAM, feature maps, filters, a report page per run).
 """
-__version__ = "0.1.0"
-
 from ._lazy import lazy_exports
+from ._version import __version__
 from .errors import DataError, ExportError, GluonCNNsError, InputTooSmallError, UnknownModelError
 from .models import get_model, list_models, model_spec
 
 # Imported on first use, so that the command-line tools start without MXNet.
 _LAZY = {"AlexNet": ".models", "GoogLeNet": ".models", "LeNet": ".models", "NiNNet": ".models",
          "ResNet": ".models", "VGGNet": ".models", "export_checkpoint": ".inference.export", "export_model": ".inference.export",
-         "load_checkpoint_net": ".inference.export", "load_exported": ".inference.export",
+         "load_checkpoint_net": ".artifacts.source", "load_exported": ".inference.export",
          "load_predictor": ".inference.predict", "Predictor": ".inference.predict",
          "count_parameters": ".shapes", "flops": ".shapes", "summary": ".shapes",
          "trace": ".shapes", "utils": ".utils", "threads": ".threads", "viz": ".viz"}

@@ -57,3 +57,8 @@ class ExportError(GluonCNNsError):
 
 class UsageError(GluonCNNsError):
     """A user mistake found by a command-line tool; its ``main`` prints one line, exit 2."""
+
+
+class BadValue(GluonCNNsError):
+    """A setting's text that is not a valid value; the message is the reason, e.g. "must be a
+    positive integer, got '0'" (the command line prefixes the flag)."""

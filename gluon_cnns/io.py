@@ -94,6 +94,17 @@ def file_kind(mode):
     return next((name for test, name in _FILE_TYPES if test(mode)), "not a file")
 
 
+def path_kind(path):
+    """``path`` in words: None (nothing there), "a folder", "a file", "a named pipe", ...,
+    or "a symbolic link to TARGET, which does not exist"."""
+    if not os.path.lexists(path):
+        return None
+    if not os.path.exists(path):
+        return "a symbolic link to %s, which does not exist" % os.readlink(path)
+    mode = os.stat(path).st_mode
+    return "a file" if stat.S_ISREG(mode) else file_kind(mode)
+
+
 class NotRegularFile(ValueError):
     """A path that is a folder, a named pipe, a device or a socket; ``kind`` says which."""
 

@@ -23,7 +23,7 @@ import gluon_cnns
 from gluon_cnns import utils
 from gluon_cnns.errors import (CheckpointError, DataError, GluonCNNsError, InputTooSmallError,
                                UnknownModelError)
-from gluon_cnns.training import rundir as checkpoint
+from gluon_cnns.artifacts import rundir as checkpoint
 from gluon_cnns.data import BatchIterator, read_idx
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -87,6 +87,11 @@ def place(tmp_path_factory):
 
     (base / "empty").mkdir()
     paths["empty"] = str(base / "empty")
+    paths["a_file"] = str(blocker)
+    os.mkfifo(str(base / "fifo"))
+    paths["fifo"] = str(base / "fifo")
+    os.symlink(str(base / "nowhere"), str(base / "dangling"))
+    paths["dangling"] = str(base / "dangling")
     paths["data"] = DATA
     return paths
 
@@ -147,6 +152,14 @@ TRAIN = [
      "'epoch' and 'batch' must be whole numbers"),
     ("resume with a malformed config", ["--resume", "--save-dir", "{bad_config_run}"],
      "'epochs' is '5', not a positive whole number"),
+    ("save dir a named pipe", ["--net", "lenet", "--save-dir", "{fifo}"],
+     "cannot create --save-dir {fifo}"),
+    ("data dir a file", ["--net", "lenet", "--data-dir", "{a_file}"],
+     "not found in the data folder {a_file}"),
+    ("finetune from a dangling link", ["--net", "lenet", "--finetune", "{dangling}"],
+     "--finetune {dangling}: no such run folder or export"),
+    ("export into a named pipe", ["--net", "lenet", "--export", "{fifo}/lenet"],
+     "cannot write the --export {fifo}/lenet"),
 ]
 
 PREDICT = [
@@ -168,14 +181,95 @@ EXPORT = [
      "argument --out: must not be empty"),
     ("export empty save dir", ["--save-dir", "", "--out", "{tmp}/e"],
      "argument --save-dir: must not be empty"),
+    ("export a named pipe", ["--save-dir", "{fifo}", "--out", "{tmp}/e"],
+     "{fifo}: no such folder"),
+    ("export a dangling link", ["--save-dir", "{dangling}", "--out", "{tmp}/e"],
+     "{dangling}: no such folder"),
+]
+
+PACK = [
+    ("pack a missing folder", ["{tmp}/no-photos", "--out", "{tmp}/p"],
+     "the image folder {tmp}/no-photos does not exist"),
+    ("pack a named pipe", ["{fifo}", "--out", "{tmp}/p"],
+     "the image folder {fifo} is a named pipe, not a folder"),
+    ("pack into a file", ["{empty}", "--out", "{a_file}"],
+     "--out {a_file} is a file, not a folder; give a folder for the pack"),
+    ("pack into a dangling link", ["{empty}", "--out", "{dangling}"],
+     "--out {dangling} is a symbolic link to {tmp}/nowhere, which does not exist"),
+]
+
+
+# The smallest benchmark run, so that a row whose check is missing still ends quickly.
+QUICK_BENCH = ["--net", "none", "--gemm-size", "64", "--repeat", "1", "--warmup", "0",
+               "--min-time", "0.01"]
+
+BENCHMARK = [
+    ("peer python missing", QUICK_BENCH + ["--peer", "lenet_bn", "--peer-python",
+                                           "{tmp}/no-such-python"],
+     "--peer-python {tmp}/no-such-python does not exist; give a Python that can import torch"),
+    ("peer python a folder", QUICK_BENCH + ["--peer-python", "{empty}"], "is a folder, not a file"),
+    ("peer python not executable", QUICK_BENCH + ["--peer-python", "{a_file}"],
+     "--peer-python {a_file} is not executable"),
+    ("peer python a dangling link", QUICK_BENCH + ["--peer-python", "{dangling}"],
+     "--peer-python {dangling} is a symbolic link to {tmp}/nowhere, which does not exist"),
+    ("peer python not on PATH", QUICK_BENCH + ["--peer-python", "no-such-python-3"],
+     "no such program on PATH"),
+    ("json in a missing folder", QUICK_BENCH + ["--json", "{tmp}/no-such-folder/b.json"],
+     "--json {tmp}/no-such-folder/b.json: its folder {tmp}/no-such-folder does not exist"),
+    ("json in a file", QUICK_BENCH + ["--json", "{a_file}/b.json"], "is a file, not a folder"),
+    ("json onto a named pipe", QUICK_BENCH + ["--json", "{fifo}"],
+     "--json {fifo} is a named pipe, not a regular file"),
+    ("json onto a dangling link", QUICK_BENCH + ["--json", "{dangling}"],
+     "--json {dangling} is a symbolic link, not a regular file"),
+    ("markdown onto a folder", QUICK_BENCH + ["--markdown", "{empty}"],
+     "--markdown {empty} is a folder, not a regular file"),
+    ("render, markdown into a missing folder", ["--render", "{tmp}/none.json", "--markdown",
+                                                "{tmp}/none/B.md"], "its folder {tmp}/none"),
+    ("render a named pipe", ["--render", "{fifo}"], "not a regular file (a named pipe)"),
+    ("data dir missing", QUICK_BENCH + ["--data-dir", "{tmp}/no-data"],
+     "--data-dir {tmp}/no-data does not exist; pass the folder holding the Fashion-MNIST"),
+    ("data dir a named pipe", QUICK_BENCH + ["--data-dir", "{fifo}"],
+     "--data-dir {fifo} is a named pipe, not a folder"),
+    ("quant runs missing", QUICK_BENCH + ["--dtype", "int8", "--quant-runs",
+                                          "lenet_bn={tmp}/no-such-run"], "no such folder"),
+    ("quant runs a file", QUICK_BENCH + ["--dtype", "int8", "--quant-runs", "lenet_bn={a_file}"],
+     "no such folder"),
+]
+
+# A reduced run, so that a row whose check is missing trains only a moment.
+SMALL_RUN = ["--net", "lenet", "--epochs", "1", "--limit-train", "64", "--limit-test", "64"]
+
+REPRODUCE = [
+    ("runs dir a file", SMALL_RUN + ["--runs-dir", "{a_file}", "--docs-dir", "{tmp}/docs-r"],
+     "--runs-dir {a_file} is a file, not a folder; give a folder for the runs"),
+    ("runs dir below a file", SMALL_RUN + ["--runs-dir", "{a_file}/runs", "--docs-dir",
+                                           "{tmp}/docs-r"], "its parent {a_file} is a file"),
+    ("runs dir a named pipe", SMALL_RUN + ["--runs-dir", "{fifo}", "--docs-dir", "{tmp}/docs-r"],
+     "--runs-dir {fifo} is a named pipe, not a folder"),
+    ("docs dir a dangling link", SMALL_RUN + ["--runs-dir", "{tmp}/runs-r", "--docs-dir",
+                                              "{dangling}"],
+     "--docs-dir {dangling} is a symbolic link to {tmp}/nowhere, which does not exist"),
+    ("docs dir a named pipe", SMALL_RUN + ["--runs-dir", "{tmp}/runs-r", "--docs-dir", "{fifo}"],
+     "--docs-dir {fifo} is a named pipe, not a folder"),
+    ("reproduce data dir missing", SMALL_RUN + ["--runs-dir", "{tmp}/runs-r", "--docs-dir",
+                                                "{tmp}/docs-r", "--data-dir", "{tmp}/no-data"],
+     "--data-dir {tmp}/no-data does not exist"),
+    ("reproduce data dir a file", SMALL_RUN + ["--runs-dir", "{tmp}/runs-r", "--docs-dir",
+                                               "{tmp}/docs-r", "--data-dir", "{a_file}"],
+     "--data-dir {a_file} is a file, not a folder"),
 ]
 
 
 def _commands():
-    from gluon_cnns.cli import export, predict, train
+    from gluon_cnns.cli import export, pack, predict, train
+    from tools import reproduce
+    from tools.benchmark import main as benchmark
     rows = [("gluon-cnns-train", train.main) + row for row in TRAIN]
     rows += [("predict", predict.main) + row for row in PREDICT]
     rows += [("export", export.main) + row for row in EXPORT]
+    rows += [("pack", pack.main) + row for row in PACK]
+    rows += [("gluon-cnns-benchmark", benchmark.main) + row for row in BENCHMARK]
+    rows += [("reproduce", reproduce.main) + row for row in REPRODUCE]
     return rows
 
 
@@ -203,6 +297,10 @@ def test_command_exits_2_with_one_line(place, capsys, prog, main, case, argv, fr
     ("export.py", ["--save-dir", "{tmp}/nothing", "--out", "{tmp}/e"], "no such folder"),
     ("export.py", ["--save-dir", "{lenet_run}", "--out", ""], "must not be empty"),
     ("launch.py", ["-n", "25000", "-s", "1", "--", "true"], "one launcher starts at most 4096"),
+    ("launch.py", ["-n", "1", "-H", "{fifo}", "--", "true"],
+     "cannot read --hostfile {fifo}: it is a named pipe, not a file of hosts"),
+    ("benchmark.py", QUICK_BENCH + ["--peer", "lenet_bn", "--peer-python", "{tmp}/no-python"],
+     "--peer-python {tmp}/no-python does not exist"),
 ])
 def test_scripts_in_a_fresh_interpreter(place, script, argv, fragment):
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", script)]

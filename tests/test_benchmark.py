@@ -1,5 +1,6 @@
 """Tests of the benchmark, int8 quantization and the bf16 paths (correctness only, no timings)."""
 import json
+import os
 
 import mxnet as mx
 import numpy as np
@@ -15,6 +16,8 @@ from gluon_cnns.training import train
 from tools.benchmark import argtypes, lowp, nets, timing
 from tools.benchmark import main as benchmark  # the command line: benchmark.main(argv)
 
+
+DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs")
 
 # The smallest settings that still run every code path.
 QUICK = ["--repeat", "1", "--warmup", "0", "--min-time", "0.01", "--gemm-size", "128"]
@@ -68,6 +71,15 @@ def test_benchmark_writes_json_with_every_field(tmp_path, capsys):
     md.unlink()
     assert benchmark.main(["--render", str(out), "--markdown", str(md)]) == 0
     assert md.read_text() == text
+
+
+def test_committed_benchmarks_md_is_the_rendering_of_its_json(tmp_path, capsys):
+    """docs/BENCHMARKS.md is what --render makes of docs/benchmark.json, byte for byte."""
+    md = tmp_path / "BENCHMARKS.md"
+    assert benchmark.main(["--render", os.path.join(DOCS, "benchmark.json"),
+                           "--markdown", str(md)]) == 0
+    with open(os.path.join(DOCS, "BENCHMARKS.md"), "rb") as f:
+        assert md.read_bytes() == f.read()
 
 
 def test_render_of_a_missing_file_is_one_line(tmp_path, capsys):

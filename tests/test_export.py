@@ -356,7 +356,7 @@ def test_an_export_killed_between_any_two_renames_is_the_old_or_the_new_one(tmp_
     """Issue 15 case 4: never the new weights with the old sidecar, never a broken export."""
     import onnx
     import signal
-    from gluon_cnns.inference.layout import export_files
+    from gluon_cnns.artifacts.layout import export_files
     old, x = make_net("lenet", seed=1)
     new, _ = make_net("lenet", seed=2)
     new_params = str(tmp_path / "new.params")

@@ -12,6 +12,7 @@ import mxnet as mx
 import pytest
 
 from gluon_cnns.cli import pack
+from gluon_cnns.data import pack_writer
 from gluon_cnns.data.decode import load_image, read_image, to_pixels
 from gluon_cnns.data.image_folder import scan_folder
 from gluon_cnns.data.image_pack import pack_paths, scan_pack
@@ -228,7 +229,7 @@ def test_a_half_replaced_pack_is_refused(folder, capsys, tmp_path, renamed):
 def test_a_second_pack_into_the_same_out_is_refused(folder, capsys, tmp_path):
     out = str(tmp_path / "packed")
     os.makedirs(out)
-    fd = os.open(os.path.join(out, pack.LOCK), os.O_RDWR | os.O_CREAT)
+    fd = os.open(os.path.join(out, pack_writer.LOCK), os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         os.write(fd, b"4242")
@@ -237,7 +238,7 @@ def test_a_second_pack_into_the_same_out_is_refused(folder, capsys, tmp_path):
         os.close(fd)
     assert code == 2 and stderr == ("pack: error: %s is being packed by another process (pid "
                                     "4242); wait for it to end or choose another --out\n" % out)
-    assert os.listdir(out) == [pack.LOCK]
+    assert os.listdir(out) == [pack_writer.LOCK]
 
 
 def _touch(root, name):

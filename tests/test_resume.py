@@ -20,7 +20,7 @@ from mxnet import gluon
 from mxnet.gluon import nn
 
 from gluon_cnns.cli.train import main
-from gluon_cnns.training import rundir as checkpoint
+from gluon_cnns.artifacts import rundir as checkpoint
 from gluon_cnns.data import BatchIterator
 from gluon_cnns.training import train
 

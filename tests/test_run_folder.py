@@ -66,7 +66,7 @@ def test_a_second_run_on_the_same_folder_is_refused_naming_the_holder(tmp_path):
         first.kill()
         first.wait()
     # Killed (kill -9), the holder's lock went with it: the folder can be taken over.
-    from gluon_cnns.training.rundir import RunDir
+    from gluon_cnns.artifacts.rundir import RunDir
     taken = RunDir(run_dir)
     taken.lock()
     taken.unlock()
@@ -165,7 +165,7 @@ class _Command:
 
 
 def test_a_forged_trainer_state_file_runs_no_code(two_epochs, tmp_path):
-    from gluon_cnns.training.state import sha256_file
+    from gluon_cnns.artifacts.state import sha256_file
     marker = tmp_path / "pwned"
     index_file = os.path.join(two_epochs, "checkpoint.json")
     index = json.load(open(index_file))
@@ -212,7 +212,7 @@ def test_sigterm_saves_a_checkpoint_like_ctrl_c(tmp_path):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
     assert "interrupted; saved a checkpoint at epoch" in err and "--resume" in err
-    from gluon_cnns.training.rundir import describe
+    from gluon_cnns.artifacts.rundir import describe
     index = json.load(open(os.path.join(run_dir, "checkpoint.json")))
     assert "saved a checkpoint at %s in" % describe(index) in err
 

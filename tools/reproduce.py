@@ -21,9 +21,11 @@ Results accumulate in ``docs/results.json`` (seed 0 under NET, other seeds under
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
-from gluon_cnns.cli.common import OneLineParser, parse, positive_int, seed_value
+from gluon_cnns.cli.common import (OneLineParser, check_folder, check_new_folder, parse,
+                                   positive_int, seed_value)
 from gluon_cnns.errors import GluonCNNsError, error_line
 from tools.results_table import (build_row, check_log, copy_plot, plot_name, render_markdown,
                                  result_key, results_problem)
@@ -33,7 +35,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_OUT = "train.out"  # train.py's output, kept in its run folder
 
 
-def _parser():
+def build_parser():
     """The reproduction tool's command line."""
     p = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("--net", required=True, help="comma-separated registry names")
@@ -47,7 +49,10 @@ def _parser():
     p.add_argument("--runs-dir", default=os.path.join(ROOT, "runs", "reproduce"),
                    help="where the runs' --save-dir folders go (default runs/reproduce)")
     p.add_argument("--docs-dir", default=os.path.join(ROOT, "docs"),
-                   help="where RESULTS.md, results.json and the plots go (default docs/)")
+                   help="where RESULTS.md, results.json and the plots go (default docs/). A "
+                        "reduced run (--epochs, --limit-train or --limit-test) never replaces "
+                        "a full run's row: when the folder holds one for the net and seed, the "
+                        "tool refuses before training; give the reduced run its own --docs-dir")
     p.add_argument("--checkpoint-every", type=positive_int, default=100, metavar="K",
                    help="checkpoint every K batches, so a cut-off run loses little (default 100)")
     p.add_argument("--read-only", action="store_true",
@@ -106,7 +111,7 @@ def _reductions(net, config):
 def _epoch_records(net, run_dir, warn):
     """The finished epochs' records of ``run_dir``: its log, or, when the log is missing,
     empty or damaged, the records its checkpoint index keeps (with a warning)."""
-    from gluon_cnns.training.rundir import CHECKPOINT, LOG
+    from gluon_cnns.artifacts.rundir import CHECKPOINT, LOG
     log = run_dir.read_log()
     if not log:
         records = run_dir.index_records()
@@ -147,7 +152,7 @@ def _refuse_irregular(path):
 def _has_run(net, save_dir):
     """Whether ``save_dir`` holds a run (its config.json). A folder that holds something
     else, or links to another run's files, is refused: it is never deleted or written."""
-    from gluon_cnns.training.rundir import CHECKPOINT, CONFIG, CURVES, LOCK, LOG
+    from gluon_cnns.artifacts.rundir import CHECKPOINT, CONFIG, CURVES, LOCK, LOG
     if os.path.lexists(save_dir) and not os.path.isdir(save_dir):
         raise RuntimeError("%s: %s is not a folder; move it away or give another --runs-dir"
                            % (net, save_dir))
@@ -183,7 +188,7 @@ def _check_same_run(net, save_dir, args):
     net, seed, epoch count, subset, data folder or recipe setting would be published under
     the wrong command)."""
     from gluon_cnns.models import Recipe, model_spec
-    from gluon_cnns.training.rundir import RunDir
+    from gluon_cnns.artifacts.rundir import RunDir
     config = RunDir(save_dir).read_config()
     recipe = model_spec(net).recipe
     wanted = dict((key, getattr(recipe, key)) for key in Recipe._fields)
@@ -241,7 +246,7 @@ def run_one(net, args, warn):
 def _read_or_train(net, save_dir, args, warn):
     """run_one's work, once the folder is ours (or only read): the row of a finished run
     (or, with --read-only, of the run as it stands), else of the run trained to its end."""
-    from gluon_cnns.training.rundir import CHECKPOINT, RunDir
+    from gluon_cnns.artifacts.rundir import CHECKPOINT, RunDir
     if _has_run(net, save_dir):
         config = _check_same_run(net, save_dir, args)
         log = _epoch_records(net, RunDir(save_dir), warn)
@@ -284,11 +289,12 @@ def _row(net, save_dir, config, log, args):
 def _check_docs_dir(docs_dir):
     """UsageError unless ``docs_dir`` (and its results/ folder) can be written."""
     from gluon_cnns.errors import UsageError
+    check_new_folder(docs_dir, "--docs-dir", "give a writable folder")
     try:
         os.makedirs(os.path.join(docs_dir, "results"), exist_ok=True)
-        probe = os.path.join(docs_dir, ".reproduce-write-test")
-        with open(probe, "w"):
-            pass
+        # A new file of our own (O_EXCL): a fixed name could be a link to someone's file.
+        fd, probe = tempfile.mkstemp(dir=docs_dir, prefix=".reproduce-write-test.")
+        os.close(fd)
         os.remove(probe)
     except OSError as e:
         raise UsageError("--docs-dir %s cannot hold the results (%s); give a writable folder"
@@ -323,7 +329,7 @@ def publish(row, key, save_dir, docs_dir):
     """Merge ``row`` into docs_dir's results.json (re-read under a lock, so a second
     reproduce.py on the same docs loses nothing), then write its plot and RESULTS.md."""
     from gluon_cnns.io import release_lock, write_json, write_text
-    from gluon_cnns.training.rundir import CURVES, RunDir
+    from gluon_cnns.artifacts.rundir import CURVES, RunDir
     lock = os.path.join(docs_dir, ".results.lock")
     fd = _own(lock, docs_dir, wait=600)
     try:
@@ -372,7 +378,7 @@ def _check_before_training(nets, args, results):
 
 def main(argv=None):
     """Entry point; returns the exit code (2 for usage errors, 1 if any net's run failed)."""
-    args, code = parse(_parser(), argv)
+    args, code = parse(build_parser(), argv)
     if args is None:
         return code
 
@@ -380,6 +386,10 @@ def main(argv=None):
         print(line, file=sys.stderr)
     try:
         nets = _nets(args.net)
+        if args.data_dir is not None:
+            check_folder(args.data_dir, "--data-dir", "pass the folder holding the data set's "
+                                                      "files (see train.py --data-dir)")
+        check_new_folder(args.runs_dir, "--runs-dir", "give a folder for the runs")
         _check_docs_dir(args.docs_dir)
         results, _ = _read_docs(args.docs_dir)
         _check_before_training(nets, args, results)

@@ -2,12 +2,17 @@
 
 argparse calls the type functions on the raw strings, so a bad value is
 reported as "argument --lr: ..." before anything heavy (MXNet, data) is loaded.
+The value checks themselves are gluon_cnns.settings', shared with the settings table.
 """
 import argparse
-import math
+import functools
+import os
+import shutil
 import sys
 
-from ..errors import UsageError, error_line
+from .. import settings as values
+from ..errors import BadValue, UsageError, error_line
+from ..io import path_kind
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -34,59 +39,90 @@ def report(prog, error, code=2):
     return code
 
 
-def _whole(text, accept, requirement):
-    """An int for which ``accept(value)`` holds, else an ArgumentTypeError."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected %s, got %r" % (requirement, text))
-    if not accept(value):
-        raise argparse.ArgumentTypeError("must be %s, got %r" % (requirement, text))
-    return value
+def argparse_type(parse):
+    """``parse`` (text -> value, raising BadValue with the reason) as an argparse type, so
+    that argparse prints the reason as "argument --flag: <reason>"."""
+    @functools.wraps(parse)
+    def convert(*arguments):
+        try:
+            return parse(*arguments)
+        except BadValue as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return convert
 
 
-def positive_int(text):
-    """An integer > 0."""
-    return _whole(text, lambda v: v > 0, "a positive integer")
-
-
-# MXNet passes optimizer settings to its operators as float32: anything larger fails
-# deep inside the first update ("Invalid Parameter format").
-FLOAT32_MAX = 3.4e38
+positive_int = argparse_type(values.positive_int)
+positive_float = argparse_type(values.positive_float)
+non_negative_float = argparse_type(values.non_negative_float)
+seed_value = argparse_type(values.seed_value)
 
 
 def _number(text, accept, requirement):
     """A finite float for which ``accept(value)`` holds, else an ArgumentTypeError."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected %s, got %r" % (requirement, text))
-    if not (math.isfinite(value) and accept(value)):
-        raise argparse.ArgumentTypeError("must be %s, got %r" % (requirement, text))
-    return value
-
-
-def positive_float(text):
-    """A number > 0 that fits float32."""
-    return _number(text, lambda v: 0 < v < FLOAT32_MAX, "a positive number below 3.4e38")
-
-
-def non_negative_float(text):
-    """A number >= 0 that fits float32 (weight decay)."""
-    return _number(text, lambda v: 0 <= v < FLOAT32_MAX, "a number >= 0 and below 3.4e38")
+    return argparse_type(values.number)(text, accept, requirement)
 
 
 def non_empty(example=None):
-    """An argparse type: a string that is not empty (an empty --save-dir or --net must not
-    quietly mean "none"); ``example`` completes the message, e.g. "a path, e.g. out/lenet"."""
-    def check(text):
-        if not text.strip():
-            raise argparse.ArgumentTypeError("must not be empty" + (
-                "; give %s" % example if example else ""))
-        return text
-    return check
+    """An argparse type: a string that is not empty; ``example`` completes the message."""
+    return argparse_type(values.non_empty(example))
 
 
-def seed_value(text):
-    """A seed MXNet, NumPy and Python all take: a whole number in 0..2**31-1."""
-    return _whole(text, lambda v: 0 <= v < 2 ** 31, "a whole number in 0..2147483647")
+# ---------------------------------------------------------------- paths a tool is given
+
+def _problem(path, wanted):
+    """Why ``path`` is not ``wanted`` ("a folder" or "a file"), or None if it is."""
+    kind = path_kind(path)
+    if kind == wanted:
+        return None
+    if kind is None:
+        return "does not exist"
+    return "is " + kind + ("" if kind.startswith("a symbolic link") else ", not " + wanted)
+
+
+def check_folder(path, flag, fix):
+    """UsageError unless ``path`` (given as ``flag``) is an existing folder; ``fix`` ends
+    the line, e.g. "pass the folder holding the Fashion-MNIST files"."""
+    problem = _problem(path, "a folder")
+    if problem:
+        raise UsageError("%s %s %s; %s" % (flag, path, problem, fix))
+
+
+def check_output_file(path, flag):
+    """UsageError unless ``path`` can be written as a whole file: its folder exists, and it
+    is not a folder, pipe, device or symbolic link (gluon_cnns.io's atomic write would
+    replace a pipe or a link with a regular file)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    problem = _problem(folder, "a folder")
+    if problem:
+        raise UsageError("%s %s: its folder %s %s; create the folder first or give another "
+                         "path" % (flag, path, folder, problem))
+    kind = "a symbolic link" if os.path.islink(path) else path_kind(path)
+    if kind not in (None, "a file"):
+        raise UsageError("%s %s is %s, not a regular file; give the path of a file to write"
+                         % (flag, path, kind))
+
+
+def check_program(path, flag, fix):
+    """UsageError unless ``path`` (a path, or a name found on PATH) is an executable file;
+    ``fix`` ends the line."""
+    found = path if os.sep in path else shutil.which(path)
+    if found is None:
+        raise UsageError("%s %s: no such program on PATH; %s" % (flag, path, fix))
+    problem = _problem(found, "a file")
+    if problem is None and not os.access(found, os.X_OK):
+        problem = "is not executable"
+    if problem:
+        raise UsageError("%s %s %s; %s" % (flag, path, problem, fix))
+
+
+def check_new_folder(path, flag, fix):
+    """UsageError unless ``path`` is a folder or can be created as one: nothing is there
+    yet and its nearest existing parent is a folder (not a file, pipe or broken link)."""
+    target = os.path.abspath(path)
+    existing = target
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    problem = _problem(existing, "a folder")
+    if problem:
+        where = "" if existing == target else ": its parent %s" % existing
+        raise UsageError("%s %s%s %s; %s" % (flag, path, where, problem, fix))

@@ -35,8 +35,8 @@ def _format_list(text):
 
 def _previous_export(args):
     """The sidecar of an export that ``--out`` names already (it will be replaced), or None."""
-    from ..inference.layout import export_paths, export_target
-    from ..training.rundir import RunDir
+    from ..artifacts.layout import export_paths, export_target
+    from ..artifacts.rundir import RunDir
     try:
         net = RunDir(args.save_dir).read_config()["net"]
         sidecar = export_paths(export_target(args.out, net))["meta"]

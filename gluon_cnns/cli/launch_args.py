@@ -108,11 +108,17 @@ def _parse_env(item):
 
 def read_hostfile(path):
     """[(host, ssh_port or None)] from a file of ``HOST`` or ``HOST:PORT`` lines ('#' comments)."""
+    from ..io import NotRegularFile, open_regular
     try:
-        with open(path) as f:
+        with open_regular(path, text=True) as f:  # a named pipe would block the launcher
             lines = f.read().splitlines()
     except OSError as e:
         raise UsageError("cannot read --hostfile %s: %s" % (path, e.strerror or e))
+    except NotRegularFile as e:
+        raise UsageError("cannot read --hostfile %s: it is %s, not a file of hosts"
+                         % (path, e.kind)) from None
+    except UnicodeDecodeError:
+        raise UsageError("cannot read --hostfile %s: not a text file of hosts" % path) from None
     hosts = []
     for number, line in enumerate(lines, 1):
         line = line.split("#", 1)[0].strip()

@@ -12,7 +12,7 @@ With ``--save-dir`` the run can always be continued exactly with ``--resume``
 (the same final parameters as an uninterrupted run, on the CPU): it saves a
 checkpoint after every epoch, every ``--checkpoint-every`` batches and on
 Ctrl-C, and ``kill -9`` at any moment leaves the last complete one in place
-(see gluon_cnns.training.rundir).
+(see gluon_cnns.artifacts.rundir).
 
 Exit codes: 0 done; 2 a user mistake, or a damaged checkpoint with no usable
 earlier one; 3 the loss or gradients became nan or infinite (``--nan-policy
@@ -24,17 +24,18 @@ import sys
 
 from ..cpu import machine_description
 from ..data.datasets import image_shape
+from ..data.images import IMAGE_DATASETS as IMAGE_KINDS
 from ..errors import GluonCNNsError, NonFiniteLossError, UsageError, error_line
+from ..training.prepare import finetune_net, resolve_data
 from .common import parse, report
-from .images_args import IMAGE_KINDS, resolve_data
 from .train_args import (DEFAULT_NET, PROG, build_parser, check_resume_changes,  # noqa: F401
-                         finetune_net, resolve_settings)
+                         resolve_settings)
 
 # ---------------------------------------------------------------- prepare
 
 def _resume_point(args):
     """``(run_dir, saved config, checkpoint entry)``; the last two None for a fresh run."""
-    from ..training.rundir import RunDir
+    from ..artifacts.rundir import RunDir
     if args.checkpoint_every is not None and not args.save_dir:
         raise UsageError("--checkpoint-every needs --save-dir DIR to write the checkpoints to")
     if args.resume and not args.save_dir:
@@ -50,13 +51,13 @@ def _resume_point(args):
 def _net_name(args):
     """The net this run trains: --net, a resumed run's own (the same threads, so the same
     numbers), or the default."""
-    from ..training.rundir import RunDir
+    from ..artifacts.rundir import RunDir
     if args.net is None and args.resume and args.save_dir:
         try:
             return RunDir(args.save_dir).read_config()["net"]
         except GluonCNNsError:
             pass  # --resume reports it, in its own words
-    return args.net or finetune_net(args) or DEFAULT_NET
+    return args.net or finetune_net(args.finetune) or DEFAULT_NET
 
 
 def _warn(line):
@@ -132,7 +133,7 @@ def _start_from(settings, ckpt):
     """The --finetune source: ``(net, meta, record)``, or Nones (none, or resuming)."""
     if not settings.get("finetune") or ckpt:
         return None, None, None
-    from ..training.finetune import read_source
+    from ..artifacts.source import read_source
     net, meta, record = read_source(settings["finetune"])
     if meta["net"] != settings["net"]:
         raise UsageError("--finetune %s holds a %s, not a %s; drop --net or pass --net %s"
@@ -143,10 +144,8 @@ def _start_from(settings, ckpt):
 def _input(settings, saved, ckpt):
     """The net, its sample input shape, the scanned images and the fine-tuning source."""
     from ..models import get_model
-    from ..models.registry import model_spec
     source, meta, record = _start_from(settings, ckpt)
-    recipe = model_spec(settings["net"]).recipe_named(settings["recipe"])
-    images = resolve_data(settings, saved, recipe.dataset, meta, _warn)
+    images = resolve_data(settings, saved, meta, _warn)
     net = get_model(settings["net"], classes=settings["classes"])
     side = settings["resize"] or image_shape(settings["dataset"])[1]
     sample_shape = (1, settings["channels"], side, side)
@@ -167,7 +166,8 @@ def prepare(args):
         _check_export_folder(args.export)
     net, sample_shape, images, source, record = _input(settings, saved, ckpt)
     # Joins a distributed job (--kvstore dist_*): blocks until every worker is there.
-    cluster = setup_cluster(args, settings["batch_size"])
+    cluster = setup_cluster(args.kvstore, settings["batch_size"], save_dir=args.save_dir,
+                            gpus=args.gpus, cpus=args.cpus)
     ctxs = cluster.devices(ctxs)  # e.g. a Horovod rank's own GPU
     if cluster.distributed and settings["checkpoint_every"]:
         raise UsageError("--checkpoint-every is not supported with --kvstore %s: a distributed "
@@ -193,7 +193,7 @@ def _finish(run, args, history):
         _export(run, args.export)
     saver = run.saver
     if saver:
-        from ..training.rundir import CURVES, LOG
+        from ..artifacts.rundir import CURVES, LOG
         print("saved to %s: best.params (test acc %.3f, epoch %d), %s, %s, %s"
               % (args.save_dir, saver.best["test_acc"], saver.best["epoch"],
                  saver.current["params"], LOG, CURVES))
@@ -208,9 +208,12 @@ def _export(run, path):
         written = export_trained(run.net, run.settings, path)
     except (GluonCNNsError, OSError) as err:
         for folder in (os.getcwd(), tempfile.gettempdir()):
-            fallback = os.path.join(folder, "%s-trained-%d.params" % (run.settings["net"],
-                                                                      os.getpid()))
+            # A new file of our own (mkstemp: O_EXCL, 0600) that MXNet then fills: a
+            # guessable name in a shared folder could be a link to someone else's file.
             try:
+                fd, fallback = tempfile.mkstemp(dir=folder, suffix=".params",
+                                                prefix="%s-trained-" % run.settings["net"])
+                os.close(fd)
                 run.net.save_parameters(fallback)
             except Exception:  # MXNetError or OSError: try the next folder
                 continue
@@ -243,7 +246,7 @@ def run(args):
 
 def _diverged_message(error, saver):
     """One line for a loss that became nan or infinite: where, and what to do."""
-    from ..training.rundir import describe
+    from ..artifacts.rundir import describe
     if error.batch is None:
         return error_line(error)
     text = "%s at epoch %d batch %d (lr %g)" % (error.what, error.epoch, error.batch, error.lr)
@@ -275,7 +278,7 @@ def _print_summary(settings, train_iter, test_iter, resumed, save_dir):
         print("fine-tuning from %s%s" % (s["finetune"], ", features frozen"
                                          if s.get("freeze_features") else ""))
     if resumed:
-        from ..training.rundir import describe
+        from ..artifacts.rundir import describe
         print("resuming from %s %s %s" % (save_dir, "at" if resumed.get("batch") else "after",
                                           describe(resumed)))
 

@@ -19,42 +19,14 @@ the run with its name (``"stop"``).
 import collections
 import functools
 import os
-import struct
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ..errors import DataError, error_line
+from ..errors import DataError
 from .batches import BatchIterator, to_tensor
 from .decode import ImageError, load_image
 from .transforms import CENTER_CROP, draft_size, eval_pixels, train_pixels
-
-
-class ImageSource:
-    """The examples of one split, by index: a file path, or a record of a pack."""
-
-    def __init__(self, split):
-        self.split = split
-        self._record = None  # the pack's reader, opened on first use (in each process)
-
-    def fetch(self, i):
-        """What ``load_image`` decodes for example ``i``: its path, or its record's bytes
-        (an ImageError when the record cannot be read).
-
-        Records are read here, in the calling thread: MXNet's reader is one
-        file handle, not to be shared between threads.
-        """
-        if self.split.rec is None:
-            return self.split.sources[i]
-        import mxnet as mx
-        try:
-            if self._record is None:
-                rec, idx = self.split.rec
-                self._record = mx.recordio.MXIndexedRecordIO(idx, rec, "r")
-            return mx.recordio.unpack(self._record.read_idx(self.split.sources[i]))[1]
-        except (mx.base.MXNetError, OSError, TypeError, struct.error) as err:
-            # The pack changed since it was scanned (TypeError: nothing at that offset).
-            return ImageError("cannot read the record (%s)" % error_line(err))
 
 
 def _prepare(fetched, name, side, channels, training, seed, augment, crop):
@@ -71,7 +43,7 @@ def _prepare(fetched, name, side, channels, training, seed, augment, crop):
 
 
 class ImageBatches(BatchIterator):
-    """Batches of (X, y) from an :class:`~gluon_cnns.data.images.ImageSplit`.
+    """Batches of (X, y) from an :class:`~gluon_cnns.data.image_data.ImageSplit`.
 
     ``side``/``channels``: the input the net takes; ``training``: augment
     (``augment``, see :mod:`~gluon_cnns.data.transforms`) or take the centre
@@ -84,7 +56,7 @@ class ImageBatches(BatchIterator):
         super().__init__(np.arange(len(split)), np.asarray(split.labels), batch_size,
                          shuffle=training, ctx=ctx,
                          convert=functools.partial(to_tensor, mean=mean, std=std))
-        self.source = ImageSource(split)
+        self.split, self.reader = split, split.reader()
         self.side, self.channels, self.training = side, channels, training
         self.augment_kind, self.center_crop = augment, center_crop
         self.workers = workers or min(4, os.cpu_count() or 1)
@@ -117,7 +89,7 @@ class ImageBatches(BatchIterator):
     def _submit(self, pool, index):
         """Start decoding one batch; returns its pending parts."""
         examples = self.images[index]
-        jobs = [pool.submit(_prepare, self.source.fetch(int(i)), self.source.split.name(int(i)),
+        jobs = [pool.submit(_prepare, self.reader.fetch(int(i)), self.split.name(int(i)),
                             self.side, self.channels, self.training,
                             (self._seed or 0, int(i)), self.augment_kind, self.center_crop)
                 for i in examples]
@@ -177,13 +149,12 @@ class ImageBatches(BatchIterator):
 
     def __repr__(self):
         return ("ImageBatches(%d examples of %s, batch_size=%d, %dx%dx%d, %s)"
-                % (self.num_examples, self.source.split.rec[0] if self.source.split.rec
-                   else "a folder", self.batch_size, self.side, self.side, self.channels,
+                % (self.num_examples, self.split.describe(), self.batch_size, self.side, self.side, self.channels,
                    "training" if self.training else "evaluation"))
 
 
 def image_iterators(data, batch_size, side, channels, ctx=None, mean=None, std=None, **options):
-    """``(train_iter, test_iter)`` of a scanned :class:`~gluon_cnns.data.images.ImageData`:
+    """``(train_iter, test_iter)`` of a scanned :class:`~gluon_cnns.data.image_data.ImageData`:
     augmented, shuffled training batches and centre-cropped val batches; ``options`` are
     ImageBatches' (augment, center_crop, workers, bad_images, warn). Both carry the
     ``class_names``."""

@@ -17,8 +17,9 @@ import hashlib
 import os
 
 from ..errors import DataError
+from ..io import path_kind
 from .decode import GREY_MODES, IMAGE_EXTENSIONS, ImageError, open_image
-from .images import ImageData, ImageSplit, check_classes, finish
+from .image_data import ImageData, ImageSplit, check_bad_images, check_classes, finish
 
 DEFAULT_VAL_SPLIT = 0.1
 
@@ -123,10 +124,10 @@ def _split_off(paths, labels, fraction):
 def _train_folder(root):
     """``(the folder of the training classes, whether it is DIR/train)``."""
     if not os.path.isdir(root):
+        kind = path_kind(root)
         raise DataError("the image folder %s %s; pass the folder holding train/<class>/ (or "
                         "<class>/) sub-folders as --data-dir"
-                        % (root, "is a file, not a folder" if os.path.exists(root)
-                           else "does not exist"))
+                        % (root, "is %s, not a folder" % kind if kind else "does not exist"))
     train_dir = os.path.join(root, "train")
     if os.path.isdir(train_dir):
         return train_dir, True
@@ -164,3 +165,16 @@ def scan_folder(root, val_split=None):
                      % (sum(grey), len(grey) - sum(grey)))
     return finish(ImageData("folder", root, class_names, ImageSplit(*train, skipped=skipped),
                              ImageSplit(*val), grey=bool(grey) and all(grey), notes=notes))
+
+
+class ImageFolder:
+    """``--dataset folder``: a folder of class sub-folders (see the module's text)."""
+    dataset = "folder"
+
+    @staticmethod
+    def recognizes(root):
+        return True
+
+    @staticmethod
+    def scan(root, val_split=None, bad_images="skip"):
+        return check_bad_images(scan_folder(root, val_split), bad_images)

@@ -1,25 +1,29 @@
-"""Reading a RecordIO pack: what ``scripts/pack.py`` writes (or MXNet's ``im2rec``).
+"""Reading a RecordIO pack: what ``scripts/pack.py`` writes, or MXNet's ``im2rec.py``.
 
 ``train.rec``/``train.idx`` (and ``val.*``): each record an ``mx.recordio``
-header whose label is the class index, followed by the image file's own bytes;
+header whose label is the class index, followed by the image file's bytes;
 ``pack.json`` holds the class names (and the files' sizes, to recognize a pack
-only partly replaced). A pack without it -- made by ``im2rec`` -- names its
-classes 0..K-1. Scanning reads only each record's header, not its image.
+only partly replaced). MXNet's ``tools/im2rec.py`` writes the same records as
+``PREFIX_train.rec``/``.idx`` and ``PREFIX_val.rec``/``.idx`` (with
+``--list --train-ratio``); such a pack has no pack.json and names its classes
+0..K-1. Scanning reads only each record's header, not its image.
 """
 import os
 import struct
 
 from ..errors import DataError, error_line
 from ..io import open_regular, read_json
-from .images import MAX_CLASSES, ImageData, ImageSplit, check_classes, finish
+from .image_data import MAX_CLASSES, ImageData, RecordSplit, check_classes, finish
 
 PACK_META = "pack.json"
 PACK_FORMAT = 1
 
 
-def pack_paths(root, split):
-    """``(rec, idx)`` paths of one split of the pack in ``root``."""
-    return os.path.join(root, split + ".rec"), os.path.join(root, split + ".idx")
+def pack_paths(root, split, prefix=None):
+    """``(rec, idx)`` paths of one split of the pack in ``root``; with ``prefix``, of the
+    pack that im2rec.py wrote as ``prefix_<split>.rec``."""
+    stem = os.path.join(root, split) if prefix is None else "%s_%s" % (prefix, split)
+    return stem + ".rec", stem + ".idx"
 
 
 def _read_pack_meta(root):
@@ -85,21 +89,22 @@ def _record_labels(rec, entries):
     return labels
 
 
-def read_pack_split(root, split, classes=None):
+def read_pack_split(root, split, classes=None, prefix=None):
     """One split of a pack: its record keys and labels, read from the records' headers."""
-    rec, idx = pack_paths(root, split)
+    rec, idx = pack_paths(root, split, prefix)
     for path in (rec, idx):
         if not os.path.isfile(path):
             raise DataError("%s not found; a RecordIO pack needs train.rec, train.idx, val.rec "
-                            "and val.idx (scripts/pack.py writes them)" % path)
+                            "and val.idx (scripts/pack.py writes them), or im2rec.py's "
+                            "PREFIX_train.rec, .idx and PREFIX_val.rec, .idx" % path)
     try:
         entries = _read_index(idx)
         labels = _record_labels(rec, entries)
     except (ValueError, OSError, UnicodeDecodeError) as err:
         raise DataError("cannot read the RecordIO pack %s (%s); pack the folder again"
                         % (rec, error_line(err)[:200])) from None
-    return ImageSplit([key for key, _ in entries], _class_labels(labels, rec, classes),
-                      rec=(rec, idx))
+    return RecordSplit([key for key, _ in entries], _class_labels(labels, rec, classes),
+                       rec=rec, idx=idx)
 
 
 def _class_labels(labels, rec, classes):
@@ -117,23 +122,108 @@ def _class_labels(labels, rec, classes):
     return out
 
 
-def scan_pack(root):
-    """Scan the RecordIO pack in ``root`` into an :class:`ImageData` (kind "rec")."""
+def scan_pack(root, prefix=None):
+    """Scan the RecordIO pack in ``root`` (im2rec's ``prefix_*`` files with ``prefix``) into
+    an :class:`ImageData` (kind "rec")."""
     root = os.path.expanduser(str(root))
-    names, grey = _read_pack_meta(root)
-    train = read_pack_split(root, "train", len(names) if names else None)
-    val = read_pack_split(root, "val", len(names) if names else None)
+    names, grey = _read_pack_meta(root) if prefix is None else (None, False)
+    train = read_pack_split(root, "train", len(names) if names else None, prefix)
+    val = read_pack_split(root, "val", len(names) if names else None, prefix)
     notes = []
-    if names is None:  # e.g. a pack made by MXNet's im2rec: classes are numbers
+    if names is None:  # e.g. a pack made by MXNet's im2rec
         count = max(train.labels + val.labels) + 1
-        names = [str(i) for i in range(count)]
-        notes.append("%s has no %s: the %d classes are named 0..%d" % (root, PACK_META, count,
-                                                                     count - 1))
+        names = listed_class_names(prefix, count) if prefix else None
+        if names is None:
+            names = [str(i) for i in range(count)]
+            notes.append("%s has no %s: the %d classes are named 0..%d"
+                         % (prefix or root, PACK_META, count, count - 1))
     missing = sorted(set(range(len(names))) - set(train.labels))
     if missing:
-        where = "val.rec but not in train.rec" if missing[0] in val.labels else \
-            "the pack's classes but has no record in train.rec"
+        train_rec, val_rec = os.path.basename(train.rec), os.path.basename(val.rec)
+        where = "%s but not in %s" % (val_rec, train_rec) if missing[0] in val.labels else \
+            "the pack's classes but has no record in %s" % train_rec
         raise DataError("class %r is in %s; pack the folder again"
                         % (names[missing[0]], where))
     check_classes(names, root)
     return finish(ImageData("rec", root, names, train, val, grey=grey, notes=notes))
+
+
+def listed_class_names(prefix, count):
+    """The class names of an im2rec.py pack: the folder each label's images are in, as
+    ``im2rec.py --list --recursive`` wrote them to PREFIX_train.lst and PREFIX_val.lst
+    (``index<TAB>label<TAB>class/file``); None unless the lists name one folder per label."""
+    folders = {}
+    try:
+        for split in ("train", "val"):
+            with open_regular("%s_%s.lst" % (prefix, split), text=True) as f:
+                for line in f:
+                    parts = line.rstrip("\n").split("\t")
+                    path = parts[-1].replace(os.sep, "/")
+                    folder = path.split("/")[0] if "/" in path and len(parts) == 3 else None
+                    folders.setdefault(float(parts[1]), set()).add(folder)
+    except (OSError, ValueError, IndexError, UnicodeDecodeError):
+        return None  # no lists, or not im2rec's: the classes are numbered
+    names = [folders.get(float(label), {None}) for label in range(count)]
+    if len(folders) != count or any(len(n) != 1 or None in n for n in names):
+        return None
+    names = [n.pop() for n in names]
+    return names if len(set(names)) == count else None
+
+
+def im2rec_prefix(root):
+    """The PREFIX of the pack im2rec.py wrote as ``PREFIX_train.rec`` that ``root`` names
+    (the prefix itself, or the folder holding one such pack), or None."""
+    root = os.path.expanduser(str(root))
+    if os.path.isfile(root + "_train.rec"):
+        return root
+    found = sorted(name[:-len("_train.rec")] for name in _listdir(root)
+                   if name.endswith("_train.rec"))
+    if len(found) > 1:
+        raise DataError("%s holds %d im2rec packs (%s); pass one as --data-dir %s"
+                        % (root, len(found), ", ".join(n + "_train.rec" for n in found),
+                           os.path.join(root, found[0])))
+    return os.path.join(root, found[0]) if found else None
+
+
+def _listdir(folder):
+    try:
+        return os.listdir(folder)
+    except OSError:  # not a folder: the scan says what is missing
+        return []
+
+
+class GluonPack:
+    """``--dataset rec``: ``train.rec``/``.idx``, ``val.rec``/``.idx`` and pack.json, as
+    ``scripts/pack.py`` writes them."""
+    dataset = "rec"
+
+    @staticmethod
+    def recognizes(root):
+        names = ("train.rec", "train.idx", "val.rec", "val.idx", PACK_META)
+        return any(os.path.lexists(os.path.join(root, name)) for name in names)
+
+    @staticmethod
+    def scan(root, val_split=None, bad_images="skip"):
+        _no_val_split(val_split)
+        return scan_pack(root)
+
+
+class Im2recPack:
+    """``--dataset rec``: ``PREFIX_train.rec``/``.idx`` and ``PREFIX_val.rec``/``.idx``, as
+    MXNet's ``tools/im2rec.py`` writes them; ``--data-dir`` is PREFIX or its folder."""
+    dataset = "rec"
+
+    @staticmethod
+    def recognizes(root):
+        return im2rec_prefix(root) is not None
+
+    @staticmethod
+    def scan(root, val_split=None, bad_images="skip"):
+        _no_val_split(val_split)
+        prefix = im2rec_prefix(root)
+        return scan_pack(os.path.dirname(prefix), prefix)
+
+
+def _no_val_split(val_split):
+    if val_split is not None:
+        raise DataError("--val-split applies to an image folder; a pack has its own val.rec")

@@ -3,7 +3,7 @@ CPU inference (oneDNN fusion, int8, bf16). Imported on first use, like the rest 
 from .._lazy import lazy_exports
 
 _LAZY = {"export_model": ".export", "load_exported": ".export", "export_checkpoint": ".export",
-         "load_checkpoint_net": ".export", "fuse_for_cpu": ".quantize",
+         "load_checkpoint_net": "..artifacts.source", "fuse_for_cpu": ".quantize",
          "quantize_net": ".quantize", "to_bfloat16": ".quantize",
          "load_predictor": ".predict", "Predictor": ".predict"}
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -55,16 +55,17 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
+from .._version import __version__
+from ..artifacts.layout import (STAGED, export_files, export_paths, export_prefix,
+                                export_target, folder_lock, make_staging, named_staging,
+                                publish, remove_stale)
+from ..artifacts.run_meta import checkpoint_meta
+from ..artifacts.sidecar import (INPUT_NAME, SIDECAR_VERSION, is_fraction, normalization_entry,
+                                 read_export_meta)
+from ..artifacts.source import load_checkpoint_net
 from ..data.datasets import FASHION_MNIST_CLASSES
-from ..errors import CheckpointError, ExportError, GluonCNNsError, error_line
-from ..models.base import as_pooling
-from .layout import (STAGED, export_files, export_paths, export_prefix, export_target,
-                     folder_lock, make_staging, named_staging, publish, remove_stale)
-from ..training.devices import param_contexts
-from ..training.records import is_int
-from .run_meta import checkpoint_meta
-from .sidecar import (INPUT_NAME, SIDECAR_VERSION, is_fraction, normalization_entry,
-                      read_export_meta)
+from ..errors import ExportError, GluonCNNsError, error_line
+from ..models.base import as_pooling, param_contexts
 
 __all__ = ["ExportError", "FORMATS", "export_model", "export_trained", "export_paths",
            "load_exported", "read_export_meta", "load_checkpoint_net", "checkpoint_meta",
@@ -273,15 +274,10 @@ def _sidecar(shape, net_name, class_names, normalization, center_crop):
             "input_shape": list(shape), "channels": shape[1], "input_size": list(shape[2:]),
             "normalization": normalization_entry(normalization, shape[1]),
             "class_names": class_names,
-            "mxnet_version": mx.__version__, "gluon_cnns_version": _package_version()}
+            "mxnet_version": mx.__version__, "gluon_cnns_version": __version__}
     if center_crop is not None:
         meta["center_crop"] = center_crop
     return meta
-
-
-def _package_version():
-    from .. import __version__
-    return __version__
 
 
 # ---------------------------------------------------------------- loading an export
@@ -329,33 +325,6 @@ def load_exported(path, ctx=None):
 
 
 # ---------------------------------------------------------------- training checkpoints
-
-def load_checkpoint_net(save_dir, ctx=None):
-    """Rebuild the net of a training run's ``--save-dir``: returns ``(net, config)``.
-
-    The net is built with ``get_model(config["net"])`` and gets ``best.params``
-    (or the newest ``epoch-NNNN.params``) on ``ctx`` (default CPU); ``config``
-    is the run's ``config.json`` as a dict.
-    """
-    from ..models import get_model
-    from ..training.rundir import RunDir
-    run_dir = RunDir(save_dir)
-    try:
-        config, params = run_dir.read_config(), run_dir.trained_params()
-    except CheckpointError as err:
-        raise ExportError(str(err)) from None
-    classes = config.get("classes", 10)
-    if not is_int(classes, 1):
-        raise ExportError('%s: "classes" must be a positive integer, got %r; correct the file'
-                          % (run_dir.file("config.json"), classes))
-    net = get_model(config["net"], classes=classes)
-    try:
-        net.load_parameters(params, ctx=ctx or mx.cpu())
-    except Exception as err:  # MXNetError, AssertionError: damaged or from another net
-        raise ExportError("cannot load %s into %s (%s)"
-                          % (params, config["net"], error_line(err))) from None
-    return net, config
-
 
 def export_checkpoint(save_dir, path, formats=FORMATS, ctx=None):
     """Export the net of a training run's ``--save-dir`` to prefix ``path`` (see export_model)."""

@@ -57,8 +57,11 @@ def load_predictor(path, ctx=None):
 
 def _load_net(spec, ctx):
     """``(block, meta)`` of ``spec``: an export prefix or a training run's --save-dir."""
-    from ..training.rundir import RunDir
-    from .export import checkpoint_meta, export_paths, load_checkpoint_net, load_exported
+    from ..artifacts.rundir import RunDir
+    from ..artifacts.layout import export_paths
+    from ..artifacts.run_meta import checkpoint_meta
+    from ..artifacts.source import load_checkpoint_net
+    from .export import load_exported
     sidecar = export_paths(spec)["meta"]
     if not os.path.exists(spec) and not os.path.exists(sidecar):
         raise GluonCNNsError("neither an export (no %s) nor a training run's --save-dir (no such "

@@ -218,6 +218,16 @@ def as_pooling(graph):
     return graph
 
 
+def param_contexts(net):
+    """The contexts of ``net``'s parameters, or ``[mx.cpu()]`` before they are initialized."""
+    for param in net.collect_params().values():
+        try:
+            return param.list_ctx()
+        except RuntimeError:  # not initialized yet
+            break
+    return [mx.cpu()]
+
+
 def infer_shapes(symbol, input_shape):
     """``symbol.infer_shape(data=input_shape)`` without the lines MXNet prints on failure.
 

@@ -12,24 +12,7 @@ from collections import OrderedDict, namedtuple
 import importlib
 
 from ..errors import GluonCNNsError, UnknownModelError
-
-# A training recipe: what `scripts/train.py --net NAME` uses when a flag is not given.
-# The step schedule multiplies the lr by lr_factor after each epoch in lr_steps, or after
-# each number of iterations (optimizer updates) in lr_step_iters; warmup_iters updates
-# at warmup_lr come first.
-Recipe = namedtuple("Recipe", "dataset epochs batch_size lr optimizer momentum wd resize "
-                              "lr_schedule lr_steps lr_factor lr_step_iters warmup_iters "
-                              "warmup_lr")
-
-
-def recipe(dataset="fashion-mnist", epochs=5, batch_size=256, lr=0.1, optimizer="sgd",
-           momentum=0.0, wd=0.0, resize=None, lr_schedule="none", lr_steps=(), lr_factor=0.1,
-           lr_step_iters=(), warmup_iters=0, warmup_lr=None):
-    """Build a :data:`Recipe`; the defaults are the d2l book's (SGD, 5 epochs, Fashion-MNIST)."""
-    return Recipe(dataset, epochs, batch_size, lr, optimizer, momentum, wd, resize,
-                  lr_schedule, tuple(lr_steps), lr_factor, tuple(lr_step_iters), warmup_iters,
-                  warmup_lr)
-
+from ..settings import Recipe, recipe  # a recipe's fields are declared with the settings
 
 # He et al. 2015 section 4.2: "a weight decay of 0.0001 and momentum of 0.9 ... a
 # mini-batch size of 128 ... start with a learning rate of 0.1, divide it by 10 at 32k

@@ -6,7 +6,7 @@ Importing this package does not import MXNet; its parts do, when first used.
 from .._lazy import lazy_exports
 
 _LAZY = {"train": ".loop", "train_ch5": ".loop", "evaluate_accuracy": ".loop", "try_gpu": ".devices",
-         "try_all_gpus": ".devices", "training_contexts": ".devices", "RunDir": ".rundir",
+         "try_all_gpus": ".devices", "training_contexts": ".devices", "RunDir": "..artifacts.rundir",
          "make_trainer": ".optim", "make_lr_scheduler": ".optim", "Cluster": ".distributed"}
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 

@@ -74,12 +74,3 @@ def training_contexts(ctx=None, gpus=None, cpus=None, activity="training"):
         return [device]
     return [mx.cpu()]
 
-
-def param_contexts(net):
-    """The contexts of ``net``'s parameters, or ``[mx.cpu()]`` before they are initialized."""
-    for param in net.collect_params().values():
-        try:
-            return param.list_ctx()
-        except RuntimeError:  # not initialized yet
-            break
-    return [mx.cpu()]

@@ -4,33 +4,58 @@ The command line (``cli/train.py``) decides what to run -- settings merged from
 flags, config.json and the recipe, devices, the run folder -- and hands a
 :class:`Run` to :func:`fit`.
 """
+from __future__ import annotations
+
 import contextlib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from ..errors import GluonCNNsError, UsageError, error_line
-from .state import seed_all
+from ..artifacts.state import seed_all
+
+if TYPE_CHECKING:  # the annotations only: importing this module imports no MXNet
+    from mxnet import Context
+    from mxnet.gluon import HybridBlock
+
+    from ..data.image_data import ImageData
+    from .distributed import Cluster
+    from ..artifacts.rundir import RunDir
+    from .saver import Checkpointer
 
 
 @dataclass
 class Run:
-    """What :func:`fit` trains. ``source`` is the run folder a resumed checkpoint is read
-    from (every worker reads it); ``writer`` the folder written to (rank 0 only)."""
-    settings: dict
-    ctxs: list
-    net: object
-    sample_shape: tuple
-    cluster: object
-    source: object = None
-    writer: object = None
-    ckpt: dict = None
+    """What :func:`fit` trains. ``settings`` are those of :mod:`gluon_cnns.settings`, complete
+    (see :mod:`gluon_cnns.training.prepare`); ``source`` is the run folder a resumed
+    checkpoint is read from (every worker reads it); ``writer`` the folder written to
+    (rank 0 only)."""
+    settings: Dict[str, Any]
+    ctxs: List[Context]
+    net: HybridBlock
+    sample_shape: Tuple[int, int, int, int]  # (1, channels, side, side)
+    cluster: Cluster
+    source: Optional[RunDir] = None
+    writer: Optional[RunDir] = None
+    ckpt: Optional[Dict[str, Any]] = None  # the checkpoint entry resumed from
     hybridize: bool = True
     progress: bool = True
     resume_command: str = ""
-    warn: object = None  # one warning line -> stderr (the command line's prefix)
-    config: dict = None  # what config.json keeps, written once the run is restored
-    images: object = None  # the scanned image folder or pack (data.images.ImageData)
-    start_from: object = field(default=None, repr=False)  # the --finetune source net
-    saver: object = field(default=None, repr=False)
+    warn: Optional[Callable[[str], None]] = None  # one warning line -> stderr
+    config: Optional[Dict[str, Any]] = None  # what config.json keeps, written once restored
+    images: Optional[ImageData] = None  # the scanned image folder or pack
+    start_from: Optional[HybridBlock] = field(default=None, repr=False)  # --finetune's net
+    saver: Optional[Checkpointer] = field(default=None, repr=False)
+
+    def __post_init__(self):
+        """Refuse settings that are incomplete or of the wrong type, before any training."""
+        from ..settings import kept
+        from ..artifacts.records import config_problem
+        missing = [spec.name for spec in kept() if spec.name not in self.settings]
+        problem = ("it has no %s" % ", ".join(repr(name) for name in missing) if missing
+                   else config_problem(self.settings))
+        if problem:
+            raise GluonCNNsError("Run.settings: %s; build them with gluon_cnns.training.prepare's "
+                                 "run_settings and resolve_data" % problem)
 
     @property
     def done(self):

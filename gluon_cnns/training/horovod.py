@@ -42,7 +42,7 @@ dist_sync, every rank making the same number of steps) with batch B / W.
 import os
 import sys
 
-from .distributed import Cluster, DistributedError, finish_deferred_init, local_batch_size
+from .cluster import Cluster, DistributedError, finish_deferred_init, local_batch_size
 
 INSTALL = ("HOROVOD_WITH_MXNET=1 HOROVOD_WITHOUT_TENSORFLOW=1 HOROVOD_WITHOUT_PYTORCH=1 "
            "HOROVOD_WITHOUT_MPI=1 HOROVOD_WITH_GLOO=1 pip install --no-build-isolation "
@@ -199,9 +199,10 @@ class HorovodCluster(Cluster):
             os.environ.get("HOROVOD_HOSTNAME", "this host"), self.share())
 
 
-def setup_horovod(args, batch_size):
-    """The HorovodCluster of this rank; a DistributedError (one line, exit 2) when Horovod
-    is missing, the process was not started by horovodrun, or the batch does not split."""
+def setup_horovod(batch_size, gpus=None, cpus=None):
+    """The HorovodCluster of this rank for the global ``batch_size``; a DistributedError
+    (one line, exit 2) when Horovod is missing, the process was not started by horovodrun,
+    the run asks for several devices (``gpus``/``cpus``), or the batch does not split."""
     hvd = import_horovod()
     if not any(os.environ.get(name) for name in LAUNCHER_ENV):
         # hvd.init() would make a job of one: N such processes would each train alone.
@@ -209,8 +210,8 @@ def setup_horovod(args, batch_size):
                                "the environment), e.g. horovodrun -np 2 -H localhost:2 sh -c "
                                "'exec python scripts/train.py ... --kvstore horovod' (see "
                                "docs/SCALING.md)")
-    for flag in ("gpus", "cpus"):
-        if (getattr(args, flag, None) or 1) > 1:
+    for flag, count in (("gpus", gpus), ("cpus", cpus)):
+        if (count or 1) > 1:
             raise DistributedError("--kvstore horovod trains on one device per rank; drop --%s "
                                    "N and start N ranks per host (horovodrun -H host:N)" % flag)
     fail_at = failure_injection(os.environ.get(FAIL_ENV))

@@ -10,7 +10,8 @@ import mxnet as mx
 from mxnet import gluon
 
 from ..threads import describe_threads
-from .devices import as_contexts, param_contexts, split
+from ..models.base import param_contexts
+from .devices import as_contexts, split
 from .engine import Engine, EpochProgress, batches, correct_count, total
 
 

@@ -5,7 +5,7 @@ warm-up), given to the optimizer, which calls them with the number of the
 update it is about to make -- counted from 1, as MXNet's optimizers count.
 """
 from ..gluoncv_import import import_gluoncv
-from .distributed import Cluster
+from .cluster import Cluster
 
 
 def _gluoncv_schedulers():

@@ -3,7 +3,7 @@ import signal
 import threading
 import time
 
-from .rundir import describe
+from ..artifacts.rundir import describe
 
 
 class TrainingInterrupted(KeyboardInterrupt):

@@ -18,9 +18,7 @@ The verdict: the folder loader's images/s (default workers, as training uses
 them) over the training step's; :data:`TARGET` means decoding keeps up with the
 cores' training with room to spare.
 """
-import contextlib
 import os
-import sys
 import tempfile
 import time
 
@@ -103,13 +101,13 @@ def write_photo_folder(root, count, size, data_dir=None, seed=0):
 
 
 def pack_folder(folder, out):
-    """Pack ``folder`` into ``out`` with ``scripts/pack.py``'s code; GluonCNNsError if it fails."""
-    from gluon_cnns.cli import pack
-    with contextlib.redirect_stdout(sys.stderr):  # stdout holds only the report
-        code = pack.main([folder, "--out", out])
-    if code != 0:
-        raise GluonCNNsError("--loader: packing %s failed (exit code %d, see above)"
-                             % (folder, code))
+    """Pack ``folder`` into ``out`` with ``scripts/pack.py``'s writer; GluonCNNsError if it
+    fails."""
+    from gluon_cnns.data.pack_writer import pack_folder as write_pack
+    try:
+        write_pack(folder, out)
+    except GluonCNNsError as err:
+        raise GluonCNNsError("--loader: packing %s failed (%s)" % (folder, err)) from None
 
 
 # ---------------------------------------------------------------- one sample each
@@ -315,7 +313,7 @@ def bench_loader(name, ctx, opts, say=lambda *_: None):
         pack_folder(folder, packed)
         data = {"folder": scan_images("folder", folder), "rec": scan_images("rec", packed)}
         loaders, default = _loaders(data, ctx, opts)
-        rec_iter = record_iter(*data["rec"].train.rec, opts)
+        rec_iter = record_iter(data["rec"].train.rec, data["rec"].train.idx, opts)
         # No more steps than the folder has full batches.
         steps = min(opts.loader_steps, len(data["folder"].train) // opts.loader_batch_size)
         net, trainer, loss, (X, y) = _trainer_setup(name, ctx, opts, steps)

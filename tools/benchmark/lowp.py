@@ -27,7 +27,7 @@ def check_run(name, folder):
     """GluonCNNsError unless ``folder`` is a scripts/train.py --save-dir that trained
     ``name`` on the data and input size the benchmark uses (its recipe's)."""
     from gluon_cnns.models import model_spec
-    from gluon_cnns.training.rundir import RunDir
+    from gluon_cnns.artifacts.rundir import RunDir
     config = RunDir(folder).read_config()  # one clear line if it is not a training run
     if config["net"] != name:
         raise GluonCNNsError("--quant-runs: %s trained %s, not %s; pass %s=%s or leave it out"

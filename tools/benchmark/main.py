@@ -5,7 +5,8 @@ import json
 import sys
 import time
 
-from gluon_cnns.cli.common import OneLineParser, parse, positive_float, positive_int
+from gluon_cnns.cli.common import (OneLineParser, check_folder, check_output_file, check_program,
+                                   parse, positive_float, positive_int)
 from gluon_cnns.errors import GluonCNNsError
 
 from . import __doc__ as _PACKAGE_DOC
@@ -195,6 +196,21 @@ def _check_args(opts):
                      "--" + flag.replace("_", "-"))
 
 
+def _check_paths(opts):
+    """Every path flag, checked before anything is measured (a bad output path would
+    otherwise fail only after the whole run)."""
+    for flag, path in (("--json", opts.json), ("--markdown", opts.markdown)):
+        if path is not None:
+            check_output_file(path, flag)
+    if opts.data_dir is not None:
+        check_folder(opts.data_dir, "--data-dir",
+                     "pass the folder holding the Fashion-MNIST files")
+    if opts.peer_python is not None:
+        check_program(opts.peer_python, "--peer-python",
+                      "give a Python that can import torch, e.g. /tmp/torch-venv/bin/python "
+                      "(see docs/SPEED_NOTES.md)")
+
+
 def _say(*parts):
     """Progress on stderr, so that stdout holds only the report."""
     print(*parts, file=sys.stderr, flush=True)
@@ -312,6 +328,7 @@ def main(argv=None):
         return code
     command = " ".join(["python scripts/benchmark.py"] + argv)
     try:
+        _check_paths(opts)
         report = load_report(opts.render) if opts.render else run(opts, command)
     except GluonCNNsError as e:
         print("%s: error: %s" % (PROG, e), file=sys.stderr)

@@ -4,7 +4,7 @@ Also the helpers the other suites build their nets and trainers with.
 """
 import gc
 
-from gluon_cnns.training.state import seed_all
+from gluon_cnns.artifacts.state import seed_all
 
 from .argtypes import for_net
 from .machine import gemm_limit

@@ -2,6 +2,8 @@
 import contextlib
 import json
 import os
+import shutil
+import tempfile
 
 from .argtypes import for_net
 from .nets import (TRAIN_FLOPS_FACTOR, hybridize, input_shape, random_batch, recipe_trainer,
@@ -32,13 +34,13 @@ def profile_train_step(name, ctx, opts, steps=2, top=8):
                           gluon.loss.SoftmaxCrossEntropyLoss(), X, y)
         step()  # builds the graph (read the variables above) and warms up
         mx.nd.waitall()
-        mx.profiler.set_config(profile_all=True, aggregate_stats=True, filename=os.devnull)
-        mx.profiler.set_state("run")
-        for _ in range(steps):
-            step()
-        mx.nd.waitall()
-        mx.profiler.set_state("stop")
-        table = json.loads(mx.profiler.dumps(reset=True, format="json"))
+        with _private_trace(mx.profiler):
+            mx.profiler.set_state("run")
+            for _ in range(steps):
+                step()
+            mx.nd.waitall()
+            mx.profiler.set_state("stop")
+            table = json.loads(mx.profiler.dumps(reset=True, format="json"))
     flops_per_step = TRAIN_FLOPS_FACTOR * flops(net, shape) * shape[0] * steps
     del net
     release()
@@ -51,6 +53,29 @@ def profile_train_step(name, ctx, opts, steps=2, top=8):
     profile["conv_gflops"] = flops_per_step / (conv_ms / 1e3) / 1e9 if conv_ms else None
     profile["all_ops_gflops"] = flops_per_step / (profile["total_ms"] / 1e3) / 1e9
     return profile
+
+
+@contextlib.contextmanager
+def _private_trace(profiler):
+    """Configure ``profiler`` (mx.profiler, aggregating) to trace into a private folder.
+
+    MXNet's profiler unlinks the file it is given and creates it anew (set_config), and
+    writes its trace there once more when the process exits: handed /dev/null, it
+    replaces the device with a regular file. So the trace goes to a fresh 0700 folder;
+    the explicit final dump ends the profiler's output, so nothing is written at exit,
+    and the folder is removed.
+    """
+    folder = tempfile.mkdtemp(prefix="gluon-cnns-profile-")
+    try:
+        profiler.set_config(profile_all=True, aggregate_stats=True,
+                            filename=os.path.join(folder, "trace.json"))
+        try:
+            yield
+        finally:
+            profiler.set_state("stop")
+            profiler.dump(finished=True)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextlib.contextmanager

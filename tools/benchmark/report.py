@@ -149,10 +149,12 @@ def _thread_rows(section):
 
 
 def _thread_lines(section):
-    """What the matrix's columns set, and its load averages."""
-    lines = ["%s: %s" % (label, " ".join("%s=%s" % kv for kv in sorted(v.items()))
+    """What the matrix's columns set (in the columns' order: a JSON file keeps keys
+    sorted), and its load averages."""
+    variables = section["policy_variables"]
+    lines = ["%s: %s" % (label, " ".join("%s=%s" % kv for kv in sorted(variables[label].items()))
                          or "no thread variable: gluon_cnns.threads decides")
-             for label, v in section["policy_variables"].items()]
+             for label in section["policies"]]
     loads = [run[0] for r in section["rows"] for c in r["cells"].values() for run in c["load"]]
     lines.append("%d physical cores; busy = scripts/train.py --net %s on %d threads spinning "
                  "(GOMP_SPINCOUNT=300000) in the background; %d interleaved rounds; 1-minute "

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import ExportError, error_line
 from ..io import read_json
-from ..training.records import is_int
+from .records import is_int
 from .layout import (_STAGED_FILE, FILE_KINDS, MAX_SIDECAR_BYTES, SUFFIXES, export_paths,
                      export_prefix)
 

@@ -6,6 +6,8 @@ Each check returns the first problem as a phrase ("'epoch' must be ...") or None
 import numbers
 import re
 
+from ..settings import EPOCHS, NAMES, NUMBERS, kept
+
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _FILE_NAME = re.compile(r"^epoch-\d{4,}(-batch-\d{6,})?\.(params|states|rng\.npz)$")
 
@@ -73,38 +75,23 @@ def record_problem(record):
     return None
 
 
-# Types of the settings config.json keeps; None is allowed where the recipe allows it.
-_SETTINGS = {"net": str, "dataset": str, "epochs": int, "batch_size": int, "lr": float,
-             "optimizer": str, "momentum": float, "wd": float, "resize": int,
-             "lr_schedule": str, "lr_steps": list, "lr_factor": float, "limit_train": int,
-             "limit_test": int, "seed": int, "data_dir": str, "checkpoint_every": int,
-             "nan_policy": str, "recipe": str, "lr_step_iters": list, "warmup_iters": int,
-             "warmup_lr": float,
-             # your own images and fine-tuning (gluon_cnns.cli.images_args)
-             "classes": int, "channels": int, "class_names": "names", "mean": "numbers",
-             "std": "numbers", "val_split": float, "center_crop": float, "augment": str,
-             "bad_images": str, "workers": int, "finetune": str, "freeze_features": bool,
-             "data_fingerprint": str}
-_MAY_BE_NONE = {"momentum", "resize", "limit_train", "limit_test", "seed", "data_dir",
-                "checkpoint_every", "nan_policy", "warmup_lr", "mean", "std", "val_split",
-                "center_crop", "augment", "bad_images", "workers", "finetune",
-                "freeze_features", "data_fingerprint", "class_names"}
-_MAY_BE_ZERO = {"seed", "warmup_iters"}
+# The words of each type of the settings config.json keeps (gluon_cnns.settings).
 _KIND_NAMES = {int: "a positive whole number", float: "a number", str: "a string",
-               list: "a list of epochs", bool: "true or false",
-               "names": "a list of non-empty strings", "numbers": "a list of numbers"}
+               EPOCHS: "a list of epochs", bool: "true or false",
+               NAMES: "a list of non-empty strings", NUMBERS: "a list of numbers"}
 
 
-def _has_kind(value, kind, key):
+def _has_kind(value, spec):
+    kind = spec.kind
     if kind is int:
-        return is_int(value, 0 if key in _MAY_BE_ZERO else 1)
+        return is_int(value, spec.low)
     if kind is float:
         return _is_number(value)
-    if kind is list:
+    if kind == EPOCHS:
         return isinstance(value, list) and all(is_int(v, 1) for v in value)
-    if kind == "names":
+    if kind == NAMES:
         return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
-    if kind == "numbers":
+    if kind == NUMBERS:
         return isinstance(value, list) and all(_is_number(v) for v in value)
     return isinstance(value, kind)  # str, bool
 
@@ -113,9 +100,10 @@ def config_problem(config):
     """The first setting of config.json with the wrong type, or None."""
     if not isinstance(config, dict):
         return "it must be a JSON object"
-    for key, kind in _SETTINGS.items():
-        if key not in config or (config[key] is None and key in _MAY_BE_NONE):
+    for spec in kept():
+        key = spec.name
+        if key not in config or (config[key] is None and spec.may_be_none):
             continue
-        if not _has_kind(config[key], kind, key):
-            return "%r is %r, not %s" % (key, config[key], _KIND_NAMES[kind])
+        if not _has_kind(config[key], spec):
+            return "%r is %r, not %s" % (key, config[key], _KIND_NAMES[spec.kind])
     return None

@@ -13,7 +13,7 @@ naming the field and config.json.
 from ..data.datasets import DATASETS, dataset_info
 from ..data.images import IMAGE_DATASETS
 from ..errors import DataError, ExportError
-from ..training.records import is_int
+from .records import is_int
 from .sidecar import (INPUT_NAME, MAX_INPUT_SIDE, is_fraction, is_number_list,
                       normalization_entry)
 

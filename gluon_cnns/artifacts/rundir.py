@@ -13,7 +13,7 @@ batches of the next one -- and three files named after it (STEM is
 ``epoch-0002`` at the end of epoch 2, ``epoch-0003-batch-000017`` 17 batches
 into epoch 3): ``STEM.params`` (``net.save_parameters``), ``STEM.states``
 (``trainer.save_states``: momentum or Adam moments, update counts, the
-learning-rate schedule) and ``STEM.rng.npz`` (``training.state``).
+learning-rate schedule) and ``STEM.rng.npz`` (``artifacts.state``).
 
 An *entry* (a dict) describes one checkpoint: its position, its file names,
 the SHA-256 of each file (best.params' too) and the log records up to it.
@@ -25,9 +25,11 @@ the next ``--resume``; only then are the files no entry names deleted. The log
 is appended to, one line per epoch, and checked against the index on resume: a
 log that disagrees is kept aside and written again from the index.
 """
+import errno
 import json
 import os
 import re
+import stat
 
 import numpy as np
 
@@ -249,7 +251,13 @@ class RunDir:
         line = json.dumps(record, sort_keys=True) + "\n"
 
         def append():
-            with open(self.file(LOG), "a", encoding="utf-8") as f:
+            # Not through a symbolic link (O_NOFOLLOW), nor blocking on a pipe (O_NONBLOCK).
+            fd = os.open(self.file(LOG), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+                         | os.O_NONBLOCK, 0o644)
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise OSError(errno.EINVAL, "not a regular file")
+            with os.fdopen(fd, "a", encoding="utf-8") as f:
                 f.write(line)
                 f.flush()
                 os.fsync(f.fileno())

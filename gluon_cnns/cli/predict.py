@@ -34,7 +34,7 @@ import sys
 
 from ..data.decode import (IMAGE_EXTENSIONS, LARGE_PIXELS, MAX_PIXELS,  # noqa: F401
                            ImageError, read_image)
-from ..errors import DataError, ExportError, GluonCNNsError, error_line
+from ..errors import DataError, GluonCNNsError, error_line
 from ..inference.predict import BATCH_SIZE, ranked
 from .common import OneLineParser, non_empty, parse, positive_int, report
 
@@ -126,8 +126,8 @@ def classify(predictor, files, top, failed, cam_dir=None):
 def write_cams(predictor, batch, rows, paths, cam_dir, taken):
     """One overlay PNG per image in ``cam_dir``, named after the image (``taken``: names
     already used, so that two ``shirt.png`` of different folders both stay)."""
-    from ..viz.maps import save_overlays
-    cams = predictor.grad_cam(batch)  # the top class of each image
+    from ..viz import grad_cam, save_overlays
+    cams = grad_cam(predictor.block, batch)  # the top class of each image
     for i, (path, row) in enumerate(zip(paths, rows)):
         stem = os.path.splitext(os.path.basename(path))[0] or "image"
         name, n = stem + ".png", 1
@@ -185,7 +185,7 @@ def run(args):
         report(PROG, "%s: %s" % (path, reason))
     try:
         results = classify(predictor, files, args.top_k, failed, cam_dir=args.cam)
-    except ExportError as err:  # "... does not run on these images", e.g. a hand-edited sidecar
+    except GluonCNNsError as err:  # "... does not run on these images", e.g. a hand-edited sidecar
         report(PROG, "--model %s" % error_line(err))
         return 2
     if args.json:

@@ -193,17 +193,6 @@ class Predictor:
         return [[(name, p) for _, name, p in ranked(row, self.classes, top_k)]
                 for row in self.probabilities(inputs)]
 
-    def grad_cam(self, inputs, target=None, layer=None):
-        """Grad-CAM maps of ``inputs`` (as :meth:`probabilities` takes them): numpy (N, H, W)
-        in [0, 1] at the input size, for ``target`` (default: the top class) -- see
-        :func:`gluon_cnns.viz.grad_cam`. Needs a run folder's net: an export has no layers."""
-        from ..viz.gradcam import grad_cam
-        batch = _as_batch(inputs, self.input_shape)
-        if batch is None:
-            batch = self.batch([self._read(x) for x in _as_images(inputs)])
-        with self._running():
-            return grad_cam(self.block, batch, target=target, layer=layer)
-
     def _read(self, image):
         """:meth:`read`, with the file's name in the error."""
         try:

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import GluonCNNsError
 from ..io import atomic_write
+from .gradcam import grad_cam
 from .maps import _pyplot, overlay, to_display
 
 REPORT = "report.html"
@@ -33,7 +34,7 @@ __all__ = ["REPORT", "build_report", "evaluation_set", "write_report"]
 
 def _run_records(run_dir):
     """``(config, log records)`` of a run folder; one-line GluonCNNsError without a log."""
-    from ..training.rundir import LOG, RunDir
+    from ..artifacts.rundir import LOG, RunDir
     run = RunDir(run_dir)
     if not os.path.isdir(run_dir):
         raise GluonCNNsError("%s: no such folder; pass a training run's --save-dir" % run_dir)
@@ -134,7 +135,7 @@ def _mistakes_figure(predictor, batch, labels, probs, worst):
     chosen = wrong[np.argsort(-probs[wrong, predicted[wrong]])][:worst]
     import mxnet as mx
     batch = mx.nd.take(batch, mx.nd.array(chosen, ctx=batch.context))
-    cams = predictor.grad_cam(batch)
+    cams = grad_cam(predictor.block, batch)
     plt = _pyplot()
     fig, axes = plt.subplots(2, len(chosen), figsize=(1.6 * len(chosen) + 0.3, 3.6),
                              squeeze=False)

@@ -43,6 +43,7 @@ setup(
             "gluon-cnns-predict=gluon_cnns.cli.predict:main",
             "gluon-cnns-export=gluon_cnns.cli.export:main",
             "gluon-cnns-pack=gluon_cnns.cli.pack:main",
+            "gluon-cnns-report=gluon_cnns.cli.report:main",
         ],
     },
     classifiers=[

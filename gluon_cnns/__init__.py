@@ -10,7 +10,8 @@ The source articles' constructors (``LeNet()``, ``AlexNet()``, ``VGGNet(arch)``,
 from here and return the corrected networks. The tutorial helpers
 (``load_data_fashion_mnist``, ``train``, ...) live in :mod:`gluon_cnns.utils`.
 A trained run or an export classifies images: ``load_predictor(path).predict(images)``
-(:mod:`gluon_cnns.inference.predict`).
+(:mod:`gluon_cnns.inference.predict`); :mod:`gluon_cnns.viz` shows what a net looks at
+(Grad-CAM, feature maps, filters, a report page per run).
 """
 from ._lazy import lazy_exports
 from ._version import __version__
@@ -23,7 +24,7 @@ _LAZY = {"AlexNet": ".models", "GoogLeNet": ".models", "LeNet": ".models", "NiNN
          "load_checkpoint_net": ".artifacts.source", "load_exported": ".inference.export",
          "load_predictor": ".inference.predict", "Predictor": ".inference.predict",
          "count_parameters": ".shapes", "flops": ".shapes", "summary": ".shapes",
-         "trace": ".shapes", "utils": ".utils", "threads": ".threads"}
+         "trace": ".shapes", "utils": ".utils", "threads": ".threads", "viz": ".viz"}
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 __all__ = ["AlexNet", "DataError", "ExportError", "GluonCNNsError", "GoogLeNet",

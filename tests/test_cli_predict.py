@@ -320,3 +320,27 @@ def test_a_large_jpeg_is_decoded_at_a_reduced_scale(tmp_path):
     pixels = read_image(path, 3, (28, 28))
     assert pixels.shape[2] == 3 and 112 <= pixels.shape[0] < 4000 // 4
     assert abs(int(pixels[..., 0].mean()) - 200) < 10
+
+
+def test_cam_writes_one_overlay_per_image(trained, capsys, tmp_path):
+    out = tmp_path / "cams"
+    code, _, err = _run(capsys, *trained.pngs[:3], trained.pngs[0], "--model", trained.run,
+                        "--cam", out)
+    assert code == 0, err
+    # Two images of one name keep two overlays; each is a PNG with the overlay's colours.
+    assert sorted(os.listdir(out)) == ["img000-2.png", "img000.png", "img001.png", "img002.png"]
+    for name in os.listdir(out):
+        with Image.open(out / name) as image:
+            assert image.format == "PNG"
+            pixels = np.asarray(image.convert("RGB")).astype(int)
+        assert (pixels[..., 0] - pixels[..., 2]).max() > 100  # red of the jet map: a hot spot
+
+
+def test_cam_mistakes_are_one_line(trained, capsys, tmp_path):
+    code, out, err = _run(capsys, trained.pngs[0], "--model", trained.export, "--cam", tmp_path)
+    assert code == 2 and len(err) == 1 and "--save-dir" in err[0] and not out
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code, out, err = _run(capsys, trained.pngs[0], "--model", trained.run, "--cam",
+                          blocker / "cams")
+    assert code == 2 and len(err) == 1 and "cannot make the folder" in err[0]

@@ -1,6 +1,7 @@
 """The package's layers run one way, and no module imports another in a cycle.
 
     cli, and the public facades (gluon_cnns, .export, .quantize, .distributed, .utils)
+      -> viz                         (Grad-CAM and pictures of trained nets, run reports)
       -> training / inference        (neither imports the other)
         -> artifacts                 (the run folder, its records, the export's files)
           -> data / models           (neither imports the other)
@@ -22,8 +23,8 @@ BASE = {"errors", "io", "cpu", "_lazy", "_version", "threads", "shapes", "gluonc
         "settings"}
 FACADES = {"", "export", "quantize", "distributed", "utils"}
 # Higher imports lower; equal ranks in different layers do not import each other.
-RANKS = {"cli": 4, "facade": 4, "training": 3, "inference": 3, "artifacts": 2, "data": 1,
-         "models": 1, "base": 0}
+RANKS = {"cli": 4, "facade": 4, "viz": 3.5, "training": 3, "inference": 3, "artifacts": 2,
+         "data": 1, "models": 1, "base": 0}
 
 
 def _modules(root=PACKAGE):

@@ -21,7 +21,7 @@ OUT = os.path.join(ROOT, "docs", "FLAGS.md")
 SCRIPTS = (("train.py", "gluon_cnns.cli.train"), ("predict.py", "gluon_cnns.cli.predict"),
            ("export.py", "gluon_cnns.cli.export"), ("pack.py", "gluon_cnns.cli.pack"),
            ("launch.py", "gluon_cnns.cli.launch"), ("benchmark.py", "tools.benchmark.main"),
-           ("reproduce.py", "tools.reproduce"))
+           ("reproduce.py", "tools.reproduce"), ("report.py", "gluon_cnns.cli.report"))
 
 HEADER = """# Command-line flags
 

@@ -34,7 +34,7 @@ import sys
 
 from ..data.decode import (IMAGE_EXTENSIONS, LARGE_PIXELS, MAX_PIXELS,  # noqa: F401
                            ImageError, read_image)
-from ..errors import DataError, ExportError, GluonCNNsError, error_line
+from ..errors import DataError, GluonCNNsError, error_line
 from ..inference.predict import BATCH_SIZE, ranked
 from .common import OneLineParser, non_empty, parse, positive_int, report
 
@@ -54,6 +54,11 @@ def build_parser():
     parser.add_argument("--top-k", type=positive_int, default=3, metavar="K",
                         help="how many classes to show per image (default: 3)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--cam", metavar="OUT_DIR",
+                        type=non_empty("a folder for the overlays, e.g. cams"),
+                        help="also write one Grad-CAM overlay PNG per image to OUT_DIR, "
+                             "titled with its top class (needs a run's --save-dir as --model: "
+                             "an export has no layers to explain)")
     return parser
 
 
@@ -99,18 +104,53 @@ def _read_images(paths, predictor, failed):
     return readable, images
 
 
-def classify(predictor, files, top, failed):
-    """Top-``top`` results for ``files``, read and run BATCH_SIZE at a time (bounded memory)."""
-    results = []
+def classify(predictor, files, top, failed, cam_dir=None):
+    """Top-``top`` results for ``files``, read and run BATCH_SIZE at a time (bounded memory);
+    with ``cam_dir``, each image's Grad-CAM overlay is written there too."""
+    results, cam_names = [], set()
     for start in range(0, len(files), BATCH_SIZE):
         readable, images = _read_images(files[start:start + BATCH_SIZE], predictor, failed)
         if not images:
             continue
-        for path, row in zip(readable, predictor.probabilities(predictor.batch(images))):
+        batch = predictor.batch(images)
+        rows = predictor.probabilities(batch)
+        for path, row in zip(readable, rows):
             best = ranked(row, predictor.classes, top)
             results.append({"file": path, "top": [{"class": name, "index": i, "probability": p}
                                                   for i, name, p in best]})
+        if cam_dir is not None:
+            write_cams(predictor, batch, rows, readable, cam_dir, cam_names)
     return results
+
+
+def write_cams(predictor, batch, rows, paths, cam_dir, taken):
+    """One overlay PNG per image in ``cam_dir``, named after the image (``taken``: names
+    already used, so that two ``shirt.png`` of different folders both stay)."""
+    from ..viz import grad_cam, save_overlays
+    cams = grad_cam(predictor.block, batch)  # the top class of each image
+    for i, (path, row) in enumerate(zip(paths, rows)):
+        stem = os.path.splitext(os.path.basename(path))[0] or "image"
+        name, n = stem + ".png", 1
+        while name in taken:
+            n += 1
+            name = "%s-%d.png" % (stem, n)
+        taken.add(name)
+        (_, label, p), = ranked(row, predictor.classes, 1)
+        save_overlays(batch[i:i + 1], cams[i:i + 1], os.path.join(cam_dir, name),
+                      titles=["%s %.0f%%" % (label, 100 * p)], columns=1)
+
+
+def _cam_folder(predictor, folder):
+    """Check that ``--cam`` can work and make its folder; a one-line problem, or None."""
+    from mxnet.gluon import nn
+    if not isinstance(predictor.block, nn.HybridSequential):
+        return ("--cam needs the Gluon net of a training run: pass its --save-dir as --model "
+                "(an export has no layers to explain)")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as err:
+        return "--cam %s: cannot make the folder (%s)" % (folder, err.strerror or err)
+    return None
 
 
 # ---------------------------------------------------------------- output
@@ -136,12 +176,16 @@ def run(args):
     except GluonCNNsError as err:
         report(PROG, "--model %s: %s" % (args.model, error_line(err)))
         return 2
+    problem = _cam_folder(predictor, args.cam) if args.cam else None
+    if problem:
+        report(PROG, problem)
+        return 2
     files, failed = expand_inputs(args.images)
     for path, reason in failed:
         report(PROG, "%s: %s" % (path, reason))
     try:
-        results = classify(predictor, files, args.top_k, failed)
-    except ExportError as err:  # "... does not run on these images", e.g. a hand-edited sidecar
+        results = classify(predictor, files, args.top_k, failed, cam_dir=args.cam)
+    except GluonCNNsError as err:  # "... does not run on these images", e.g. a hand-edited sidecar
         report(PROG, "--model %s" % error_line(err))
         return 2
     if args.json:

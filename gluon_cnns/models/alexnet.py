@@ -12,6 +12,8 @@ class AlexNet(ClassicNet):
     """Five convs (96@11/4, 256@5, 384@3, 384@3, 256@3), three max-pools, Flatten,
     4096-4096-classes."""
 
+    cam_layer = -8  # Grad-CAM explains the fifth conv
+
     def __init__(self, classes=10, **kwargs):
         super().__init__(**kwargs)
         with self.name_scope():

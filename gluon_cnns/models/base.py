@@ -43,6 +43,9 @@ class ClassicNet(nn.HybridSequential):
 
     # How many trailing top-level blocks make up the classifier (``output``).
     head_size = 1
+    # The top-level block whose output Grad-CAM explains (gluon_cnns.viz.grad_cam), counted
+    # from the end: each family declares its last convolutional stage.
+    cam_layer = None
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

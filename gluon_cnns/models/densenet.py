@@ -43,6 +43,8 @@ class DenseNet(ClassicNet):
     """ResNet's stem, dense blocks separated by channel-halving transitions, then
     BN, ReLU, global average pooling and a dense layer."""
 
+    cam_layer = -3  # Grad-CAM explains the final BN-ReLU of the dense features
+
     def __init__(self, classes=10, growth_rate=32, block_config=(4, 4, 4, 4),
                  init_channels=64, **kwargs):
         super().__init__(**kwargs)

@@ -45,6 +45,8 @@ class GoogLeNet(ClassicNet):
     """Five stages (b1..b5) and a dense classifier; at 96x96 the stage outputs are
     64x24x24, 192x12x12, 480x6x6, 832x3x3, 1024x1x1."""
 
+    cam_layer = -3  # Grad-CAM explains stage b4 (b5 ends in global pooling)
+
     def __init__(self, classes=10, **kwargs):
         super().__init__(**kwargs)
         with self.name_scope():

@@ -57,6 +57,8 @@ class InceptionMNIST(ClassicNet):
     """Conv(10,5) Pool ReLU InceptionA Conv(20,5) Pool ReLU InceptionA Flatten Dense;
     1408 features reach the dense layer at 28x28."""
 
+    cam_layer = -3  # Grad-CAM explains the second InceptionA
+
     def __init__(self, classes=10, **kwargs):
         super().__init__(**kwargs)
         with self.name_scope():
@@ -68,6 +70,8 @@ class InceptionMNIST(ClassicNet):
 class ResNetMNIST(ClassicNet):
     """Conv(16,5) Pool ReLU Residual(16) Conv(32,5) Pool ReLU Residual(32) Flatten Dense;
     512 features reach the dense layer at 28x28."""
+
+    cam_layer = -3  # Grad-CAM explains the second residual block
 
     def __init__(self, classes=10, **kwargs):
         super().__init__(**kwargs)

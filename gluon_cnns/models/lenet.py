@@ -14,6 +14,8 @@ from .base import ClassicNet
 class LeNet(ClassicNet):
     """The MXNet article's LeNet: Conv(20,5) Pool Conv(50,3) Pool Flatten Dense(128) Dense."""
 
+    cam_layer = -5  # Grad-CAM explains the second conv (50 maps)
+
     def __init__(self, classes=10, **kwargs):
         super().__init__(**kwargs)
         with self.name_scope():
@@ -37,6 +39,10 @@ class LeNetBN(ClassicNet):
 
     def __init__(self, classes=10, activation="sigmoid", **kwargs):
         super().__init__(**kwargs)
+        # Grad-CAM explains the second conv's activation; a sigmoid's is all positive and
+        # the map, a ReLU of a weighted sum of them, then mostly one constant: with sigmoid
+        # it explains the BatchNorm before it, centred as a ReLU net's conv output is.
+        self.cam_layer = -10 if activation == "relu" else -11
         with self.name_scope():
             self.add(nn.Conv2D(6, kernel_size=5), nn.BatchNorm(), nn.Activation(activation),
                      nn.MaxPool2D(pool_size=2, strides=2),

@@ -18,6 +18,8 @@ class NiNNet(ClassicNet):
     """NiN: three NiN blocks with max-pools, dropout, a NiN block with ``classes``
     channels and global average pooling in place of dense layers."""
 
+    cam_layer = -3  # Grad-CAM explains the last NiN block (one map per class)
+
     # The classifier: the last NiN block (``classes`` channels), its global average
     # pooling and the flatten (Lin et al. 2013 section 3.2: no dense layers).
     head_size = 3

@@ -52,6 +52,8 @@ class ResNet(ClassicNet):
     """Stem (7x7/2 conv, BN, ReLU, 3x3/2 max-pool), four stages of 64/128/256/512
     channels with ``layers[i]`` blocks each, global average pooling and a dense layer."""
 
+    cam_layer = -3  # Grad-CAM explains the last residual stage
+
     def __init__(self, classes=10, layers=(2, 2, 2, 2), **kwargs):
         super().__init__(**kwargs)
         with self.name_scope():

@@ -109,6 +109,8 @@ class CIFARResNet(ClassicNet):
     ``stem_relu=False`` with ``shortcut='B'`` is GluonCV's ``CIFARResNetV1``.
     """
 
+    cam_layer = -3  # Grad-CAM explains the last residual stage
+
     def __init__(self, depth, classes=10, shortcut="A", stem_relu=True, **kwargs):
         super().__init__(**kwargs)
         if (depth - 2) % 6 != 0 or depth < 8:

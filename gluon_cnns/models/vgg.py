@@ -30,6 +30,8 @@ class VGGNet(ClassicNet):
     dense layers.
     """
 
+    cam_layer = -7  # Grad-CAM explains the last VGG block
+
     def __init__(self, architecture, ratio=1, fc_units=4096, classes=10, **kwargs):
         super().__init__(**kwargs)
         with self.name_scope():

@@ -37,15 +37,23 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:  # run as `python tools/check_docs.py` from a clone
+    sys.path.insert(0, ROOT)
 COPIED = ("gluon_cnns", "scripts", "tools", "docs", "requirements.txt", "setup.py")
+# Left out of the copy: the published results. A quick-mode run stops before its recipe's
+# last epoch, and scripts/reproduce.py rightly refuses to replace a finished row with it.
+LEFT_OUT = ("results.json", "results")
 
 # (examples per split, epochs) of GLUON_CNNS_QUICK in each mode.
 QUICK = {"short": "32,1", "full": "256,2"}
 CASE_TIMEOUT = 900  # seconds; a case that takes longer fails
+WORKERS = 2  # documents run at once
 
 # A command with placeholders in capitals (NAME, DIR, S) -> what a reader would run, as
 # the sentence around it says. Only the placeholders may differ (checked).
@@ -105,9 +113,21 @@ NOT_RUN = {
     "horovodrun -np 4 -H 10.0.0.1:2,10.0.0.2:2 --gloo /opt/venv/bin/python "
     "scripts/train.py --model resnet18 --kvstore horovod --save-dir /shared/runs/r18":
         "two hosts at 10.0.0.1 and 10.0.0.2 reachable over passwordless ssh",
+    "python scripts/benchmark.py --net none --peer lenet_bn,resnet_mnist,resnet18,googlenet,"
+    "resnet20_cifar,densenet --peer-python ~/torch-venv/bin/python --peer-rounds 2":
+        "needs PyTorch in its own virtualenv (GluonCV 0.10 refuses to import beside torch 2), "
+        "which this environment does not have",
     "python scripts/benchmark.py --net none --profile googlenet,resnet20_cifar":
         "mx.profiler deletes and recreates the file it writes to; run as root this "
         "profiler path has replaced /dev/null",
+}
+
+# Exact command text -> why the short mode leaves it to the full mode (its cost here).
+SLOW = {
+    "python scripts/benchmark.py --net none --threads lenet_bn,resnet_mnist,resnet18 "
+    "--threads-rounds 3":
+        "the thread matrix: 30 fresh trainings (3 nets x 5 thread policies x a quiet and "
+        "a busy machine), about 3 minutes even on a little data",
 }
 
 # Exact command text -> output patterns quoted from the docs (N: a number, ...: any value).
@@ -288,21 +308,21 @@ def stale_entries(cases, root=ROOT):
     docs = [open(os.path.join(root, d), encoding="utf-8").read() for d in doc_paths(root)]
     every_inline = {" ".join(m.group(1).split()) for d in docs for m in INLINE.finditer(d)}
     commands |= every_inline
-    return sorted((set(NOT_RUN) | set(EXPECT) | set(FILLED)) - commands)
+    return sorted((set(NOT_RUN) | set(EXPECT) | set(FILLED) | set(SLOW)) - commands)
 
 
 # ---------------------------------------------------------------- the scratch folder
 
 def make_fixtures(folder, quick):
     """The repo's files and what a reader has at hand, in ``folder``."""
+    os.makedirs(folder, exist_ok=True)
     for name in COPIED:
         src = os.path.join(ROOT, name)
         if os.path.isdir(src):
             shutil.copytree(src, os.path.join(folder, name),
-                            ignore=shutil.ignore_patterns("__pycache__", "results"))
+                            ignore=shutil.ignore_patterns("__pycache__", *LEFT_OUT))
         else:
             shutil.copy(src, folder)
-    os.makedirs(os.path.join(folder, "docs", "results"), exist_ok=True)
     env = case_env(folder, quick)
     script = _FIXTURES
     subprocess.run([sys.executable, "-c", script], env=env, cwd=folder, check=True,
@@ -347,8 +367,10 @@ for name in ["data_batch_%d" % i for i in range(1, 6)] + ["test_batch"]:
 
 def case_env(folder, quick):
     """The environment of every case: the scratch folder's package first, HOME inside it,
-    the quick mode's caps."""
-    env = dict(os.environ)
+    the quick mode's caps, and no thread variable (each command picks its threads as it
+    does in a fresh shell, so `training on cpu(0), 1 thread` is the package's choice)."""
+    from gluon_cnns.threads import USER_THREAD_VARS, USER_WAIT_VARS
+    env = {k: v for k, v in os.environ.items() if k not in USER_THREAD_VARS + USER_WAIT_VARS}
     env.update(PYTHONPATH=folder + os.pathsep + env.get("PYTHONPATH", ""),
                HOME=os.path.join(folder, "home"), GLUON_CNNS_QUICK=quick,
                MPLBACKEND="Agg", PYTHONDONTWRITEBYTECODE="1")
@@ -443,10 +465,11 @@ def _quote(path):
 
 class Checker:
     """Runs cases, each document's in its own scratch folder and in order (a case run
-    alone first runs the cases before it in its document)."""
+    alone first runs the cases before it in its document). ``start`` runs documents in
+    the background, ``workers`` at a time; ``run`` then waits for a case's result."""
 
-    def __init__(self, mode="short", scratch=None):
-        self.quick = QUICK[mode]
+    def __init__(self, mode="short", scratch=None, workers=WORKERS):
+        self.mode, self.quick = mode, QUICK[mode]
         self.scratch = scratch or tempfile.mkdtemp(prefix="check-docs-")
         self.cases = all_cases()
         check_filled()
@@ -461,30 +484,67 @@ class Checker:
                                   for d in doc_paths())
         self.done = {}     # case id -> Result
         self.folders = {}  # doc -> its scratch folder
+        self.locks = {doc: threading.RLock() for doc in doc_paths()}
+        self.fixture_lock = threading.Lock()
+        self.pool = ThreadPoolExecutor(workers)
+        self.stopping = False
+        self.futures = {}  # doc -> the background run of its cases
+        self.local = threading.local()
 
     def folder(self, doc):
         """The document's scratch folder: a copy of the fixtures, made once."""
-        if doc not in self.folders:
+        with self.fixture_lock:
             template = os.path.join(self.scratch, "fixtures")
             if not os.path.isdir(template):
-                os.makedirs(template)
                 make_fixtures(template, self.quick)
+        if doc not in self.folders:
             folder = os.path.join(self.scratch, doc.replace("/", "_").replace(".md", ""))
             shutil.copytree(template, folder, symlinks=True)
             self.folders[doc] = folder
         return self.folders[doc]
 
+    def start(self, cases):
+        """Run ``cases`` (and those before them in their documents) in the background."""
+        last = {}
+        for case in cases:
+            last[case.doc] = max(case, last.get(case.doc, case), key=lambda c: c.index)
+        for case in sorted(last.values(), key=lambda c: -c.index):  # the longest first
+            self.futures[case.doc] = self.pool.submit(self._background, case)
+
+    def _background(self, case):
+        self.local.worker = True
+        return self.run(case)
+
     def run(self, case):
-        for before in self.cases:
-            if before.doc == case.doc and before.index < case.index \
-                    and before.id not in self.done:
-                self.run(before)
-        if case.id not in self.done:
-            self.done[case.id] = run_case(case, self.folder(case.doc), self.quick,
-                                          self.doc_text)
-        return self.done[case.id]
+        future = self.futures.get(case.doc)
+        if future is not None and not getattr(self.local, "worker", False):
+            future.result()  # its document is (or will be) run by a worker: wait for it
+        with self.locks[case.doc]:
+            for before in self.cases:
+                if before.doc == case.doc and before.index < case.index \
+                        and before.id not in self.done:
+                    self.run(before)
+            if case.id not in self.done:
+                self.done[case.id] = self._run(case)
+            return self.done[case.id]
+
+    def _run(self, case):
+        if self.stopping:
+            return Result(case, False, ["not run: the check was stopped"], 0.0)
+        slow = [c for c in case.commands if c in SLOW]
+        if self.mode == "short" and slow:
+            return Result(case, True, ["full mode only: %s  (%s)" % (c, SLOW[c]) for c in slow]
+                          + ["not run in the short mode: %s" % c for c in case.commands
+                             if c not in SLOW], 0.0)
+        try:
+            return run_case(case, self.folder(case.doc), self.quick, self.doc_text)
+        except Exception as e:  # a broken fixture or scratch folder fails the case, not the run
+            return Result(case, False, ["could not run: %r" % e], 0.0)
 
     def cleanup(self):
+        """Stop starting cases, wait for those running, remove the scratch folders."""
+        self.stopping = True
+        self.pool.shutdown(wait=True, cancel_futures=True)
         shutil.rmtree(self.scratch, ignore_errors=True)
 
 
@@ -523,6 +583,9 @@ def main(argv=None):
             for command in case.commands:
                 if command in NOT_RUN:
                     print("    not run: %s  (%s)" % (command, NOT_RUN[command]))
+            for command in case.commands:
+                if command in SLOW:
+                    print("    full mode only: %s  (%s)" % (command, SLOW[command]))
             for marker, (name, why) in AS_FILE.items():
                 if case.kind == "python" and marker in case.text:
                     print("    written to %s, not run alone: %s" % (name, why))
@@ -533,6 +596,7 @@ def main(argv=None):
         parser.error("no case %s; see --list" % ", ".join(sorted(set(args.case) - known)))
     failed = 0
     try:
+        checker.start(chosen)
         for case in chosen:
             result = checker.run(case)
             failed += not result.ok

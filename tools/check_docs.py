@@ -2,7 +2,7 @@
 """Run every command and Python block of README.md and docs/*.md as written.
 
     python tools/check_docs.py --short         # what the test suite runs (tests/test_docs.py)
-    python tools/check_docs.py                 # the same on more data (a few hundred examples)
+    python tools/check_docs.py                 # every command, on 256 examples, 2 epochs
     python tools/check_docs.py --list          # the cases, and what is not run here and why
     python tools/check_docs.py --case README.md:3 --keep /tmp/docs-check
 
@@ -18,14 +18,18 @@ HOME is the scratch folder's ``home/``).
 
 Commands run as written; only the data is smaller: every case runs with
 ``GLUON_CNNS_QUICK=EXAMPLES,EPOCHS`` (``gluon_cnns/data/quick.py``, docs/TRAINING.md):
-the built-in data sets keep EXAMPLES examples per split and a training loop at most
-EPOCHS epochs. A command with placeholders in capitals (``--net NAME``, ``--seed S``) runs
-as ``FILLED`` fills them in, as the sentence around it says. A command that cannot run here is in ``NOT_RUN`` with
-the reason (listed by ``--list`` and in every report); an entry that no document holds
-any more is an error, so the list cannot go stale. A command whose output the docs
-describe is in ``EXPECT``: each pattern is quoted from the docs (it must still be
-there) and the command's output must match it, ``N`` standing for a number and ``...``
-for any value.
+the built-in data sets keep EXAMPLES examples per split, a training loop trains at most
+EPOCHS epochs, and scripts/benchmark.py takes one short sample per figure. The short
+mode (``--short``) uses fewer examples and leaves the commands in ``SLOW`` to the full
+mode, saying so. The documents run side by side, two at a time, each in its own folder.
+
+A command with placeholders in capitals (``--net NAME``, ``--seed S``) runs as
+``FILLED`` fills them in, as the sentence around it says. A command that cannot run
+here is in ``NOT_RUN`` with the reason (listed by ``--list`` and in every report); an
+entry that no document holds any more is an error, so no list can go stale. A command
+whose output the docs describe is in ``EXPECT``: each pattern is quoted from the docs
+(it must still be there) and the command's output must match it, ``N`` standing for a
+number and ``...`` for any value.
 
 Exit code 0 when every case passed, 1 otherwise, 2 for a usage error.
 """
@@ -137,6 +141,12 @@ EXPECT = {
         "epoch N, loss ..., train acc ..., test acc ..., time ... sec"],
     "python scripts/train.py --net resnet18 --epochs 1 --limit-train 6000 --limit-test 2000": [
         "training on cpu(0)",
+        "epoch N, loss ..., train acc ..., test acc ..., time ... sec"],
+    "python scripts/train.py --net googlenet --ctx gpu": [
+        "training on cpu(0)"],
+    "python scripts/launch.py -n 2 -s 1 -- python scripts/train.py --net lenet "
+    "--kvstore dist_sync": [
+        "[worker 1] ...",
         "epoch N, loss ..., train acc ..., test acc ..., time ... sec"],
     "python scripts/train.py --net lenet_bn --save-dir runs/bn --export out/lenet_bn": [
         "epoch N, loss ..., train acc ..., test acc ..., time ... sec"],

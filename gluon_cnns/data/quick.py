@@ -1,8 +1,9 @@
 """Quick mode: ``GLUON_CNNS_QUICK=EXAMPLES[,EPOCHS]`` makes any documented command cheap.
 
 With it set, the built-in data sets (Fashion-MNIST, MNIST, CIFAR-10) keep only the
-first EXAMPLES examples of each split, and every training loop (``utils.train``, and so
-``scripts/train.py`` and what calls it) trains at most EPOCHS epochs (a ``--resume`` as many more).
+first EXAMPLES examples of each split, every training loop (``utils.train``, and so
+``scripts/train.py`` and what calls it) trains at most EPOCHS epochs (a ``--resume`` as
+many more), and ``scripts/benchmark.py`` takes one short sample per figure.
 Nothing else changes: the same code paths, flags, files and output lines, on less data.
 ``tools/check_docs.py`` runs every command of the documentation this way, as written.
 

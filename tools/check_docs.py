@@ -480,7 +480,7 @@ class Checker:
 
     def __init__(self, mode="short", scratch=None, workers=WORKERS):
         self.mode, self.quick = mode, QUICK[mode]
-        self.scratch = scratch or tempfile.mkdtemp(prefix="check-docs-")
+        self.scratch = scratch  # made when the first case runs
         self.cases = all_cases()
         check_filled()
         for case in self.cases:
@@ -504,6 +504,8 @@ class Checker:
     def folder(self, doc):
         """The document's scratch folder: a copy of the fixtures, made once."""
         with self.fixture_lock:
+            if self.scratch is None:
+                self.scratch = tempfile.mkdtemp(prefix="check-docs-")
             template = os.path.join(self.scratch, "fixtures")
             if not os.path.isdir(template):
                 make_fixtures(template, self.quick)
@@ -555,7 +557,8 @@ class Checker:
         """Stop starting cases, wait for those running, remove the scratch folders."""
         self.stopping = True
         self.pool.shutdown(wait=True, cancel_futures=True)
-        shutil.rmtree(self.scratch, ignore_errors=True)
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 def describe(case):
@@ -594,6 +597,8 @@ def main(argv=None):
                 if command in NOT_RUN:
                     print("    not run: %s  (%s)" % (command, NOT_RUN[command]))
             for command in case.commands:
+                if command in FILLED:
+                    print("    runs as: %s" % FILLED[command])
                 if command in SLOW:
                     print("    full mode only: %s  (%s)" % (command, SLOW[command]))
             for marker, (name, why) in AS_FILE.items():

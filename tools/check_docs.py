@@ -131,7 +131,7 @@ SLOW = {
     "python scripts/benchmark.py --net none --threads lenet_bn,resnet_mnist,resnet18 "
     "--threads-rounds 3":
         "the thread matrix: 30 fresh trainings (3 nets x 5 thread policies x a quiet and "
-        "a busy machine), about 3 minutes even on a little data",
+        "a busy machine), 4-5 minutes here even on a little data",
 }
 
 # Exact command text -> output patterns quoted from the docs (N: a number, ...: any value).

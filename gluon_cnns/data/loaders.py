@@ -15,6 +15,7 @@ from ..errors import DataError
 from .batches import BatchIterator, check_positive_int, random_crop_flip, to_tensor
 from .datasets import dataset_info
 from .locate import find_data
+from .quick import cap_examples
 from .readers import read_cifar10, read_idx_pair
 
 
@@ -50,6 +51,7 @@ def _load(name, batch_size, resize, root, ctx, limit_train, limit_test, augment=
     batch_size, resize, ctx, limit_train, limit_test = _check_args(
         batch_size, resize, ctx, limit_train, limit_test)
     train, test = _read(info, find_data(info.name, root))
+    limit_train, limit_test = cap_examples(limit_train), cap_examples(limit_test)
     convert = functools.partial(to_tensor, resize=resize, mean=info.mean, std=info.std)
     # The first N examples (all when the limit is None): slices, no copies.
     train_iter = BatchIterator(train[0][:limit_train], train[1][:limit_train], batch_size,

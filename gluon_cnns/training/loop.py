@@ -9,6 +9,7 @@ generator from the position (``seed``); see ``training.rundir``.
 import mxnet as mx
 from mxnet import gluon
 
+from ..data.quick import cap_epochs
 from ..threads import describe_threads
 from ..models.base import param_contexts
 from .devices import as_contexts, split
@@ -98,7 +99,7 @@ def train(train_data, test_data, net, loss, trainer, ctx, num_epochs, *,
     threads = describe_threads(ctxs)  # "2 threads"; "" on a GPU
     print("training on %s%s" % (ctxs[0] if len(ctxs) == 1 else ctxs, threads and ", " + threads))
     history = []
-    for epoch in range(start_epoch + 1, num_epochs + 1):
+    for epoch in range(start_epoch + 1, cap_epochs(num_epochs, start_epoch) + 1):
         if epoch_lr is not None:
             trainer.set_learning_rate(epoch_lr(epoch))
         state = EpochProgress(ctxs, epoch, _length(train_data), nan_policy,

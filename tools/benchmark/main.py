@@ -156,12 +156,39 @@ def _check_names(names, what):
     return names
 
 
+def _quick(opts):
+    """Under ``GLUON_CNNS_QUICK=EXAMPLES[,EPOCHS]`` (docs/TRAINING.md) every figure is one
+    sample of one short call, on batches of at most EXAMPLES images: the same suites and
+    report, in seconds. The data each suite trains on is cut by the loaders."""
+    from gluon_cnns.data.quick import quick_caps
+    examples, _ = quick_caps()
+    if examples is None:
+        return
+    opts.repeat = opts.e2e_repeat = opts.threads_rounds = opts.peer_rounds = 1
+    opts.loader_rounds = 1
+    opts.warmup = 0
+    opts.min_time = min(opts.min_time, 0.01)
+    opts.gemm_size = min(opts.gemm_size, 256)
+    opts.calib_batches = min(opts.calib_batches, 2)
+    opts.loader_steps = min(opts.loader_steps, 2)
+    opts.loader_images = min(opts.loader_images, max(examples, 20))
+    opts.loader_batch_size = min(opts.loader_batch_size, examples)
+    opts.batch_size = dict({None: examples}, **{k: min(v, examples)
+                                                for k, v in opts.batch_size.items()})
+    for flag in ("e2e_batches", "quant_train", "quant_test", "bf16_train_limit",
+                 "threads_limit"):
+        counts = getattr(opts, flag)
+        setattr(opts, flag, {k: min(v, 2 if flag == "e2e_batches" else examples)
+                             for k, v in counts.items()})
+
+
 def _check_args(opts):
     """Fill in the defaults that depend on other flags; GluonCNNsError for a bad combination."""
     from gluon_cnns.models import list_models
     opts.net = _check_names(list_models() if opts.net is None else opts.net, "--net")
     if opts.e2e_repeat is None:
         opts.e2e_repeat = opts.repeat
+    _quick(opts)
     if opts.e2e_nets is None:
         opts.e2e_nets = [n for n in E2E_TARGET_NETS if n in opts.net]
     _check_names(opts.e2e_nets, "--e2e-nets")

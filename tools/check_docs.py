@@ -121,9 +121,6 @@ NOT_RUN = {
     "resnet20_cifar,densenet --peer-python ~/torch-venv/bin/python --peer-rounds 2":
         "needs PyTorch in its own virtualenv (GluonCV 0.10 refuses to import beside torch 2), "
         "which this environment does not have",
-    "python scripts/benchmark.py --net none --profile googlenet,resnet20_cifar":
-        "mx.profiler deletes and recreates the file it writes to; run as root this "
-        "profiler path has replaced /dev/null",
 }
 
 # Exact command text -> why the short mode leaves it to the full mode (its cost here).

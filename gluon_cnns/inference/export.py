@@ -57,6 +57,7 @@ from mxnet import gluon
 
 from ..data.datasets import FASHION_MNIST_CLASSES
 from ..errors import CheckpointError, ExportError, GluonCNNsError, error_line
+from ..io import read_json
 from ..models.base import as_pooling
 from .layout import (STAGED, export_files, export_paths, export_prefix, export_target,
                      folder_lock, make_staging, named_staging, publish, remove_stale)
@@ -155,8 +156,7 @@ def _global_pooling_for_inference(symbol_file):
     inference Pooling is as fast, ONNX has it (GlobalAveragePool), and so do
     oneDNN's fused and int8 graphs.
     """
-    with open(symbol_file, encoding="utf-8") as f:
-        graph = json.load(f)
+    graph = read_json(symbol_file)
     with open(symbol_file, "w", encoding="utf-8") as f:  # a staging file: no atomic write needed
         json.dump(as_pooling(graph), f)
 
@@ -249,7 +249,11 @@ def export_model(net, path, input_shape, formats=FORMATS, net_name=None, class_n
     progress = {"committed": False, "done": False}
     try:
         staged = export_paths(os.path.join(staging, STAGED))
-        net.export(os.path.join(staging, STAGED), epoch=0)  # the ONNX exporter reads these
+        try:
+            net.export(os.path.join(staging, STAGED), epoch=0)  # the ONNX exporter reads these
+        except mx.base.MXNetError as err:  # a full disk, a file-size limit
+            raise ExportError("cannot write the symbol and parameters of %s (%s)"
+                              % (path, error_line(err))) from None
         _global_pooling_for_inference(staged["symbol"])
         if "onnx" in formats:
             meta["onnx_opset"] = _export_onnx(staged["symbol"], staged["params"], staged["onnx"],

@@ -34,6 +34,20 @@ def report(prog, error, code=2):
     return code
 
 
+def configure_threads(prog, work=None, cpus=None, policy=True):
+    """Check the environment and ``--cpus`` and (with ``policy``) set the thread policy,
+    before MXNet is imported (gluon_cnns.envcheck, gluon_cnns.threads); None, or the exit
+    code 2 after printing the one line of a refused value."""
+    from ..envcheck import check_cpu_contexts, check_environment
+    from ..threads import configure
+    try:
+        check_cpu_contexts(cpus)
+        configure(work) if policy else check_environment()
+    except UsageError as e:
+        return report(prog, e)
+    return None
+
+
 def _whole(text, accept, requirement):
     """An int for which ``accept(value)`` holds, else an ArgumentTypeError."""
     try:

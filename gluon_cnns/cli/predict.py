@@ -31,7 +31,8 @@ import sys
 from ..data.decode import (IMAGE_EXTENSIONS, LARGE_PIXELS, MAX_PIXELS,  # noqa: F401
                            ImageError, load_image, read_image)
 from ..errors import GluonCNNsError, error_line
-from .common import OneLineParser, non_empty, parse, positive_int, report
+from .common import (OneLineParser, configure_threads, non_empty, parse, positive_int,
+                     report)
 
 PROG = "predict"
 BATCH_SIZE = 64  # images per forward pass: bounds memory for a large folder
@@ -240,8 +241,9 @@ def main(argv=None):
     args, code = parse(build_parser(), argv)
     if args is None:  # --help, or a usage error already printed by the parser
         return code
-    from ..threads import configure
-    configure()  # before MXNet is imported
+    failed = configure_threads(PROG)  # before MXNet is imported
+    if failed:
+        return failed
     try:
         return run(args)
     except KeyboardInterrupt:

@@ -27,9 +27,10 @@ from ..data.image_folder import scan_folder
 from ..data.image_pack import PACK_FORMAT, PACK_META
 from ..data.images import SPLITS
 from ..errors import GluonCNNsError, UsageError, error_line
-from ..io import (_FILE_MODE, LockHeld, NotRegularFile, _fsync_folder, release_lock,
-                  take_lock)
-from .common import OneLineParser, _number, non_empty, parse, report
+from ..io import (_FILE_MODE, LockHeld, NotRegularFile, _fsync_folder, read_json,
+                  release_lock, take_lock)
+from ..ownership import check_owned
+from .common import OneLineParser, _number, configure_threads, non_empty, parse, report
 
 PROG = "pack"
 LOCK = ".pack.lock"
@@ -72,6 +73,21 @@ def check_out(root, out):
         raise UsageError("--out %s is inside the image folder %s, where it would be read as a "
                          "class or split folder; choose a folder outside it, or DIR itself"
                          % (out, root))
+
+
+def is_pack_folder(out):
+    """Whether OUT holds a pack of this package and nothing else, or what a killed pack left:
+    a pack's marker (gluon_cnns.ownership) is its pack.json, renamed into place first."""
+    names = os.listdir(out)
+    if all(n == LOCK or _LEFTOVER.match(n) for n in names):
+        return True  # what a pack killed at its start left
+    if PACK_META not in names or not all(n in PACK_FILES + (PACK_META, LOCK) or
+                                         _LEFTOVER.match(n) for n in names):
+        return False
+    try:
+        return "class_names" in read_json(os.path.join(out, PACK_META))
+    except (OSError, ValueError):
+        return False
 
 
 def refuse_existing(out, overwrite):
@@ -242,6 +258,8 @@ def run(args):
     root = os.path.abspath(os.path.expanduser(args.dir))
     out = os.path.abspath(os.path.expanduser(args.out or args.dir))
     check_out(root, out)
+    if out != root:  # DIR itself, the default, is the user's choice
+        check_owned(out, "--out", recognise=is_pack_folder)  # pack.json, written first, marks it
     refuse_existing(out, args.overwrite)  # before the scan: refuse fast
     data = scan_folder(root, args.val_split)
     if args.bad_images == "stop" and data.train.skipped:
@@ -275,6 +293,9 @@ def main(argv=None):
     args, code = parse(build_parser(), argv)
     if args is None:  # --help, or a usage error already printed by the parser
         return code
+    failed = configure_threads(PROG, policy=False)  # before MXNet is imported
+    if failed:
+        return failed
     import mxnet as mx  # here, not at the top: --help should not wait for MXNet
     try:
         return run(args)

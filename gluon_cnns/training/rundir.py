@@ -7,6 +7,9 @@
     best.params       the parameters of the epoch with the best test accuracy
     curves.png        loss and accuracy per epoch
     .lock             held (fcntl.flock) by the one process that owns the folder
+    .gluon_cnns       the marker that a run made the folder (gluon_cnns.ownership): a run
+                      writes only into a new or empty folder, one with this marker, or one
+                      :func:`is_run_folder` recognises as a run's of an unmarked version
 
 A checkpoint is a *position* in training -- ``epoch`` epochs done and ``batch``
 batches of the next one -- and three files named after it (STEM is
@@ -34,6 +37,7 @@ import numpy as np
 from ..errors import CheckpointError, GluonCNNsError, error_line
 from ..io import (LockHeld, NotRegularFile, atomic_write, read_json, read_jsonl, release_lock,
                   take_lock, write_json, write_jsonl)
+from ..ownership import claim
 from .records import config_problem, entry_problem, record_problem
 from .state import (capture_random_state, check_trainer_states, restore_random_state, save_npz,
                     sha256_file)
@@ -45,6 +49,7 @@ INDEX_FORMAT = 2
 FILES = (("params", ".params"), ("trainer", ".states"), ("rng", ".rng.npz"))
 # The checkpoint files: what remove_unreferenced may delete.
 _OURS = re.compile(r"^epoch-\d{4,}(-batch-\d{6,})?(\.params|\.states|\.rng\.npz|\.json)$")
+_LOG_ASIDE = re.compile(r"^log\.jsonl\.\d+$")
 _EPOCH_PARAMS = re.compile(r"^epoch-(\d+)\.params$")
 # What atomic_write leaves behind when a run is killed: ".NAME.RANDOM.tmp".
 _TEMPORARY = re.compile(r"^\.(epoch-\d{4,}\S*|%s)\.[^.]+\.tmp$"
@@ -144,6 +149,34 @@ def remove_unreferenced(save_dir, entries):
                 pass  # another process removed it, or a folder: not ours to fight over
 
 
+def _index_trouble(path, index, entry):
+    """Why the checkpoint index ``index`` (at ``path``) does not name ``entry``."""
+    problem = index is not None and entry_problem(index, [key for key, _ in FILES])
+    if problem:
+        return "%s is malformed (%s)" % (path, problem)
+    return ("the index of %s does not name the checkpoint at %s (its write failed)"
+            % (os.path.dirname(path), describe(entry)))
+
+
+def is_run_folder(path):
+    """Whether ``path`` is a run folder written before runs marked theirs (see ownership):
+    it holds a checkpoint index or entry and a valid config.json, and only a run's files."""
+    names = os.listdir(path)
+    ours = (CONFIG, CHECKPOINT, LOG, BEST, CURVES, LOCK)
+    if not all(n in ours or _OURS.match(n) or _TEMPORARY.match(n) or _LOG_ASIDE.match(n)
+               for n in names):
+        return False
+    if all(n == LOCK or _TEMPORARY.match(n) for n in names):
+        return True  # what a run killed at its start left: nothing else to keep
+    if CHECKPOINT not in names and not any(_OURS.match(n) and n.endswith(".json") for n in names):
+        return False
+    try:
+        RunDir(path).read_config()
+    except CheckpointError:
+        return False
+    return True
+
+
 class RunDir:
     """A training run's folder: its settings, log, checkpoints, best parameters and plot."""
 
@@ -162,11 +195,11 @@ class RunDir:
         """Create the folder and lock it (:meth:`lock`); refuse to overwrite someone's
         checkpoint without ``resume``."""
         try:
-            os.makedirs(self.path, exist_ok=True)
+            claim(self.path, "--save-dir", "run", recognise=is_run_folder)
         except OSError as e:
             raise CheckpointError("cannot create --save-dir %s: %s; choose a writable folder"
                                   % (self.path, e.strerror or e))
-        self.lock()  # first: a folder in use is refused naming its holder
+        self.lock()  # a folder in use is refused naming its holder
         if not resume and os.path.exists(self.file(CHECKPOINT)):
             self.unlock()
             raise CheckpointError("%s already holds a checkpoint; add --resume to continue it "
@@ -215,6 +248,10 @@ class RunDir:
         except NotRegularFile as e:
             raise CheckpointError("cannot lock %s (%s); remove it" % (self.file(LOCK),
                                                                    error_line(e))) from None
+        except OSError as e:  # a read-only folder or file system
+            raise CheckpointError("cannot lock %s: %s; a run needs a writable --save-dir: copy "
+                                  "the folder to one and continue there" % (
+                                      self.file(LOCK), e.strerror or e)) from None
         self._lock_fd = fd  # kept open: closing it would release the lock
 
     def unlock(self):
@@ -397,6 +434,9 @@ class RunDir:
         One whose files are missing or fail their SHA-256 check is passed over for
         the one before, with one line to ``warn``; so is a malformed index entry.
         """
+        if not os.path.isdir(self.path):
+            raise CheckpointError("--resume: %s: no such folder; pass the --save-dir of the run "
+                                  "to continue" % self.path)
         index, entries = self._candidates()
         if index is None and not entries:
             raise CheckpointError("--resume: no checkpoint in %s (no %s); train without "
@@ -416,8 +456,8 @@ class RunDir:
                 warn("warning: %s; resuming from the one before it, at %s"
                      % (damage, describe(entry)))
             elif entry is not index:
-                warn("warning: the index of %s does not name the checkpoint at %s (its write "
-                     "failed); resuming from it" % (self.path, describe(entry)))
+                warn("warning: %s; resuming from the checkpoint at %s"
+                     % (_index_trouble(self.file(CHECKPOINT), index, entry), describe(entry)))
             return config, entry
         raise CheckpointError("--resume: %s; start a new --save-dir"
                               % (damage or "no usable checkpoint in %s" % self.path))

@@ -81,10 +81,11 @@ def main(argv=None):
     try:
         written = export_trained(net, config, args.out, args.formats)
     except (GluonCNNsError, OSError, MXNetError) as err:  # e.g. the disk filled up
-        return report(PROG, "%s; the weights stay in %s and %s: fix that and run this again"
-                      % (error_line(err).rstrip("."), args.save_dir,
-                         "the previous export is unchanged" if previous
-                         else "nothing was exported"))
+        wrote = isinstance(err, (OSError, MXNetError)) or str(err).startswith("cannot write")
+        return report(PROG, "%s; the weights stay in %s and %s%s" % (
+            error_line(err).rstrip("."), args.save_dir,
+            "the previous export is unchanged" if previous else "nothing was exported",
+            ": free some space (or choose another --out) and run this again" if wrote else ""))
     except KeyboardInterrupt:  # the previous export, if any, is still whole
         print("%s: interrupted" % PROG, file=sys.stderr)
         return 130

@@ -7,9 +7,8 @@
     best.params       the parameters of the epoch with the best test accuracy
     curves.png        loss and accuracy per epoch
     .lock             held (fcntl.flock) by the one process that owns the folder
-    .gluon_cnns       the marker that a run made the folder (gluon_cnns.ownership): a run
-                      writes only into a new or empty folder, one with this marker, or one
-                      :func:`is_run_folder` recognises as a run's of an unmarked version
+    .gluon_cnns       the marker that a run made the folder (gluon_cnns.ownership; an
+                      unmarked one is recognised by training.run_owner)
 
 A checkpoint is a *position* in training -- ``epoch`` epochs done and ``batch``
 batches of the next one -- and three files named after it (STEM is
@@ -49,7 +48,6 @@ INDEX_FORMAT = 2
 FILES = (("params", ".params"), ("trainer", ".states"), ("rng", ".rng.npz"))
 # The checkpoint files: what remove_unreferenced may delete.
 _OURS = re.compile(r"^epoch-\d{4,}(-batch-\d{6,})?(\.params|\.states|\.rng\.npz|\.json)$")
-_LOG_ASIDE = re.compile(r"^log\.jsonl\.\d+$")
 _EPOCH_PARAMS = re.compile(r"^epoch-(\d+)\.params$")
 # What atomic_write leaves behind when a run is killed: ".NAME.RANDOM.tmp".
 _TEMPORARY = re.compile(r"^\.(epoch-\d{4,}\S*|%s)\.[^.]+\.tmp$"
@@ -158,25 +156,6 @@ def _index_trouble(path, index, entry):
             % (os.path.dirname(path), describe(entry)))
 
 
-def is_run_folder(path):
-    """Whether ``path`` is a run folder written before runs marked theirs (see ownership):
-    it holds a checkpoint index or entry and a valid config.json, and only a run's files."""
-    names = os.listdir(path)
-    ours = (CONFIG, CHECKPOINT, LOG, BEST, CURVES, LOCK)
-    if not all(n in ours or _OURS.match(n) or _TEMPORARY.match(n) or _LOG_ASIDE.match(n)
-               for n in names):
-        return False
-    if all(n == LOCK or _TEMPORARY.match(n) for n in names):
-        return True  # what a run killed at its start left: nothing else to keep
-    if CHECKPOINT not in names and not any(_OURS.match(n) and n.endswith(".json") for n in names):
-        return False
-    try:
-        RunDir(path).read_config()
-    except CheckpointError:
-        return False
-    return True
-
-
 class RunDir:
     """A training run's folder: its settings, log, checkpoints, best parameters and plot."""
 
@@ -194,6 +173,7 @@ class RunDir:
     def create(self, resume):
         """Create the folder and lock it (:meth:`lock`); refuse to overwrite someone's
         checkpoint without ``resume``."""
+        from .run_owner import is_run_folder
         try:
             claim(self.path, "--save-dir", "run", recognise=is_run_folder)
         except OSError as e:

@@ -165,9 +165,10 @@ class ImageBatches(BatchIterator):
         new = [name for name in skipped if name not in reported]
         if new and self.warn is not None:
             reported.update(new)
-            self.warn("skipped %d image%s that cannot be decoded (first: %s); %s left out of "
-                      "every pass" % (len(new), "" if len(new) == 1 else "s", new[0],
-                                      "it is" if len(new) == 1 else "they are"))
+            self.warn("skipped %d image%s that cannot be decoded in this pass (first: %s); "
+                      "later passes skip %s without another word"
+                      % (len(new), "" if len(new) == 1 else "s", new[0],
+                         "it" if len(new) == 1 else "them"))
 
     def _part(self, num_parts, index):
         """Every num_parts-th example, from ``index`` on: a folder is sorted by class, so a

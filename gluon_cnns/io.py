@@ -179,8 +179,9 @@ def release_lock(path, fd):
 # recurses once per level: a file nested 100,000 deep would end in RecursionError.
 MAX_JSON_BYTES = 64 << 20
 MAX_JSON_DEPTH = 100
-_JSON_TYPES = {dict: "an object", list: "a list", str: "a string", int: "a number",
-               float: "a number", bool: "true or false", type(None): "null"}
+_JSON_TYPES = {dict: "a JSON object", list: "a JSON list", str: "a JSON string",
+               int: "a JSON number", float: "a JSON number", bool: "true or false",
+               type(None): "null"}
 _JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
 _JSON_BRACKETS = re.compile(r"[\[\]{}]")
 

@@ -285,10 +285,10 @@ def _nested(depth):
 
 
 JSON_CASES = {  # id: (file, text, fragment)
-    "index-list": ("checkpoint.json", "[1, 2]", "holds a list, not an object"),
+    "index-list": ("checkpoint.json", "[1, 2]", "holds a JSON list, not a JSON object"),
     "index-deep": ("checkpoint.json", _nested(100000), "nested more than"),
-    "index-string": ("checkpoint.json", '"just a string"', "holds a string"),
-    "config-list": ("config.json", "[]", "holds a list"),
+    "index-string": ("checkpoint.json", '"just a string"', "holds a JSON string"),
+    "config-list": ("config.json", "[]", "holds a JSON list"),
     "config-deep": ("config.json", '{"a": %s}' % _nested(5000), "nested more than"),
 }
 
@@ -320,8 +320,8 @@ def test_an_epoch_that_is_true_is_named_not_taken_for_a_failed_write(tmp_path, c
 
 
 @pytest.mark.parametrize("text,expect,fragment", [
-    ("[1]", dict, "holds a list, not an object"),
-    ("{}", list, "holds an object, not a list"),
+    ("[1]", dict, "holds a JSON list, not a JSON object"),
+    ("{}", list, "holds a JSON object, not a JSON list"),
     ('{"a": "[[[[[[[["}', dict, None),  # brackets inside a string do not nest
     (_nested(101), list, "nested more than 100"),
     ("x" * 2000, dict, "larger than"),

@@ -112,6 +112,18 @@ def test_a_marked_run_folder_and_a_new_one_are_written(tmp_path):
     assert read_json(str(new / MARKER))["made_by"] == "gluon_cnns"
 
 
+def test_a_folder_of_our_exports_takes_another_but_not_with_a_stranger(trained, tmp_path,
+                                                                       capsys):
+    out = tmp_path / "out"
+    for name in ("a", "b"):  # the second finds only the first's files: ours
+        assert export_cli.main(["--save-dir", trained, "--out", str(out / name)]) == 0
+    (out / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    line = one_line(capsys, export_cli.main(["--save-dir", trained, "--out", str(out / "c")]))
+    assert "holds files that gluon_cnns did not write" in line
+    assert not os.path.exists(str(out / "c.json"))
+
+
 @pytest.mark.parametrize("flag", ["--export", "--out"])
 def test_an_export_to_dash_writes_nothing_into_the_working_folder(tmp_path, monkeypatch, capsys,
                                                                  trained, flag):

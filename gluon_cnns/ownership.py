@@ -5,21 +5,18 @@ a pack's folder (``scripts/pack.py --out``) are written file by file, and some
 of those files have common names (config.json, best.params, log.jsonl). So a
 tool writes only into a folder that
 
-* does not exist yet, or is empty: it is made, or taken, and marked; or
-* holds the marker :data:`MARKER`, which a tool of this package wrote into it
-  (atomically, before anything else); or
-* was written by an earlier version of the package, which wrote no marker: the
-  caller's ``recognise(folder)`` says so from the files themselves (a run's
-  valid config.json and checkpoint index, a valid export sidecar, a pack.json),
-  and the marker is added.
+* does not exist yet, or is empty; or
+* holds the marker :data:`MARKER` (a run folder: written atomically before
+  anything else); or
+* the caller's ``recognise(folder)`` says holds only its own kind of files: a
+  run folder of a version that wrote no marker (training.run_owner: a valid
+  config.json and checkpoint index), a folder of exports (inference.export_owner:
+  sidecars of ours and their files), a pack (cli.pack: pack.json, which a pack
+  renames into place first). Export and pack folders get no marker file, so that
+  they hold only what users load from them.
 
 Anything else -- a folder of the user's own files, ``/``, a home folder -- is
 refused with one line naming it and the way out, before anything in it changes.
-
-A run folder gets the marker file. An export's folder and a pack's are recognised
-by their own first files instead -- an export's sidecar (and its hidden staging
-folder, made first), a pack's pack.json (renamed into place first) and lock --
-so that they hold only what users load from them.
 """
 import os
 
@@ -64,7 +61,7 @@ def check_owned(folder, what, recognise=None):
 
 def claim(folder, what, kind, recognise=None):
     """Make (or take) ``folder`` for writing, after :func:`check_owned`: it is created if
-    needed and marked as made by a ``kind`` ("run", "export", "pack") of this package.
+    needed and marked as made by a ``kind`` (e.g. "run") of this package.
     Returns its absolute path; OSError if it cannot be created or marked."""
     return mark(check_owned(folder, what, recognise), kind)
 
@@ -84,39 +81,3 @@ def check_stream_target(path, what):
         raise UsageError("%s %s: an export is several files, not a stream; give a prefix such "
                          "as exports/lenet" % (what, path))
 
-
-def _is_sidecar(path):
-    try:
-        meta = read_json(path)
-    except (OSError, ValueError):
-        return False
-    return "gluon_cnns_version" in meta and "input_shape" in meta
-
-
-def is_export_folder(folder):
-    """Whether ``folder`` holds only exports of this package, written before exports marked
-    their folders: each file is PATH-symbol.json, PATH-0000.params, PATH.onnx or the sidecar
-    PATH.json of an export whose sidecar is one of ours, or a hidden staging folder."""
-    from .inference.layout import SUFFIXES
-    names = os.listdir(folder)
-    prefixes = {n[:-len(".json")] for n in names
-                if n.endswith(".json") and _is_sidecar(os.path.join(folder, n))}
-    files = {prefix + suffix for prefix in prefixes for suffix in SUFFIXES.values()}
-    return bool(prefixes) and all(n in files or (n.startswith(".") and ".export-" in n)
-                                  for n in names)
-
-
-def export_folder(path):
-    """The folder that an export to ``path`` (a prefix, or a folder ending in /) writes into."""
-    from .inference.layout import export_target
-    return os.path.dirname(export_target(path, "net"))
-
-
-def claim_export_folder(path, what):
-    """Check an export target ``path`` (not ``-``, a folder new, empty, holding only
-    exports of ours, or marked) and make its folder; returns the folder. UsageError,
-    or OSError when it cannot be made."""
-    check_stream_target(path, what)
-    folder = check_owned(export_folder(path), what, recognise=is_export_folder)
-    os.makedirs(folder, exist_ok=True)
-    return folder

@@ -71,7 +71,7 @@ def main(argv=None):
         return failed
     from mxnet.base import MXNetError
     from ..inference.export import export_trained, load_checkpoint_net
-    from ..ownership import claim_export_folder
+    from ..inference.export_owner import claim_export_folder
     previous = _previous_export(args)
     try:
         net, config = load_checkpoint_net(args.save_dir)

@@ -102,7 +102,8 @@ def _check_export_folder(path):
     its folder is created and a file as long as the export's longest name is made there."""
     import errno
     import os
-    from ..ownership import check_stream_target, claim_export_folder
+    from ..inference.export_owner import claim_export_folder
+    from ..ownership import check_stream_target
     check_stream_target(path, "--export")
     folder = os.path.dirname(os.path.abspath(path))
     probe = os.path.join(folder, os.path.basename(path) + "-symbol.json.probe")

@@ -11,7 +11,7 @@ tool writes only into a folder that
 * the caller's ``recognise(folder)`` says holds only its own kind of files: a
   run folder of a version that wrote no marker (training.run_owner: a valid
   config.json and checkpoint index), a folder of exports (inference.export_owner:
-  sidecars of ours and their files), a pack (cli.pack: pack.json, which a pack
+  sidecars of ours, their files, marked run folders), a pack (cli.pack: pack.json, which a pack
   renames into place first). Export and pack folders get no marker file, so that
   they hold only what users load from them.
 

@@ -115,7 +115,9 @@ def test_a_marked_run_folder_and_a_new_one_are_written(tmp_path):
 def test_a_folder_of_our_exports_takes_another_but_not_with_a_stranger(trained, tmp_path,
                                                                        capsys):
     out = tmp_path / "out"
-    for name in ("a", "b"):  # the second finds only the first's files: ours
+    out.mkdir()
+    subprocess.run(["cp", "-a", trained, str(out / "run")], check=True)  # a run: ours too
+    for name in ("a", "b"):  # the second finds only the first's files and the run: ours
         assert export_cli.main(["--save-dir", trained, "--out", str(out / name)]) == 0
     (out / "notes.txt").write_text("mine")
     capsys.readouterr()

@@ -3,12 +3,12 @@
 An export's folder gets no marker file, so that it holds only what users load
 from it: it is recognised by its exports' own files instead -- each sidecar
 PATH.json of ours and the files it goes with, and the hidden staging folders an
-export makes first (``inference.layout``).
+export makes first (``inference.layout``) -- and may hold marked run folders too.
 """
 import os
 
 from ..io import read_json
-from ..ownership import check_owned, check_stream_target
+from ..ownership import check_owned, check_stream_target, has_marker
 from .layout import SUFFIXES, export_target
 
 
@@ -21,15 +21,16 @@ def _is_sidecar(path):
 
 
 def is_export_folder(folder):
-    """Whether ``folder`` holds only exports of this package: each file is PATH-symbol.json,
-    PATH-0000.params, PATH.onnx or the sidecar PATH.json of an export whose sidecar is one of
-    ours, or a hidden staging folder (what an export makes first, or a killed one left)."""
+    """Whether ``folder`` holds only what this package made: exports (PATH-symbol.json,
+    PATH-0000.params, PATH.onnx and the sidecar PATH.json of an export whose sidecar is one
+    of ours), their hidden staging folders (what an export makes first, or a killed one
+    left), and marked run folders (an export beside the run it came from)."""
     names = os.listdir(folder)
     prefixes = {n[:-len(".json")] for n in names
                 if n.endswith(".json") and _is_sidecar(os.path.join(folder, n))}
     files = {prefix + suffix for prefix in prefixes for suffix in SUFFIXES.values()}
-    return bool(prefixes) and all(n in files or (n.startswith(".") and ".export-" in n)
-                                  for n in names)
+    return all(n in files or (n.startswith(".") and ".export-" in n)
+               or has_marker(os.path.join(folder, n)) for n in names)
 
 
 def export_folder(path):

@@ -11,6 +11,7 @@ half of each.
 import json
 import os
 import pickle
+import re
 import stat
 import tempfile
 
@@ -184,11 +185,61 @@ def release_lock(path, fd):
     os.close(fd)
 
 
-def read_json(path):
-    """Read a JSON file; raises ``OSError`` or ``ValueError`` if it is missing, corrupt or
-    not a regular file."""
+# What a JSON file of this package may hold: its files are kilobytes (an exported
+# symbol, the largest, is a few megabytes) and a few levels deep. Python's json
+# recurses once per level: a file nested 100,000 deep would end in RecursionError.
+MAX_JSON_BYTES = 64 << 20
+MAX_JSON_DEPTH = 100
+_JSON_TYPES = {dict: "a JSON object", list: "a JSON list", str: "a JSON string",
+               int: "a JSON number", float: "a JSON number", bool: "true or false",
+               type(None): "null"}
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+_JSON_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+class JSONShapeError(ValueError):
+    """A JSON file too large, nested too deeply, or of another top-level type than expected."""
+
+
+def json_depth(text):
+    """How deeply the arrays and objects of the JSON ``text`` nest (brackets inside strings
+    do not count)."""
+    depth = deepest = 0
+    for bracket in _JSON_BRACKETS.findall(_JSON_STRING.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def parse_json(text, name, expect=dict, max_depth=MAX_JSON_DEPTH):
+    """``text`` parsed as JSON, checked for depth and for being an ``expect`` (a type,
+    or None for any); ``name`` says what it is in the error (a ValueError)."""
+    if json_depth(text) > max_depth:
+        raise JSONShapeError("%s is nested more than %d levels deep" % (name, max_depth))
+    value = json.loads(text)
+    if expect is not None and (not isinstance(value, expect) or isinstance(value, bool)
+                               and expect is not bool):
+        raise JSONShapeError("%s holds %s, not %s" % (name, _JSON_TYPES.get(type(value), "?"),
+                                                      _JSON_TYPES.get(expect, expect.__name__)))
+    return value
+
+
+def _read_bounded(path, max_bytes):
+    """The text of the regular file ``path``; JSONShapeError if it is over ``max_bytes``."""
     with open_regular(path, text=True) as f:
-        return json.load(f)
+        text = f.read(max_bytes + 1)
+    if len(text) > max_bytes:
+        raise JSONShapeError("%s is larger than %d MB, more than such a file ever holds"
+                             % (path, max_bytes >> 20))
+    return text
+
+
+def read_json(path, expect=dict, max_bytes=MAX_JSON_BYTES):
+    """Read a JSON file that must hold an ``expect`` (default: an object; None: anything);
+    raises ``OSError`` or ``ValueError`` if it is missing, not a regular file, corrupt,
+    over ``max_bytes``, nested over :data:`MAX_JSON_DEPTH` levels or of another type.
+    Every JSON file the package reads is read here."""
+    return parse_json(_read_bounded(path, max_bytes), path, expect)
 
 
 def write_jsonl(path, records):
@@ -200,10 +251,12 @@ def write_jsonl(path, records):
     return write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
 
 
-def read_jsonl(path):
-    """Read a JSON Lines file into a list of objects (blank lines are skipped)."""
-    with open_regular(path, text=True) as f:
-        return [json.loads(line) for line in f if line.strip()]
+def read_jsonl(path, max_bytes=MAX_JSON_BYTES):
+    """Read a JSON Lines file of objects into a list (blank lines are skipped); bounded
+    like :func:`read_json`."""
+    return [parse_json(line, "%s line %d" % (path, number), dict)
+            for number, line in enumerate(_read_bounded(path, max_bytes).split("\n"), 1)
+            if line.strip()]
 
 
 class RestrictedUnpickler(pickle.Unpickler):

@@ -249,6 +249,8 @@ def configure(work=None, environ=None):
 
     ``work`` is the net's name (e.g. ``"resnet_mnist"``) or its forward MFLOPs per
     batch, to run a light net on one thread; None means all physical cores.
+    A value MXNet or libgomp would choke on is refused or removed first
+    (:func:`gluon_cnns.envcheck.check_environment`).
     Returns ``{variable: value}`` of what was set: ``{}`` when the user set every
     variable, or when MXNet is already imported (its OpenMP runtime has read the
     environment; the policy would only mislead :func:`describe_threads`).
@@ -256,6 +258,8 @@ def configure(work=None, environ=None):
     environ = os.environ if environ is None else environ
     if "mxnet" in sys.modules:
         return {}
+    from .envcheck import check_environment  # UsageError for what MXNet would choke on
+    check_environment(environ)
     chosen = plan(work, environ)
     environ.update(chosen)
     _applied.clear()

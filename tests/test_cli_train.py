@@ -73,7 +73,7 @@ def test_save_dir_then_resume(tmp_path, capsys):
     assert code == 0, err
     files = sorted(os.listdir(run_dir))
     # The newest checkpoint and the one before it (a fallback if the newest is damaged).
-    assert files == ["best.params", "checkpoint.json", "config.json", "curves.png",
+    assert files == [".gluon_cnns", "best.params", "checkpoint.json", "config.json", "curves.png",
                      "epoch-0001.params", "epoch-0001.rng.npz", "epoch-0001.states",
                      "epoch-0002.params", "epoch-0002.rng.npz", "epoch-0002.states", "log.jsonl"]
     config = json.load(open(os.path.join(run_dir, "config.json")))

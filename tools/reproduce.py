@@ -265,7 +265,8 @@ def _read_or_train(net, save_dir, args, warn):
 
 def _train_or_resume(net, save_dir, args, resume):
     """Run train.py into ``save_dir``: a fresh run of the recipe, or ``--resume``."""
-    os.makedirs(save_dir, exist_ok=True)
+    from gluon_cnns.ownership import mark
+    mark(save_dir, "run")  # _has_run vetted it; train.out goes in before train.py runs
     run = (["--save-dir", save_dir, "--resume", "--quiet"] if resume else
            train_command(net, args)[2:] + ["--save-dir", save_dir, "--checkpoint-every",
                                            str(args.checkpoint_every)])

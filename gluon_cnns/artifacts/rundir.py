@@ -7,6 +7,8 @@
     best.params       the parameters of the epoch with the best test accuracy
     curves.png        loss and accuracy per epoch
     .lock             held (fcntl.flock) by the one process that owns the folder
+    .gluon_cnns       the marker that a run made the folder (gluon_cnns.ownership; an
+                      unmarked one is recognised by artifacts.run_files)
 
 A checkpoint is a *position* in training -- ``epoch`` epochs done and ``batch``
 batches of the next one -- and three files named after it (STEM is
@@ -28,7 +30,6 @@ log that disagrees is kept aside and written again from the index.
 import errno
 import json
 import os
-import re
 import stat
 
 import numpy as np
@@ -36,21 +37,16 @@ import numpy as np
 from ..errors import CheckpointError, GluonCNNsError, error_line
 from ..io import (LockHeld, NotRegularFile, atomic_write, read_json, read_jsonl, release_lock,
                   take_lock, write_json, write_jsonl)
+from ..ownership import claim
+from .run_files import (_EPOCH_PARAMS, _OURS, _TEMPORARY, BEST, CHECKPOINT, CONFIG,  # noqa: F401
+                        CURVES, LOCK, LOG, is_run_folder)
 from .records import config_problem, entry_problem, record_problem
 from .state import (capture_random_state, check_trainer_states, restore_random_state, save_npz,
                     sha256_file)
 
-CONFIG, CHECKPOINT, LOG, BEST, CURVES, LOCK = ("config.json", "checkpoint.json", "log.jsonl",
-                                               "best.params", "curves.png", ".lock")
 INDEX_FORMAT = 2
 # (key in an entry, suffix of the file)
 FILES = (("params", ".params"), ("trainer", ".states"), ("rng", ".rng.npz"))
-# The checkpoint files: what remove_unreferenced may delete.
-_OURS = re.compile(r"^epoch-\d{4,}(-batch-\d{6,})?(\.params|\.states|\.rng\.npz|\.json)$")
-_EPOCH_PARAMS = re.compile(r"^epoch-(\d+)\.params$")
-# What atomic_write leaves behind when a run is killed: ".NAME.RANDOM.tmp".
-_TEMPORARY = re.compile(r"^\.(epoch-\d{4,}\S*|%s)\.[^.]+\.tmp$"
-                        % "|".join(re.escape(n) for n in (CHECKPOINT, CONFIG, LOG, BEST, CURVES)))
 
 
 def stem(epoch, batch):
@@ -146,6 +142,15 @@ def remove_unreferenced(save_dir, entries):
                 pass  # another process removed it, or a folder: not ours to fight over
 
 
+def _index_trouble(path, index, entry):
+    """Why the checkpoint index ``index`` (at ``path``) does not name ``entry``."""
+    problem = index is not None and entry_problem(index, [key for key, _ in FILES])
+    if problem:
+        return "%s is malformed (%s)" % (path, problem)
+    return ("the index of %s does not name the checkpoint at %s (its write failed)"
+            % (os.path.dirname(path), describe(entry)))
+
+
 class RunDir:
     """A training run's folder: its settings, log, checkpoints, best parameters and plot."""
 
@@ -164,11 +169,11 @@ class RunDir:
         """Create the folder and lock it (:meth:`lock`); refuse to overwrite someone's
         checkpoint without ``resume``."""
         try:
-            os.makedirs(self.path, exist_ok=True)
+            claim(self.path, "--save-dir", "run", recognise=is_run_folder)
         except OSError as e:
             raise CheckpointError("cannot create --save-dir %s: %s; choose a writable folder"
                                   % (self.path, e.strerror or e))
-        self.lock()  # first: a folder in use is refused naming its holder
+        self.lock()  # a folder in use is refused naming its holder
         if not resume and os.path.exists(self.file(CHECKPOINT)):
             self.unlock()
             raise CheckpointError("%s already holds a checkpoint; add --resume to continue it "
@@ -217,6 +222,10 @@ class RunDir:
         except NotRegularFile as e:
             raise CheckpointError("cannot lock %s (%s); remove it" % (self.file(LOCK),
                                                                    error_line(e))) from None
+        except OSError as e:  # a read-only folder or file system
+            raise CheckpointError("cannot lock %s: %s; a run needs a writable --save-dir: copy "
+                                  "the folder to one and continue there" % (
+                                      self.file(LOCK), e.strerror or e)) from None
         self._lock_fd = fd  # kept open: closing it would release the lock
 
     def unlock(self):
@@ -405,6 +414,9 @@ class RunDir:
         One whose files are missing or fail their SHA-256 check is passed over for
         the one before, with one line to ``warn``; so is a malformed index entry.
         """
+        if not os.path.isdir(self.path):
+            raise CheckpointError("--resume: %s: no such folder; pass the --save-dir of the run "
+                                  "to continue" % self.path)
         index, entries = self._candidates()
         if index is None and not entries:
             raise CheckpointError("--resume: no checkpoint in %s (no %s); train without "
@@ -424,8 +436,8 @@ class RunDir:
                 warn("warning: %s; resuming from the one before it, at %s"
                      % (damage, describe(entry)))
             elif entry is not index:
-                warn("warning: the index of %s does not name the checkpoint at %s (its write "
-                     "failed); resuming from it" % (self.path, describe(entry)))
+                warn("warning: %s; resuming from the checkpoint at %s"
+                     % (_index_trouble(self.file(CHECKPOINT), index, entry), describe(entry)))
             return config, entry
         raise CheckpointError("--resume: %s; start a new --save-dir"
                               % (damage or "no usable checkpoint in %s" % self.path))

@@ -51,6 +51,20 @@ def argparse_type(parse):
     return convert
 
 
+def configure_threads(prog, work=None, cpus=None, policy=True):
+    """Check the environment and ``--cpus`` and (with ``policy``) set the thread policy,
+    before MXNet is imported (gluon_cnns.envcheck, gluon_cnns.threads); None, or the exit
+    code 2 after printing the one line of a refused value."""
+    from ..envcheck import check_cpu_contexts, check_environment
+    from ..threads import configure
+    try:
+        check_cpu_contexts(cpus)
+        configure(work) if policy else check_environment()
+    except UsageError as e:
+        return report(prog, e)
+    return None
+
+
 positive_int = argparse_type(values.positive_int)
 positive_float = argparse_type(values.positive_float)
 non_negative_float = argparse_type(values.non_negative_float)

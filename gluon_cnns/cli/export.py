@@ -16,8 +16,8 @@ import argparse
 import os
 import sys
 
-from ..errors import GluonCNNsError
-from .common import OneLineParser, non_empty, parse, report
+from ..errors import GluonCNNsError, error_line
+from .common import OneLineParser, configure_threads, non_empty, parse, report
 
 PROG = "export"
 
@@ -66,14 +66,26 @@ def main(argv=None):
     args, code = parse(build_parser(), argv)
     if args is None:  # --help, or a usage error already printed by the parser
         return code
-    from ..threads import configure
-    configure()  # before MXNet is imported
-    from ..inference.export import export_checkpoint
+    failed = configure_threads(PROG)  # before MXNet is imported
+    if failed:
+        return failed
+    from mxnet.base import MXNetError
+    from ..inference.export import export_trained, load_checkpoint_net
+    from ..artifacts.export_owner import claim_export_folder
     previous = _previous_export(args)
     try:
-        written = export_checkpoint(args.save_dir, args.out, args.formats)
-    except (GluonCNNsError, OSError) as err:  # OSError: e.g. the disk filled up
+        net, config = load_checkpoint_net(args.save_dir)
+        claim_export_folder(args.out, "--out")
+    except (GluonCNNsError, OSError) as err:
         return report(PROG, err)
+    try:
+        written = export_trained(net, config, args.out, args.formats)
+    except (GluonCNNsError, OSError, MXNetError) as err:  # e.g. the disk filled up
+        wrote = isinstance(err, (OSError, MXNetError)) or str(err).startswith("cannot write")
+        return report(PROG, "%s; the weights stay in %s and %s%s" % (
+            error_line(err).rstrip("."), args.save_dir,
+            "the previous export is unchanged" if previous else "nothing was exported",
+            ": free some space (or choose another --out) and run this again" if wrote else ""))
     except KeyboardInterrupt:  # the previous export, if any, is still whole
         print("%s: interrupted" % PROG, file=sys.stderr)
         return 130

@@ -328,6 +328,8 @@ def main(argv=None):
     previous = signals.install()
     try:
         args, command = parse_args(argv)
+        from ..envcheck import check_environment  # the workers inherit it: refuse it here
+        check_environment()
         return launch(args, command, signals=signals)
     except UsageError as e:  # the processes started, if any, are stopped
         print("%s: error: %s (see --help)" % (PROG, e), file=sys.stderr)

@@ -10,7 +10,8 @@ unwritable OUT: one line on stderr, exit code 2.
 import sys
 
 from ..errors import GluonCNNsError, error_line
-from .common import OneLineParser, _number, check_new_folder, non_empty, parse, report
+from .common import (OneLineParser, _number, check_new_folder, configure_threads, non_empty,
+                     parse, report)
 
 PROG = "pack"
 
@@ -59,6 +60,9 @@ def main(argv=None):
     args, code = parse(build_parser(), argv)
     if args is None:  # --help, or a usage error already printed by the parser
         return code
+    failed = configure_threads(PROG, policy=False)  # before MXNet is imported
+    if failed:
+        return failed
     import mxnet as mx  # here, not at the top: --help should not wait for MXNet
     try:
         return run(args)

@@ -36,7 +36,8 @@ from ..data.decode import (IMAGE_EXTENSIONS, LARGE_PIXELS, MAX_PIXELS,  # noqa: 
                            ImageError, read_image)
 from ..errors import DataError, GluonCNNsError, error_line
 from ..inference.predict import BATCH_SIZE, ranked
-from .common import OneLineParser, non_empty, parse, positive_int, report
+from .common import (OneLineParser, configure_threads, non_empty, parse, positive_int,
+                     report)
 
 PROG = "predict"
 
@@ -202,8 +203,9 @@ def main(argv=None):
     args, code = parse(build_parser(), argv)
     if args is None:  # --help, or a usage error already printed by the parser
         return code
-    from ..threads import configure
-    configure()  # before MXNet is imported
+    failed = configure_threads(PROG)  # before MXNet is imported
+    if failed:
+        return failed
     try:
         return run(args)
     except KeyboardInterrupt:

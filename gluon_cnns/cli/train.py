@@ -27,7 +27,7 @@ from ..data.datasets import image_shape
 from ..data.images import IMAGE_DATASETS as IMAGE_KINDS
 from ..errors import GluonCNNsError, NonFiniteLossError, UsageError, error_line
 from ..training.prepare import finetune_net, resolve_data
-from .common import parse, report
+from .common import configure_threads, parse, report
 from .train_args import (DEFAULT_NET, PROG, build_parser, check_resume_changes,  # noqa: F401
                          resolve_settings)
 
@@ -101,11 +101,17 @@ def _devices(args, settings, saved):
 def _check_export_folder(path):
     """Refuse an --export PATH that cannot be written, before training rather than after:
     its folder is created and a file as long as the export's longest name is made there."""
+    import errno
     import os
+    from ..artifacts.export_owner import claim_export_folder
+    from ..ownership import check_stream_target
+    check_stream_target(path, "--export")
     folder = os.path.dirname(os.path.abspath(path))
     probe = os.path.join(folder, os.path.basename(path) + "-symbol.json.probe")
     try:
-        os.makedirs(folder, exist_ok=True)
+        if len(os.fsencode(os.path.basename(probe))) > 255:  # NAME_MAX: refused before the
+            raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG))  # folder check
+        claim_export_folder(path, "--export")
         if not os.path.exists(probe):
             os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             os.remove(probe)
@@ -200,28 +206,41 @@ def _finish(run, args, history):
 
 
 def _export(run, path):
-    """Export the trained net; if that fails, keep its weights in a file and say where."""
-    import os
-    import tempfile
+    """Export the trained net; if any of its writes fails, keep the weights and say where."""
+    from mxnet.base import MXNetError
     from ..inference.export import export_trained
     try:
         written = export_trained(run.net, run.settings, path)
-    except (GluonCNNsError, OSError) as err:
-        for folder in (os.getcwd(), tempfile.gettempdir()):
-            # A new file of our own (mkstemp: O_EXCL, 0600) that MXNet then fills: a
-            # guessable name in a shared folder could be a link to someone else's file.
-            try:
-                fd, fallback = tempfile.mkstemp(dir=folder, suffix=".params",
-                                                prefix="%s-trained-" % run.settings["net"])
-                os.close(fd)
-                run.net.save_parameters(fallback)
-            except Exception:  # MXNetError or OSError: try the next folder
-                continue
-            raise UsageError("the export to %s failed (%s); the trained weights are saved in "
-                             "%s (load them with get_model(%r).load_parameters)"
-                             % (path, error_line(err), fallback, run.settings["net"]))
-        raise
+    except (GluonCNNsError, OSError, MXNetError) as err:  # params, symbol, ONNX or sidecar
+        raise UsageError("the export to %s failed (%s); %s"
+                         % (path, error_line(err), _keep_weights(run, path))) from None
     print("exported to %s" % ", ".join(sorted(written.values())))
+
+
+def _keep_weights(run, path):
+    """Save the trained net as a run folder that scripts/export.py takes (config.json and
+    best.params), in the working folder or else the temporary one; says where, in words."""
+    import os
+    import tempfile
+    from ..artifacts.rundir import RunDir
+    problems = []
+    for folder in (os.getcwd(), tempfile.gettempdir()):
+        try:
+            # A new folder of our own (mkdtemp: created exclusively, 0700): a guessable name
+            # in a shared folder could be a link to someone else's folder.
+            made = tempfile.mkdtemp(dir=folder, prefix="%s-trained-" % run.settings["net"])
+            kept = RunDir(made)
+            kept.create(resume=False)
+            kept.write_config(run.config or run.settings)
+            kept.save_best(run.net)
+            kept.unlock()
+        except Exception as err:  # noqa: BLE001  MXNetError, OSError, CheckpointError: next
+            problems.append(error_line(err))
+            continue
+        return ("the trained weights are kept in %s: export them again with scripts/export.py "
+                "--save-dir %s --out %s" % (kept, kept, path))
+    return ("the trained weights could not be kept either (%s); train again with --save-dir"
+            % problems[-1])
 
 
 def run(args):
@@ -296,8 +315,9 @@ def main(argv=None):
     args, code = parse(build_parser(), argv)
     if args is None:  # --help, or a usage error already printed by the parser
         return code
-    from ..threads import configure  # before MXNet is imported
-    configure(_net_name(args))
+    failed = configure_threads(PROG, _net_name(args), args.cpus)  # before MXNet is imported
+    if failed:
+        return failed
     if args.list:
         _print_models()
         return 0

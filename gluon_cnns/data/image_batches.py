@@ -133,9 +133,14 @@ class ImageBatches(BatchIterator):
                             "are the files still there?" % (len(skipped), "training" if
                                                             self.training else "test",
                                                             skipped[0]))
-        if skipped and self.warn is not None:
-            self.warn("skipped %d image%s that cannot be decoded in this pass (first: %s)"
-                      % (len(skipped), "" if len(skipped) == 1 else "s", skipped[0]))
+        reported = self.__dict__.setdefault("_reported", set())  # each bad image once
+        new = [name for name in skipped if name not in reported]
+        if new and self.warn is not None:
+            reported.update(new)
+            self.warn("skipped %d image%s that cannot be decoded in this pass (first: %s); "
+                      "later passes skip %s without another word"
+                      % (len(new), "" if len(new) == 1 else "s", new[0],
+                         "it" if len(new) == 1 else "them"))
 
     def _part(self, num_parts, index):
         """Every num_parts-th example, from ``index`` on: a folder is sorted by class, so a

@@ -14,6 +14,7 @@ import struct
 from ..errors import DataError, error_line
 from ..io import open_regular, read_json
 from .image_data import MAX_CLASSES, ImageData, RecordSplit, check_classes, finish
+from .pack_verify import verify_pack_files
 
 PACK_META = "pack.json"
 PACK_FORMAT = 1
@@ -47,6 +48,8 @@ def _read_pack_meta(root):
             raise DataError("%s is %d bytes, but %s says %s: the pack was only partly written "
                             "or replaced; pack the folder again"
                             % (file, os.path.getsize(file), path, size))
+    if isinstance(files, dict):
+        verify_pack_files(root, path, files)
     return names, meta.get("grey") is True
 
 

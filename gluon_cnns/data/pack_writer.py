@@ -19,8 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 
 from ..errors import GluonCNNsError, UsageError, error_line
-from ..io import (_FILE_MODE, LockHeld, NotRegularFile, _fsync_folder, release_lock,
-                  take_lock)
+from ..io import (_FILE_MODE, LockHeld, NotRegularFile, _fsync_folder, read_json,
+                  release_lock, take_lock)
+from ..ownership import check_owned
 from .decode import ImageError, load_image, open_regular
 from .image_data import SPLITS
 from .image_folder import scan_folder
@@ -47,6 +48,21 @@ def check_out(root, out):
         raise UsageError("--out %s is inside the image folder %s, where it would be read as a "
                          "class or split folder; choose a folder outside it, or DIR itself"
                          % (out, root))
+
+
+def is_pack_folder(out):
+    """Whether OUT holds a pack of this package and nothing else, or what a killed pack left:
+    a pack's marker (gluon_cnns.ownership) is its pack.json, renamed into place first."""
+    names = os.listdir(out)
+    if all(n == LOCK or _LEFTOVER.match(n) for n in names):
+        return True  # what a pack killed at its start left
+    if PACK_META not in names or not all(n in PACK_FILES + (PACK_META, LOCK) or
+                                         _LEFTOVER.match(n) for n in names):
+        return False
+    try:
+        return "class_names" in read_json(os.path.join(out, PACK_META))
+    except (OSError, ValueError):
+        return False
 
 
 def refuse_existing(out, overwrite):
@@ -226,6 +242,8 @@ def pack_folder(root, out=None, val_split=None, bad_images="skip", overwrite=Fal
     root = os.path.abspath(os.path.expanduser(root))
     out = os.path.abspath(os.path.expanduser(out or root))
     check_out(root, out)
+    if out != root:  # DIR itself, the default, is the user's choice
+        check_owned(out, "--out", recognise=is_pack_folder)  # pack.json, written first, marks it
     refuse_existing(out, overwrite)  # before the scan: refuse fast
     data = scan_folder(root, val_split)
     if bad_images == "stop" and data.train.skipped:

@@ -65,6 +65,7 @@ from ..artifacts.sidecar import (INPUT_NAME, SIDECAR_VERSION, is_fraction, norma
 from ..artifacts.source import load_checkpoint_net
 from ..data.datasets import FASHION_MNIST_CLASSES
 from ..errors import ExportError, GluonCNNsError, error_line
+from ..io import read_json
 from ..models.base import as_pooling, param_contexts
 
 __all__ = ["ExportError", "FORMATS", "export_model", "export_trained", "export_paths",
@@ -156,8 +157,7 @@ def _global_pooling_for_inference(symbol_file):
     inference Pooling is as fast, ONNX has it (GlobalAveragePool), and so do
     oneDNN's fused and int8 graphs.
     """
-    with open(symbol_file, encoding="utf-8") as f:
-        graph = json.load(f)
+    graph = read_json(symbol_file)
     with open(symbol_file, "w", encoding="utf-8") as f:  # a staging file: no atomic write needed
         json.dump(as_pooling(graph), f)
 
@@ -250,7 +250,11 @@ def export_model(net, path, input_shape, formats=FORMATS, net_name=None, class_n
     progress = {"committed": False, "done": False}
     try:
         staged = export_paths(os.path.join(staging, STAGED))
-        net.export(os.path.join(staging, STAGED), epoch=0)  # the ONNX exporter reads these
+        try:
+            net.export(os.path.join(staging, STAGED), epoch=0)  # the ONNX exporter reads these
+        except mx.base.MXNetError as err:  # a full disk, a file-size limit
+            raise ExportError("cannot write the symbol and parameters of %s (%s)"
+                              % (path, error_line(err))) from None
         _global_pooling_for_inference(staged["symbol"])
         if "onnx" in formats:
             meta["onnx_opset"] = _export_onnx(staged["symbol"], staged["params"], staged["onnx"],

@@ -4,7 +4,7 @@ Same names and positional parameters as the tutorial's ``utils.py``; the loop
 reads the device once per epoch instead of once per batch (see ``engine``).
 For exact resumption ``train`` can continue mid-epoch (``resume``), call back
 after every batch (``batch_callback``, e.g. to checkpoint) and reseed MXNet's
-generator from the position (``seed``); see ``training.rundir``.
+generator from the position (``seed``); see ``artifacts.rundir``.
 """
 import mxnet as mx
 from mxnet import gluon

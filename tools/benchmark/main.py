@@ -347,8 +347,10 @@ def load_report(path):
 
 def main(argv=None):
     """Entry point; returns the exit code."""
-    from gluon_cnns.threads import configure
-    configure()  # before MXNet is imported: all physical cores, short spinning
+    from gluon_cnns.cli.common import configure_threads
+    failed = configure_threads(PROG)  # before MXNet is imported: all cores, short spinning
+    if failed:
+        return failed
     argv = sys.argv[1:] if argv is None else list(argv)
     opts, code = parse(build_parser(), argv)
     if opts is None:  # --help, or a usage error already printed by the parser

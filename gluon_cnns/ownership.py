@@ -21,7 +21,7 @@ refused with one line naming it and the way out, before anything in it changes.
 import os
 
 from .errors import UsageError
-from .io import read_json, write_json
+from .io import path_kind, read_json, write_json
 
 MARKER = ".gluon_cnns"
 
@@ -44,7 +44,8 @@ def check_owned(folder, what, recognise=None):
     docstring); ``what`` names it in the message ("--save-dir"). Changes nothing."""
     folder = os.path.abspath(os.path.expanduser(os.fspath(folder)))
     if os.path.lexists(folder) and not os.path.isdir(folder):
-        raise UsageError("%s %s is a file, not a folder; choose a new folder" % (what, folder))
+        raise UsageError("%s %s is %s, not a folder; choose a new folder"
+                         % (what, folder, path_kind(folder)))
     if not os.path.isdir(folder):
         return folder
     try:

@@ -153,13 +153,13 @@ TRAIN = [
     ("resume with a malformed config", ["--resume", "--save-dir", "{bad_config_run}"],
      "'epochs' is '5', not a positive whole number"),
     ("save dir a named pipe", ["--net", "lenet", "--save-dir", "{fifo}"],
-     "cannot create --save-dir {fifo}"),
+     "--save-dir {fifo} is a named pipe, not a folder"),
     ("data dir a file", ["--net", "lenet", "--data-dir", "{a_file}"],
      "not found in the data folder {a_file}"),
     ("finetune from a dangling link", ["--net", "lenet", "--finetune", "{dangling}"],
      "--finetune {dangling}: no such run folder or export"),
     ("export into a named pipe", ["--net", "lenet", "--export", "{fifo}/lenet"],
-     "cannot write the --export {fifo}/lenet"),
+     "--export {fifo} is a named pipe, not a folder"),
 ]
 
 PREDICT = [

@@ -43,28 +43,30 @@ def test_the_docs_write_probe_does_not_follow_a_link(tmp_path, victim):
     assert sorted(os.listdir(str(docs))) == [".reproduce-write-test", "results"]
 
 
-def test_a_failed_export_keeps_the_weights_in_a_new_file(tmp_path, victim, monkeypatch):
-    """The fallback file is made by the package (mkstemp), not a guessable name that a
-    link could already occupy."""
+def test_a_failed_export_keeps_the_weights_in_a_new_folder(tmp_path, monkeypatch):
+    """The fallback run folder is made by the package (mkdtemp: created exclusively), not
+    a guessable name that a link to someone else's folder could already occupy."""
     from gluon_cnns.cli import train
     from gluon_cnns.inference import export
 
     def fail(*args, **kwargs):
         raise ExportError("no room")
     monkeypatch.setattr(export, "export_trained", fail)
-    monkeypatch.chdir(str(tmp_path))
-    os.symlink(str(victim), str(tmp_path / ("lenet-trained-%d.params" % os.getpid())))
+    work, theirs = tmp_path / "work", tmp_path / "theirs"
+    work.mkdir()
+    theirs.mkdir()
+    monkeypatch.chdir(str(work))
+    os.symlink(str(theirs), str(work / ("lenet-trained-%d" % os.getpid())))
     net = gluon_cnns.get_model("lenet")
     net.initialize()
     net(mx.nd.zeros((1, 1, 28, 28)))
-    run = types.SimpleNamespace(net=net, settings={"net": "lenet"})
+    run = types.SimpleNamespace(net=net, settings={"net": "lenet"}, config=None)
     with pytest.raises(UsageError) as info:
         train._export(run, str(tmp_path / "exports" / "lenet"))
-    assert victim.read_text() == VICTIM_TEXT
-    (saved,) = [name for name in os.listdir(str(tmp_path))
-                if name.endswith(".params") and not os.path.islink(str(tmp_path / name))]
-    assert saved.startswith("lenet-trained-") and saved in str(info.value)
+    assert os.listdir(str(theirs)) == []
+    (kept,) = [name for name in os.listdir(str(work)) if not os.path.islink(str(work / name))]
+    assert kept.startswith("lenet-trained-") and str(work / kept) in str(info.value)
     again = gluon_cnns.get_model("lenet")
-    again.load_parameters(str(tmp_path / saved))
+    again.load_parameters(str(work / kept / "best.params"))
     for mine, loaded in zip(net.collect_params().values(), again.collect_params().values()):
         assert (mine.data().asnumpy() == loaded.data().asnumpy()).all()

@@ -34,8 +34,10 @@ def test_documented_case_runs_as_written(checker, case):
 
 def test_readme_python_blocks_are_cases():
     blocks = [c for c in CASES if c.doc == "README.md" and c.kind == "python"]
-    assert len(blocks) == 2
-    assert "gluon_cnns.get_model" in blocks[0].text and "utils.train(" in blocks[1].text
+    assert len(blocks) == 3
+    assert "gluon_cnns.get_model" in blocks[0].text
+    assert "gluon_cnns.load_predictor" in blocks[1].text and ".predict(" in blocks[1].text
+    assert "utils.train(" in blocks[2].text
 
 
 def test_readme_is_short_and_keeps_the_quickstart():

@@ -29,7 +29,8 @@ here is in ``NOT_RUN`` with the reason (listed by ``--list`` and in every report
 entry that no document holds any more is an error, so no list can go stale. A command
 whose output the docs describe is in ``EXPECT``: each pattern is quoted from the docs
 (it must still be there) and the command's output must match it, ``N`` standing for a
-number and ``...`` for any value.
+number and ``...`` for any value. A document in ``NOT_RUN_DOCS`` (the generated flag
+reference) is read for its text but none of it is run; ``--list`` names it.
 
 Exit code 0 when every case passed, 1 otherwise, 2 for a usage error.
 """
@@ -600,6 +601,8 @@ def main(argv=None):
         print("check_docs: error: %s" % e, file=sys.stderr)
         return 2
     if args.list:
+        for doc, why in NOT_RUN_DOCS.items():
+            print("%-24s not run: %s" % (doc, why))
         for case in checker.cases:
             print(describe(case))
             for command in case.commands:

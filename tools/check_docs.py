@@ -29,7 +29,8 @@ here is in ``NOT_RUN`` with the reason (listed by ``--list`` and in every report
 entry that no document holds any more is an error, so no list can go stale. A command
 whose output the docs describe is in ``EXPECT``: each pattern is quoted from the docs
 (it must still be there) and the command's output must match it, ``N`` standing for a
-number and ``...`` for any value.
+number and ``...`` for any value. A document in ``NOT_RUN_DOCS`` (the generated flag
+reference) is read for its text but none of it is run; ``--list`` names it.
 
 Exit code 0 when every case passed, 1 otherwise, 2 for a usage error.
 """
@@ -93,8 +94,6 @@ NOT_RUN = {
         "compiles Horovod into the running environment (minutes); CI does it (.ci/run)",
     "python -m pytest":
         "the test suite itself, which runs this checker: running it here would recurse",
-    'python -m pytest -m "not slow"':
-        "the test suite itself, which runs this checker: running it here would recurse",
     "pip uninstall -y mxnet":
         "removes MXNet from the running environment",
     "pip install mxnet-cu112==1.9.1":
@@ -118,9 +117,14 @@ NOT_RUN = {
     "scripts/train.py --model resnet18 --kvstore horovod --save-dir /shared/runs/r18":
         "two hosts at 10.0.0.1 and 10.0.0.2 reachable over passwordless ssh",
     "python scripts/benchmark.py --net none --peer lenet_bn,resnet_mnist,resnet18,googlenet,"
-    "resnet20_cifar,densenet --peer-python ~/torch-venv/bin/python --peer-rounds 2":
+    "resnet20_cifar,densenet --peer-python /tmp/torch-venv/bin/python --peer-rounds 2":
         "needs PyTorch in its own virtualenv (GluonCV 0.10 refuses to import beside torch 2), "
         "which this environment does not have",
+    "python3 -m venv /tmp/torch-venv":
+        "makes the PyTorch virtualenv of the peer column (see the benchmark command after it)",
+    "/tmp/torch-venv/bin/pip install "
+    "/opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl":
+        "a PyTorch wheel from a local folder this environment does not have",
 }
 
 # Exact command text -> why the short mode leaves it to the full mode (its cost here).
@@ -174,6 +178,13 @@ class Case:
 
 
 # ---------------------------------------------------------------- reading the docs
+
+# Documents read for their text but not run: what they quote is not a command to run.
+NOT_RUN_DOCS = {
+    "docs/FLAGS.md": "generated from the parsers by tools/flag_reference.py (checked by "
+                     "tests/test_flag_reference.py); its usage lines are synopses",
+}
+
 
 def doc_paths(root=ROOT):
     """README.md and docs/*.md, relative to ``root``."""
@@ -269,6 +280,8 @@ def all_cases(root=ROOT):
     read before holds as written is not run again (its first case checks it)."""
     seen, cases = set(), []
     for doc in doc_paths(root):
+        if doc in NOT_RUN_DOCS:
+            continue
         for case in read_cases(doc, root):
             if case.kind != "bash":
                 if case.text in seen:
@@ -588,6 +601,8 @@ def main(argv=None):
         print("check_docs: error: %s" % e, file=sys.stderr)
         return 2
     if args.list:
+        for doc, why in NOT_RUN_DOCS.items():
+            print("%-24s not run: %s" % (doc, why))
         for case in checker.cases:
             print(describe(case))
             for command in case.commands:

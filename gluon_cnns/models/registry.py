@@ -72,7 +72,8 @@ def _register(name, where, description, recipes):
     _REGISTRY[name] = ModelSpec(name, where, description, recipes)
 
 
-# Recipes: d2l (MXNet edition) chapter 5 defaults; see README "Differences" for lenet's lr.
+# Recipes: d2l (MXNet edition) chapter 5 defaults; see docs/MODELS.md, "Differences from the source
+# articles", for lenet's lr.
 _register("lenet", "lenet:lenet", "LeNet of the MXNet article: ReLU, 20/50 conv filters, Dense 128",
           recipe(lr=0.1, batch_size=256))
 _register("lenet_bn", "lenet:lenet_bn", "d2l batch-normalized LeNet (6/16 filters, 120/84 units, sigmoid)",

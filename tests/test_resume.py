@@ -155,8 +155,8 @@ def test_ctrl_c_saves_where_it_is_and_resume_is_bit_identical(tmp_path, referenc
     finish(["--save-dir", run_dir, "--resume", "--quiet"])
     assert_identical(final_params(run_dir), reference[0])
     with open(os.path.join(run_dir, "log.jsonl")) as f:
-        first = json.loads(f.readline())
-    assert first["resumed_from"] == {"epoch": 0, "batch": entry["batch"],
+        first = [json.loads(line) for line in f][entry["epoch"]]  # the resumed process's
+    assert first["resumed_from"] == {"epoch": entry["epoch"], "batch": entry["batch"],
                                      "batches_run": BATCHES - entry["batch"]}
 
 

@@ -207,8 +207,17 @@ def test_finetuning_beats_training_from_scratch(fashion_run, three_classes, tmp_
     assert source["class_names"][9] == "Ankle boot" and len(source["params_sha256"]) == 64
 
 
-def test_frozen_features_do_not_change(fashion_run, three_classes, tmp_path, capsys):
+def test_frozen_features_do_not_change(fashion_run, three_classes, tmp_path, capsys,
+                                       monkeypatch):
+    import gluon_cnns.training.fit as fit_module
     from gluon_cnns.inference.export import load_checkpoint_net
+    trained = []
+    fit = fit_module.fit
+
+    def keep_the_run(run, **kwargs):
+        trained.append(run)
+        return fit(run, **kwargs)
+    monkeypatch.setattr(fit_module, "fit", keep_the_run)
     run_dir = str(tmp_path / "frozen")
     code, out, err = run_cli(FINETUNE + ["--data-dir", three_classes, "--save-dir", run_dir,
                                          "--finetune", fashion_run, "--freeze-features"], capsys)
@@ -222,6 +231,13 @@ def test_frozen_features_do_not_change(fashion_run, three_classes, tmp_path, cap
     for a, b in zip(weights(source), weights(tuned)):
         assert np.array_equal(a, b)
     assert tuned.output.weight.shape == (3, 84)
+    # Fixed while training too: a training-mode forward of the fine-tuned net's features
+    # normalizes with the source's running statistics, not the batch's own.
+    X = mx.nd.array(np.random.RandomState(0).randn(16, 1, 28, 28).astype("float32"))
+    with mx.autograd.record(train_mode=True):
+        during_training = trained[0].net.features(X)
+    assert np.allclose(during_training.asnumpy(), source.features(X).asnumpy(),
+                       rtol=1e-4, atol=1e-5)
 
 
 def test_finetune_from_an_export(fashion_run, three_classes, tmp_path, capsys):

@@ -8,6 +8,7 @@ import json
 import os
 import random
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -143,14 +144,14 @@ def mean_loss(net, batches):
     return total / sum(y.shape[0] for _, y in batches)
 
 
-def single_process_on_the_union():
+def single_process_on_the_union(seeds=(SEED, SEED)):
     """One process training on each step's two worker batches, concatenated.
 
-    It starts from the weights the training script draws with the same seed,
-    and takes each worker's batches the way the worker does: the worker's
-    shard, shuffled by a generator seeded as the worker seeds it.
+    It starts from the weights the training script draws with rank 0's seed,
+    ``seeds[0]``, and takes each worker's batches the way the worker does: the
+    worker's shard, shuffled by a generator seeded as the worker seeds it.
     """
-    seed_all(SEED)
+    seed_all(seeds[0])
     shards = [load_data("fashion-mnist", BATCH // 2, root=DATA, limit_train=LIMIT,
                         num_parts=2, part_index=k)[0] for k in (0, 1)]
     net = get_model("lenet", classes=10)
@@ -159,8 +160,8 @@ def single_process_on_the_union():
     net(mx.nd.zeros((1, 1, 28, 28)))
     initial = {k: p.data().asnumpy() for k, p in net._collect_params_with_prefix().items()}
     per_worker = []
-    for shard in shards:
-        np.random.seed(SEED)  # each worker process seeded its own generator alike
+    for shard, seed in zip(shards, seeds):
+        np.random.seed(seed)  # as the worker process seeded its own generator
         per_worker.append(list(shard))
     union = [(mx.nd.concat(X0, X1, dim=0), mx.nd.concat(y0, y1, dim=0))
              for (X0, y0), (X1, y1) in zip(*per_worker)]
@@ -265,12 +266,25 @@ def test_distributed_mistakes_are_one_line(monkeypatch, capsys, argv, env, fragm
 # ---------------------------------------------------------------- distributed runs
 
 def test_dist_sync_two_workers_equal_one_process_on_the_union(tmp_path):
-    """1 scheduler + 1 server + 2 workers: identical workers, equal to the union batches."""
+    """1 scheduler + 1 server + 2 workers: identical workers, equal to the union batches.
+
+    The workers are given different seeds (the first to start SEED, the other SEED + 1),
+    so they draw different initial weights: only the initial synchronisation makes them
+    start from rank 0's."""
     dump = str(tmp_path / "rank{rank}.params")
+    command = shlex.join([PY, TRAIN] + DIST_TRAIN + [
+        "--kvstore", "dist_sync", "--save-dir", str(tmp_path / "run"), "--dump-params", dump])
+    first = shlex.quote(str(tmp_path / "first"))
     code, out, err = run_launch(
-        ["-n", "2", "-s", "1", "--timeout", "150", "--", PY, TRAIN] + DIST_TRAIN
-        + ["--kvstore", "dist_sync", "--save-dir", str(tmp_path / "run"), "--dump-params", dump])
+        ["-n", "2", "-s", "1", "--timeout", "150", "--", "sh", "-c",
+         # (scheduler and server run the command too: they take no part in the choice)
+         "if [ $DMLC_ROLE = worker ] && mkdir %s 2>/dev/null; then s=%d; else s=%d; fi; "
+         "exec %s --seed $s"
+         % (first, SEED, SEED + 1, command)])
     assert code == 0, "\n".join(out) + err
+    with open(str(tmp_path / "run" / "config.json")) as f:
+        seed0 = json.load(f)["seed"]  # rank 0 writes the run folder
+    assert seed0 in (SEED, SEED + 1)
     # The launcher labels each line; worker i is kvstore rank i.
     for rank in (0, 1):
         assert "[worker %d] dist_sync: worker rank %d of 2, 1 server(s); batch 32 of the " \
@@ -287,7 +301,7 @@ def test_dist_sync_two_workers_equal_one_process_on_the_union(tmp_path):
     for name in w0:
         np.testing.assert_array_equal(w0[name], w1[name], err_msg=name)
 
-    initial, reference, union = single_process_on_the_union()
+    initial, reference, union = single_process_on_the_union((seed0, 2 * SEED + 1 - seed0))
     assert sorted(reference) == sorted(w0)
     for name in w0:
         np.testing.assert_allclose(w0[name], reference[name], rtol=0, atol=1e-4, err_msg=name)

@@ -86,8 +86,14 @@ def test_skip_undoes_the_bad_batch_exactly(optimizer, capsys):
     reference = bn_net()
     fit(reference, clean, optimizer=optimizer, nan_policy="skip")
     skipping = bn_net()
-    history = fit(skipping, with_nan, optimizer=optimizer, nan_policy="skip")
+    after = {}  # batch -> every value after it
+    history = fit(skipping, with_nan, optimizer=optimizer, nan_policy="skip",
+                  batch_callback=lambda p: after.setdefault(p.batch, values(skipping)))
     assert history[0]["nan_skips"] == 1
+    # The bad third batch left every value (running statistics included) as the second
+    # left it; the fourth, a good one, changed every one of them.
+    for a, b, c in zip(after[2], after[3], after[4]):
+        assert np.array_equal(a, b) and not np.array_equal(b, c)
     assert np.isfinite(history[0]["loss"])
     if optimizer == "sgd":  # Adam's bias correction counts the skipped update
         for a, b in zip(values(reference), values(skipping)):
@@ -97,8 +103,16 @@ def test_skip_undoes_the_bad_batch_exactly(optimizer, capsys):
 
 
 def test_skip_on_the_very_first_batch_of_a_fresh_net(capsys):
-    history = fit(bn_net(), batches(4, nan_at=(1,)), nan_policy="skip")
+    data = batches(4, nan_at=(1,))
+    initial = bn_net()
+    initial(data[1][0])  # draws the initial weights, as the first batch does
+    net, after = bn_net(), {}
+    history = fit(net, data, nan_policy="skip",
+                  batch_callback=lambda p: after.setdefault(p.batch, values(net)))
     assert history[0]["nan_skips"] == 1
+    # The net ends its skipped first batch as it was drawn; the second batch trains it.
+    for a, b, c in zip(values(initial), after[1], after[2]):
+        assert np.array_equal(a, b) and not np.array_equal(b, c)
 
 
 def test_bad_nan_policy_and_skip_inside_the_kvstore_are_refused(capsys):

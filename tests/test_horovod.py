@@ -31,9 +31,12 @@ BN_TRAIN = ["--net", "lenet_bn", "--data-dir", DATA, "--limit-train", "256", "--
 
 class Horovodrun(Launch):
     """``horovodrun -np N -H localhost:N --gloo sh -c 'exec python scripts/train.py ARGS'``
-    in the background, its output (stderr included) collected line by line by a thread."""
+    in the background, its output (stderr included) collected line by line by a thread.
+    ``shell_tail`` is added to the command unquoted, for the shell of each rank to expand
+    (``$HOROVOD_RANK``, for example)."""
 
-    def __init__(self, ranks, args, env=None, shell_tail=""):  # pylint: disable=super-init-not-called
+    # pylint: disable-next=super-init-not-called
+    def __init__(self, ranks, args, env=None, shell_tail=""):
         command = "exec " + shlex.join([PY, TRAIN] + args) + shell_tail
         self.lines = []
         self.proc = subprocess.Popen(

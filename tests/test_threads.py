@@ -239,7 +239,8 @@ def test_train_script_prints_the_policys_threads(net, light, fashion_mnist_dir):
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, "scripts", "train.py"), "--net", net, "--epochs", "1",
          "--batch-size", "8", "--limit-train", "16", "--limit-test", "8", "--quiet",
-         "--data-dir", fashion_mnist_dir], env=_clean_env(), capture_output=True, text=True, timeout=600)
+         "--data-dir", fashion_mnist_dir], env=_clean_env(), capture_output=True, text=True,
+        timeout=600)
     assert proc.returncode == 0, proc.stderr
     match = re.search(r"^training on cpu\(0\), (\d+) threads?$", proc.stdout, re.M)
     assert match, proc.stdout

@@ -304,8 +304,11 @@ def test_dist_sync_two_workers_equal_one_process_on_the_union(tmp_path):
 
     initial, reference, union = single_process_on_the_union((seed0, 2 * SEED + 1 - seed0))
     assert sorted(reference) == sorted(w0)
+    # The workers' gradients are summed on the server, in another order than the union
+    # batch's: float32 rounding over 8 momentum steps reaches 1.05e-4 with one order of
+    # the seeds' batches. Without the initial synchronisation the difference is 0.014.
     for name in w0:
-        np.testing.assert_allclose(w0[name], reference[name], rtol=0, atol=1e-4, err_msg=name)
+        np.testing.assert_allclose(w0[name], reference[name], rtol=0, atol=2e-4, err_msg=name)
     assert mean_loss(lenet_with(w0), union) < mean_loss(lenet_with(initial), union) - 0.1
 
 

@@ -109,9 +109,9 @@ def test_two_ranks_equal_one_process_on_the_union(tmp_path):
         assert json.load(f)["seed"] == SEED  # rank 0's
     initial, reference, union = single_process_on_the_union((SEED, SEED + 1))
     assert sorted(reference) == sorted(w0)
-    # Twice dist_sync's tolerance: the ranks' gradients are allreduced, summed in another
-    # order than the union batch's (float32 rounding over 8 momentum steps reaches 1.05e-4
-    # with these seeds' batches). Without the broadcast the ranks differ by 0.2.
+    # dist_sync's tolerance: the ranks' gradients are allreduced, summed in another order
+    # than the union batch's (float32 rounding over 8 momentum steps reaches 1.05e-4 with
+    # these seeds' batches). Without the broadcast the ranks differ by 0.2.
     for name in w0:
         np.testing.assert_allclose(w0[name], reference[name], rtol=0, atol=2e-4, err_msg=name)
     assert mean_loss(lenet_with(w0), union) < mean_loss(lenet_with(initial), union) - 0.1

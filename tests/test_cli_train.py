@@ -134,33 +134,8 @@ def test_save_dir_then_resume(tmp_path, capsys):
 
 # ---------------------------------------------------------------- user mistakes
 
-BAD_ARGS = {
-    "unknown net": (["--net", "lenett"], "did you mean lenet"),
-    "batch size 0": (["--batch-size", "0"], "--batch-size"),
-    "negative epochs": (["--epochs", "-1"], "--epochs"),
-    "lr 0": (["--lr", "0"], "--lr"),
-    "lr not a number": (["--lr", "fast"], "--lr"),
-    "resize 0": (["--resize", "0"], "--resize"),
-    "limit-train 0": (["--limit-train", "0"], "--limit-train"),
-    "limit-test negative": (["--limit-test", "-5"], "--limit-test"),
-    "resize too small": (["--net", "lenet", "--resize", "4"], "--resize"),
-    "missing data folder": (["--net", "lenet", "--data-dir", "/nonexistent/data"],
-                            "/nonexistent/data"),
-    "too many gpus": (["--gpus", "2"], "--gpus 2 but only 0 usable GPU"),
-    "resume without save dir": (["--resume"], "--resume needs --save-dir"),
-    "adam with momentum": (["--optimizer", "adam", "--momentum", "0.9"], "--momentum"),
-    "step schedule without steps": (["--net", "lenet", "--lr-schedule", "step"], "--lr-steps"),
-    "bad lr steps": (["--lr-steps", "150,100"], "--lr-steps"),
-    "unknown dataset": (["--dataset", "imagenet"], "--dataset"),
-}
-
-
-@pytest.mark.parametrize("argv,fragment", list(BAD_ARGS.values()), ids=list(BAD_ARGS))
-def test_user_mistakes_are_one_line_and_exit_2(capsys, argv, fragment):
-    code, out, err = run_main(capsys, argv)
-    assert_one_line_error(code, err, fragment)
-    assert not any("Traceback" in line for line in out + err)
-    assert not any(EPOCH_LINE.match(l) for l in out)  # nothing was trained
+# The table of command-line mistakes (each one line, exit 2, no traceback, nothing
+# trained) is tests/test_bad_input.py's TRAIN.
 
 
 def test_ctrl_c_is_one_line_with_a_resume_hint(monkeypatch, capsys):

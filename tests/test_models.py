@@ -232,30 +232,39 @@ def test_two_instances_distinct_names_and_parameter_round_trip(name, tmp_path):
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_sgd_steps_lower_the_loss(name):
+def test_an_sgd_step_lowers_the_loss_by_lr_times_the_squared_gradient(name):
+    """To first order a step of -lr * g lowers the loss L by lr * |g|^2 (g = dL/dw): the
+    gradients are right, every trainable parameter takes its step, with the right sign
+    and scale. In float64, with lr chosen for a drop of 1e-5, so that the step is small
+    enough for the first order and not lost to rounding."""
     shape = small_shape(name, batch=8)
     net = built(name, shape, seed=3)
+    net.cast("float64")
     net.hybridize()
     rng = np.random.RandomState(0)
-    x = mx.nd.array(rng.uniform(size=shape))
-    y = mx.nd.array(rng.randint(0, 10, size=shape[0]))
+    x = mx.nd.array(rng.uniform(size=shape), dtype="float64")
+    y = mx.nd.array(rng.randint(0, 10, size=shape[0]), dtype="float64")
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
-    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.01})
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 1.0})
 
-    def loss_value():
-        # Training-mode forward (BatchNorm on batch statistics, as the steps see it),
-        # with one fixed Dropout mask so the two readings are comparable.
+    def forward():
+        # Training mode (BatchNorm on batch statistics, as the step sees it), with one
+        # fixed Dropout mask so that every reading sees the same function.
         mx.random.seed(11)
         with autograd.train_mode():
-            return loss_fn(net(x), y).mean().asscalar()
+            return loss_fn(net(x), y)
 
-    before = loss_value()
-    for _ in range(8):
-        with autograd.record():
-            loss = loss_fn(net(x), y)
-        loss.backward()
-        trainer.step(shape[0])
-    assert loss_value() < before
+    before = forward().mean().asscalar()
+    with autograd.record():
+        loss = forward()
+    loss.backward()
+    # step(batch) divides the summed losses' gradients by the batch: g of the mean loss.
+    squared = sum(((p.grad().asnumpy() / shape[0]) ** 2).sum()
+                  for p in net.collect_params().values() if p.grad_req != "null")
+    drop = 1e-5
+    trainer.set_learning_rate(drop / squared)
+    trainer.step(shape[0])
+    assert before - forward().mean().asscalar() == pytest.approx(drop, rel=0.02)
 
 
 def test_too_small_input_is_one_clear_error():

@@ -30,13 +30,14 @@ def batches(num, nan_at=(), seed=0):
     return out
 
 
-def bn_net():
-    """With BatchNorm: a nan batch would also poison its running statistics."""
+def bn_net(use_bias=True):
+    """With BatchNorm: a nan batch would also poison its running statistics. Without
+    biases no parameter's shape is known before the first batch."""
     mx.random.seed(0)
     net = nn.HybridSequential()
     with net.name_scope():  # names local to the net (see tests/test_resume.py)
-        net.add(nn.Conv2D(4, kernel_size=3), nn.BatchNorm(), nn.Activation("relu"),
-                nn.MaxPool2D(2), nn.Dense(2))
+        net.add(nn.Conv2D(4, kernel_size=3, use_bias=use_bias), nn.BatchNorm(),
+                nn.Activation("relu"), nn.MaxPool2D(2), nn.Dense(2, use_bias=use_bias))
     net.initialize(mx.init.Xavier())
     return net
 
@@ -86,8 +87,14 @@ def test_skip_undoes_the_bad_batch_exactly(optimizer, capsys):
     reference = bn_net()
     fit(reference, clean, optimizer=optimizer, nan_policy="skip")
     skipping = bn_net()
-    history = fit(skipping, with_nan, optimizer=optimizer, nan_policy="skip")
+    after = {}  # batch -> every value after it
+    history = fit(skipping, with_nan, optimizer=optimizer, nan_policy="skip",
+                  batch_callback=lambda p: after.setdefault(p.batch, values(skipping)))
     assert history[0]["nan_skips"] == 1
+    # The bad third batch left every value (running statistics included) as the second
+    # left it; the fourth, a good one, changed every one of them.
+    for a, b, c in zip(after[2], after[3], after[4]):
+        assert np.array_equal(a, b) and not np.array_equal(b, c)
     assert np.isfinite(history[0]["loss"])
     if optimizer == "sgd":  # Adam's bias correction counts the skipped update
         for a, b in zip(values(reference), values(skipping)):
@@ -96,9 +103,36 @@ def test_skip_undoes_the_bad_batch_exactly(optimizer, capsys):
     assert "skipped 1 non-finite batch" in capsys.readouterr().out
 
 
-def test_skip_on_the_very_first_batch_of_a_fresh_net(capsys):
-    history = fit(bn_net(), batches(4, nan_at=(1,)), nan_policy="skip")
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_skip_on_the_very_first_batch_of_a_fresh_net(capsys, use_bias):
+    data = batches(4, nan_at=(1,))
+    initial = bn_net(use_bias)
+    initial(data[1][0])  # draws the initial weights, as the first batch does
+    net, after = bn_net(use_bias), {}
+    history = fit(net, data, nan_policy="skip",
+                  batch_callback=lambda p: after.setdefault(p.batch, values(net)))
     assert history[0]["nan_skips"] == 1
+    # The net ends its skipped first batch as it was drawn; the second batch trains it.
+    for a, b, c in zip(values(initial), after[1], after[2]):
+        assert np.array_equal(a, b) and not np.array_equal(b, c)
+
+
+def test_not_finite_looks_at_the_loss_and_every_gradient():
+    """1 exactly when the loss or an element of a gradient is nan or infinite, across the
+    chunks of _MAX_ARRAYS_PER_OP arrays the check is split into."""
+    n = training._MAX_ARRAYS_PER_OP
+
+    def flag(loss, grads):
+        return training._not_finite(mx.nd.array([loss]), [mx.nd.array(g) for g in grads])
+    finite = [[0.5, -2.0]] * (2 * n + 1)  # three chunks
+    assert flag(1.0, finite).asscalar() == 0
+    for bad in (np.nan, np.inf, -np.inf):
+        assert flag(bad, finite).asscalar() == 1  # the loss alone
+        assert flag(1.0, finite[:-1] + [[0.5, bad]]).asscalar() == 1  # in the last chunk
+    # Finite, with an all-zero chunk, and with chunks whose squares sum to 1e20 each
+    # (a product of the chunks' sums would overflow float32, a quotient divide by 0).
+    assert flag(1.0, finite[:n] + [[0.0, 0.0]] * n).asscalar() == 0
+    assert flag(1.0, [[1e10]] * (2 * n)).asscalar() == 0
 
 
 def test_bad_nan_policy_and_skip_inside_the_kvstore_are_refused(capsys):

@@ -207,8 +207,17 @@ def test_finetuning_beats_training_from_scratch(fashion_run, three_classes, tmp_
     assert source["class_names"][9] == "Ankle boot" and len(source["params_sha256"]) == 64
 
 
-def test_frozen_features_do_not_change(fashion_run, three_classes, tmp_path, capsys):
+def test_frozen_features_do_not_change(fashion_run, three_classes, tmp_path, capsys,
+                                       monkeypatch):
+    import gluon_cnns.training.fit as fit_module
     from gluon_cnns.inference.export import load_checkpoint_net
+    trained = []
+    fit = fit_module.fit
+
+    def keep_the_run(run, **kwargs):
+        trained.append(run)
+        return fit(run, **kwargs)
+    monkeypatch.setattr(fit_module, "fit", keep_the_run)
     run_dir = str(tmp_path / "frozen")
     code, out, err = run_cli(FINETUNE + ["--data-dir", three_classes, "--save-dir", run_dir,
                                          "--finetune", fashion_run, "--freeze-features"], capsys)
@@ -222,6 +231,61 @@ def test_frozen_features_do_not_change(fashion_run, three_classes, tmp_path, cap
     for a, b in zip(weights(source), weights(tuned)):
         assert np.array_equal(a, b)
     assert tuned.output.weight.shape == (3, 84)
+    # Fixed while training too: a training-mode forward of the fine-tuned net's features
+    # normalizes with the source's running statistics, not the batch's own.
+    X = mx.nd.array(np.random.RandomState(0).randn(16, 1, 28, 28).astype("float32"))
+    with mx.autograd.record(train_mode=True):
+        during_training = trained[0].net.features(X)
+    assert np.allclose(during_training.asnumpy(), source.features(X).asnumpy(),
+                       rtol=1e-4, atol=1e-5)
+
+
+def _built(name, channels, classes=10):
+    from gluon_cnns import get_model
+    net = get_model(name, classes=classes)
+    net.initialize()
+    net(mx.nd.zeros((1, channels, 28, 28)))
+    return net
+
+
+def test_transfer_copies_every_feature_parameter_of_a_deep_net():
+    """More than 256 feature parameters (beyond CPython's cached small ints): all copied,
+    the classifier left as drawn."""
+    from gluon_cnns.training.finetune import transfer_features
+    source, net = _built("resnet56_cifar", 3, classes=10), _built("resnet56_cifar", 3, classes=2)
+    output = [p.data().asnumpy() for p in net.output.collect_params().values()]
+    transfer_features(source, net, (1, 3, 28, 28), [mx.cpu()])
+    theirs = list(source.features.collect_params().values())
+    ours = list(net.features.collect_params().values())
+    assert len(ours) == len(theirs) > 256
+    for mine, src in zip(ours, theirs):
+        assert np.array_equal(mine.data().asnumpy(), src.data().asnumpy()), mine.name
+    for a, p in zip(output, net.output.collect_params().values()):
+        assert np.array_equal(a, p.data().asnumpy())
+
+
+@pytest.mark.parametrize("source, target, counts", [("lenet", "lenet_bn", (6, 24)),
+                                                    ("lenet_bn", "lenet", (24, 6))])
+def test_transfer_refuses_another_architecture(source, target, counts):
+    from gluon_cnns.errors import UsageError
+    from gluon_cnns.training.finetune import transfer_features
+    net = _built(target, 1, classes=3)
+    with pytest.raises(UsageError, match="the --finetune net has %d feature parameters, this "
+                                         "one %d: not the same architecture" % counts):
+        transfer_features(_built(source, 1), net, (1, 1, 28, 28), [mx.cpu()])
+
+
+@pytest.mark.parametrize("source_channels, channels", [(3, 1), (1, 3)])
+def test_transfer_refuses_features_of_another_input(source_channels, channels):
+    """The first convolution's weight has the input's channels: (20, C, 5, 5)."""
+    from gluon_cnns.errors import UsageError
+    from gluon_cnns.training.finetune import transfer_features
+    net = _built("lenet", channels, classes=3)
+    with pytest.raises(UsageError, match=r"has shape \(20, %d, 5, 5\), this net's \(20, %d, 5, "
+                                         r"5\); train at the source's input size and channels"
+                                         % (source_channels, channels)):
+        transfer_features(_built("lenet", source_channels), net, (1, channels, 28, 28),
+                          [mx.cpu()])
 
 
 def test_finetune_from_an_export(fashion_run, three_classes, tmp_path, capsys):

@@ -8,6 +8,7 @@ given number of OpenMP threads, and every process here gets the same environment
 """
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -77,24 +78,45 @@ def reference(tmp_path_factory):
     return final_params(run_dir), log
 
 
-def test_kill_9_mid_epoch_then_resume_is_bit_identical(tmp_path, reference):
-    run_dir = str(tmp_path / "run")
-    proc = start(RUN + ["--save-dir", run_dir, "--checkpoint-every", "7"])
-    deadline = time.time() + 120
-    # Kill as soon as a mid-epoch checkpoint exists (checkpoint.json is replaced
-    # atomically: it is either absent or complete).
-    while time.time() < deadline and proc.poll() is None:
-        if os.path.exists(os.path.join(run_dir, "checkpoint.json")) \
-                and read_checkpoint(run_dir)["batch"] > 0:
-            break
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate()
-    assert proc.returncode == -signal.SIGKILL
-    killed_at = read_checkpoint(run_dir)
-    assert killed_at["batch"] > 0, "the run was not killed mid-epoch: %s" % killed_at
+KILLER = os.path.join(ROOT, "tests", "kill_run.py")
+BATCHES = 4096 // 64  # per epoch
 
-    out, _ = finish(["--save-dir", run_dir, "--resume", "--quiet"])
+
+def position(run_dir):
+    """(epochs done, batch within the next epoch) of the run's newest checkpoint."""
+    entry = read_checkpoint(run_dir)
+    return entry["epoch"], entry["batch"]
+
+
+def killed(where, args, run_dir):
+    """Run ``args`` killed with SIGKILL at ``where`` (see tests/kill_run.py); the position
+    of the checkpoint it leaves."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.run([sys.executable, KILLER, where] + args, cwd=ROOT, env=env,
+                          text=True, capture_output=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    return position(run_dir)
+
+
+def test_killed_at_random_moments_then_resumed_is_bit_identical(tmp_path, reference):
+    """Three kills at seeded random moments -- inside epoch 1, in the middle of writing a
+    checkpoint file, inside epoch 2 -- each resumed from where it stopped, end with the
+    uninterrupted run's parameters and log; the log says where each resume started."""
+    rng = random.Random(35)
+    run_dir = str(tmp_path / "run")
+    first = ["--save-dir", run_dir, "--checkpoint-every", "7"]
+    resume = ["--save-dir", run_dir, "--resume", "--quiet"]
+    b1, write, b3 = rng.randrange(7, BATCHES), rng.randrange(1, 16), rng.randrange(30, BATCHES)
+    starts = [killed("batch:1:%d" % b1, RUN + first, run_dir)]
+    assert starts[0] == (0, b1 // 7 * 7)  # the last checkpoint every 7 batches
+    starts.append(killed("write:%d" % write, resume, run_dir))
+    # The torn temporary file is still there: the kill came inside the write.
+    assert [n for n in os.listdir(run_dir) if n.endswith(".tmp")]
+    assert starts[1] > starts[0] and starts[1] < (1, b3)
+    starts.append(killed("batch:2:%d" % b3, resume, run_dir))
+    assert starts[2] == (1, b3 // 7 * 7)
+
+    out, _ = finish(resume)
     assert "training on cpu(0)" in out
     params, log = reference
     assert_identical(final_params(run_dir), params)
@@ -103,6 +125,15 @@ def test_kill_9_mid_epoch_then_resume_is_bit_identical(tmp_path, reference):
     # The resumed epoch's sums were restored too: the same loss and accuracy.
     for key in ("epoch", "loss", "train_acc", "test_acc", "lr"):
         assert [r[key] for r in resumed_log] == [r[key] for r in log], key
+    # Each epoch's record names the checkpoint its process started from and the batches
+    # it trained to the epoch's end: no process started again from scratch.
+    for record in resumed_log:
+        start = max(s for s in starts if s[0] < record["epoch"])
+        assert record["resumed"]
+        assert record["resumed_from"] == {"epoch": start[0], "batch": start[1],
+                                          "batches_run": BATCHES * (record["epoch"] - start[0])
+                                          - start[1]}
+    assert not [r for r in log if "resumed_from" in r or r["resumed"]]
     assert not [n for n in os.listdir(run_dir) if n.endswith(".tmp")]
 
 
@@ -123,6 +154,10 @@ def test_ctrl_c_saves_where_it_is_and_resume_is_bit_identical(tmp_path, referenc
 
     finish(["--save-dir", run_dir, "--resume", "--quiet"])
     assert_identical(final_params(run_dir), reference[0])
+    with open(os.path.join(run_dir, "log.jsonl")) as f:
+        first = [json.loads(line) for line in f][entry["epoch"]]  # the resumed process's
+    assert first["resumed_from"] == {"epoch": entry["epoch"], "batch": entry["batch"],
+                                     "batches_run": BATCHES - entry["batch"]}
 
 
 def test_an_epoch_resumed_on_other_threads_records_both_counts(tmp_path):

@@ -14,7 +14,6 @@ from gluon_cnns.threads import (available_cores, cgroup_cpu_limit, cgroup_v1_quo
                                 parse_cpu_list, physical_cores, plan, worker_env)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA = "/usr/share/datasets/fashion-mnist"
 THREAD_VARS = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "MXNET_OMP_MAX_THREADS")
 
 
@@ -236,26 +235,23 @@ def test_mxnet_runs_with_the_policys_threads():
 
 
 @pytest.mark.parametrize("net, light", [("lenet_bn", True), ("resnet18", False)])
-def test_train_script_prints_the_policys_threads(net, light):
-    if not os.path.isdir(DATA):
-        pytest.skip("no Fashion-MNIST in %s" % DATA)
+def test_train_script_prints_the_policys_threads(net, light, fashion_mnist_dir):
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, "scripts", "train.py"), "--net", net, "--epochs", "1",
          "--batch-size", "8", "--limit-train", "16", "--limit-test", "8", "--quiet",
-         "--data-dir", DATA], env=_clean_env(), capture_output=True, text=True, timeout=600)
+         "--data-dir", fashion_mnist_dir], env=_clean_env(), capture_output=True, text=True,
+        timeout=600)
     assert proc.returncode == 0, proc.stderr
     match = re.search(r"^training on cpu\(0\), (\d+) threads?$", proc.stdout, re.M)
     assert match, proc.stdout
     assert int(match.group(1)) == (1 if light else available_cores())
 
 
-def test_train_script_keeps_the_users_thread_count():
-    if not os.path.isdir(DATA):
-        pytest.skip("no Fashion-MNIST in %s" % DATA)
+def test_train_script_keeps_the_users_thread_count(fashion_mnist_dir):
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, "scripts", "train.py"), "--net", "lenet_bn",
          "--epochs", "1", "--limit-train", "256", "--limit-test", "8", "--quiet",
-         "--data-dir", DATA], env=_clean_env({"OMP_NUM_THREADS": "3"}),
+         "--data-dir", fashion_mnist_dir], env=_clean_env({"OMP_NUM_THREADS": "3"}),
         capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "training on cpu(0), 3 threads\n" in proc.stdout
@@ -296,15 +292,21 @@ def test_thread_matrix_judges_the_default_against_the_best_cell():
 
 
 def test_peer_column_is_skipped_without_torch(tmp_path, capsys):
-    pytest.importorskip("mxnet")
     from tools.benchmark import main as benchmark
     from tools.benchmark.peer import torch_version
-    if torch_version(sys.executable) is not None:
-        pytest.skip("torch is importable here")
+    # A Python that cannot import torch whether or not this one can: a torch module
+    # that raises ImportError comes first on its path.
+    (tmp_path / "hide").mkdir()
+    (tmp_path / "hide" / "torch.py").write_text("raise ImportError('hidden by the test')\n")
+    python = tmp_path / "python"
+    python.write_text("#!/bin/sh\nPYTHONPATH=%s exec %s \"$@\"\n"
+                      % (tmp_path / "hide", sys.executable))
+    python.chmod(0o755)
+    assert torch_version(str(python)) is None
     out = tmp_path / "b.json"
-    assert benchmark.main(["--net", "none", "--peer", "lenet_bn", "--repeat", "1", "--warmup",
-                           "0", "--min-time", "0.01", "--gemm-size", "64", "--json",
-                           str(out)]) == 0
+    assert benchmark.main(["--net", "none", "--peer", "lenet_bn", "--peer-python", str(python),
+                           "--repeat", "1", "--warmup", "0", "--min-time", "0.01",
+                           "--gemm-size", "64", "--json", str(out)]) == 0
     import json
     report = json.loads(out.read_text())
     assert report["nets"] == [] and "skipped" in report["peer"]

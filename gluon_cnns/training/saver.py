@@ -33,6 +33,9 @@ class Checkpointer:
         self.best = best or {"test_acc": -1.0, "epoch": None, "sha256": None}
         self.current = current  # the entry of the newest checkpoint (resumed from)
         self.resumed = current is not None
+        # Where this process took over, for the first record it writes (see _conditions).
+        self.resumed_from = self._position(current)
+        self.batches_run = 0  # batches this process trained in the epoch in progress
         self.every = every      # also save every this many batches
         self.ctrl_c = ctrl_c    # a CtrlC: save and stop once it was pressed
         self.last_epoch = last_epoch
@@ -50,6 +53,7 @@ class Checkpointer:
                                     "images_per_sec", "lr", "nan_skips") if k in record},
             **self._conditions()))
         self.run_dir.append_log(self.history[-1])
+        self.resumed_from, self.batches_run = None, 0
         self._switch(entry)
         self.run_dir.save_curves(self.history)
         if epoch != self.last_epoch:
@@ -57,6 +61,7 @@ class Checkpointer:
 
     def on_batch(self, progress):
         """After a batch: a checkpoint when one is due, or when Ctrl-C was pressed."""
+        self.batches_run += 1
         stop = self.ctrl_c is not None and self.ctrl_c.requested
         due = (self.every and progress.batch % self.every == 0
                and progress.batch != progress.num_batches)  # the epoch's end saves anyway
@@ -73,12 +78,19 @@ class Checkpointer:
     def _conditions(self):
         """How the epoch ran, for the log: OpenMP threads (this process's, and every count
         that ran a part of the epoch), the process's peak memory so far, and whether
-        this process resumed the run from a checkpoint."""
+        this process resumed the run from a checkpoint; in the first record after a
+        resume, from which one (``resumed_from``: its epochs done, its batch within the
+        next epoch, and the batches this process then trained to finish that epoch)."""
         import resource
         from ..threads import effective_threads
-        return {"threads": effective_threads(), "epoch_threads": self._epoch_threads(),
-                "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-                "resumed": self.resumed, "date": time.strftime("%Y-%m-%d %H:%M")}
+        conditions = {"threads": effective_threads(), "epoch_threads": self._epoch_threads(),
+                      "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+                      "resumed": self.resumed, "date": time.strftime("%Y-%m-%d %H:%M")}
+        if self.resumed_from is not None:
+            epoch, batch = self.resumed_from
+            conditions["resumed_from"] = {"epoch": epoch, "batch": batch,
+                                          "batches_run": self.batches_run}
+        return conditions
 
     def _epoch_threads(self):
         """The thread counts of the epoch in progress: this process's, and those the

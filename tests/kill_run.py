@@ -15,7 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import gluon_cnns.training.rundir as rundir  # noqa: E402
+import gluon_cnns.artifacts.rundir as rundir  # noqa: E402
 import gluon_cnns.training.saver as saver  # noqa: E402
 from gluon_cnns.cli.train import main  # noqa: E402
 

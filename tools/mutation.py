@@ -37,7 +37,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # name: (module, functions or classes mutated (None: all of it), the tests that prove it)
 MODULES = {
-    "rundir": ("gluon_cnns/training/rundir.py", None,
+    "rundir": ("gluon_cnns/artifacts/rundir.py", None,
                "tests/test_run_folder.py"),
     "saver": ("gluon_cnns/training/saver.py", None,
               "tests/test_resume.py -k 'random_moments or ctrl_c or checksummed'"),

@@ -18,3 +18,40 @@ def fashion_mnist_dir():
     assert os.path.isfile(os.path.join(FASHION_MNIST, "train-images-idx3-ubyte.gz")), (
         "%s is missing: apt-get install dataset-fashion-mnist" % FASHION_MNIST)
     return FASHION_MNIST
+
+
+# ---------------------------------------------------------------- the quick tier
+# `python -m pytest -m "not slow"` is the edit-test loop: at most 2 minutes on 2 cores.
+# These modules train real runs, launch processes or export every net; they run in the
+# full suite (`python -m pytest`, what CI runs) only.
+SLOW_MODULES = {
+    "test_benchmark", "test_cli_predict", "test_cli_train", "test_d2l_path",
+    "test_distributed", "test_docs", "test_export", "test_gluon_citizen", "test_horovod",
+    "test_hostile_round3", "test_own_images", "test_own_images_hostile",
+    "test_own_images_im2rec", "test_own_images_predict", "test_owned_paths", "test_pack",
+    "test_predictor", "test_profile_paths", "test_reproduce_hostile", "test_reproduction",
+    "test_resume", "test_run_folder", "test_threads", "test_viz_maps", "test_viz_report",
+}
+# In the tests run for every net of the zoo, a net whose tutorial input is larger than
+# CIFAR's 3x32x32 costs seconds per case; the quick tier keeps the small ones.
+QUICK_INPUT_VALUES = 3 * 32 * 32
+
+
+def _large_net(item):
+    name = getattr(item, "callspec", None) and item.callspec.params.get("name")
+    if not isinstance(name, str):
+        return False
+    from gluon_cnns.data import image_shape
+    from gluon_cnns.models import list_models, model_spec
+    if name not in list_models():
+        return False
+    recipe = model_spec(name).recipe
+    channels, height, width = image_shape(recipe.dataset, recipe.resize)
+    return channels * height * width > QUICK_INPUT_VALUES
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        if module in SLOW_MODULES or _large_net(item):
+            item.add_marker(pytest.mark.slow)

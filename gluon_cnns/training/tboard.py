@@ -18,6 +18,7 @@ Only reads: the board looks at the net, its gradients and the epoch's sums,
 and changes none of them (a run's weights are the same with and without it).
 """
 import contextlib
+import time
 
 import numpy as np
 
@@ -69,7 +70,10 @@ class Board:
 
     def __init__(self, logdir, net, ctx, per_epoch, class_names, every=50, purge_step=None):
         from tensorboardX import SummaryWriter
-        self.writer = SummaryWriter(logdir, purge_step=purge_step, flush_secs=10 ** 6)
+        # A file of its own per process, named after the one before it even within the
+        # same second: TensorBoard reads a folder's files in the order of their names.
+        self.writer = SummaryWriter(logdir, purge_step=purge_step, flush_secs=10 ** 6,
+                                    filename_suffix=".%020d" % time.time_ns())
         self.net, self.ctx, self.per_epoch = net, ctx, per_epoch
         self.class_names, self.every = class_names, every
         self.test_images = None
@@ -97,9 +101,14 @@ class Board:
         self.writer.flush()
 
     def _histograms(self, step):
-        """Each parameter's values, and the L2 norms of the gradients of the last batch."""
+        """Each parameter's values, and the L2 norms of the gradients of the last batch.
+
+        Tagged by the parameter's place in the net, as its .params file names it
+        (``0.weight``): the prefix of ``collect_params`` depends on how many nets the
+        process made before."""
         norms = []
-        for name, param in self.net.collect_params().items():
+        # pylint: disable=protected-access
+        for name, param in self.net._collect_params_with_prefix().items():
             data = param.list_data()[0].asnumpy()
             self.writer.add_histogram("weights/" + name, data, step)
             if param.grad_req != "null":

@@ -49,7 +49,7 @@ def _outputs(cell, kind):
 def test_notebook_draws_live_curves_and_a_grad_cam(tmp_path, monkeypatch):
     nb, messages = _execute(tmp_path, monkeypatch)
     train_cell = next(c for c in nb.cells if c.cell_type == "code" and "train_ch5" in c.source)
-    epochs = 3
+    epochs = 5
 
     # The live figure: one display_data with a display id, updated after each later epoch.
     shown = [m for m in messages if m["msg_type"] == "display_data"

@@ -52,6 +52,7 @@ class LiveCurves:
         """The figure as PNG bytes (matplotlib's Figure, not pyplot: no second copy is
         shown when the cell ends)."""
         from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
         fig = Figure(figsize=(4.5, 3.2), dpi=100)
         ax = fig.add_subplot(1, 1, 1)
         epochs = [r["epoch"] for r in self.records]
@@ -61,6 +62,7 @@ class LiveCurves:
                     label=label)
         first = epochs[0] - 1 if epochs else 0
         ax.set_xlim(first + 0.9, max(self.num_epochs, first + 1) + 0.1)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.grid(True, alpha=0.3)
         ax.legend(loc="best", fontsize="small")

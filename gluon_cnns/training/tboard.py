@@ -25,9 +25,9 @@ import numpy as np
 from .engine import batches, total
 
 # How many test images the misclassified grid is chosen from, and shows at most.
-_POOL = 256
+_POOL = 128
 _GRID = 16
-_TILE = 84  # pixels per image in the grid
+_TILE = 72  # pixels per image in the grid
 
 
 @contextlib.contextmanager
@@ -120,7 +120,7 @@ class Board:
             self.writer.add_histogram("grad_norm/all_parameters", np.array(norms), step)
 
     def keep_test_images(self, test_iter):
-        """The first test batch (at most 256 images), for the grid of mistakes."""
+        """The first test batch (at most 128 images), for the grid of mistakes."""
         for X, y in batches(test_iter, "test_iter"):
             self.test_images = (X[:_POOL].copyto(self.ctx), y[:_POOL].asnumpy().astype(int))
             break

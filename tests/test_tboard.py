@@ -137,6 +137,25 @@ def test_a_resumed_run_continues_the_same_curves(reference, tmp_path, monkeypatc
         assert values(acc, tag) == values(ref, tag), tag
 
 
+def test_a_fresh_run_after_one_killed_before_its_first_checkpoint_starts_over(
+        reference, tmp_path, monkeypatch):
+    run_dir = str(tmp_path / "run")
+    write = RunDir.write_checkpoint
+
+    def crashing(self, epoch, batch, *args):
+        raise Crash()
+    monkeypatch.setattr(RunDir, "write_checkpoint", crashing)
+    with pytest.raises(Crash):
+        main(RUN + ["--save-dir", run_dir])
+    monkeypatch.setattr(RunDir, "write_checkpoint", write)
+    assert steps(events(os.path.join(run_dir, "tensorboard")), "epoch/loss") == [8]
+    assert main(RUN + ["--save-dir", run_dir]) == 0  # no checkpoint: a fresh run
+    acc = events(os.path.join(run_dir, "tensorboard"))
+    assert steps(acc, "batch/running_loss") == RUNNING
+    assert steps(acc, "epoch/loss") == EPOCH_ENDS
+    assert values(acc, "epoch/loss") == values(reference[1], "epoch/loss")
+
+
 @pytest.mark.parametrize("rank", [0, 1])
 def test_only_rank_0_writes_events(tmp_path, monkeypatch, rank):
     setup = distributed.setup
@@ -158,3 +177,21 @@ def test_tensorboard_and_no_tensorboard_is_one_usage_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "--tensorboard and --no-tensorboard" in err
+
+
+def test_an_own_image_run_titles_its_mistakes_with_its_folder_names(tmp_path, monkeypatch):
+    from image_folders import CLASS_FOLDERS, write_image_folder
+    folder = write_image_folder(str(tmp_path / "images"), per_class=8, val_per_class=4,
+                                classes=range(4))
+    titles = []
+    original = tboard.mistakes_grid
+    monkeypatch.setattr(tboard, "mistakes_grid",
+                        lambda images, names: titles.extend(names) or original(images, names))
+    assert main(["--net", "lenet_bn", "--dataset", "folder", "--data-dir", folder, "--epochs",
+                 "1", "--batch-size", "8", "--augment", "none", "--seed", "0", "--quiet",
+                 "--save-dir", str(tmp_path / "run")]) == 0
+    acc = events(str(tmp_path / "run" / "tensorboard"))
+    assert steps(acc, "epoch/test_acc") == [4]  # 32 images, batches of 8
+    names = set(CLASS_FOLDERS[:4])
+    assert titles and all(set(t.replace("(", "").replace(")", "").split("\n")) <= names
+                          for t in titles)

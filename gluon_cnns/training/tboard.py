@@ -33,18 +33,30 @@ _TILE = 72  # pixels per image in the grid
 @contextlib.contextmanager
 def open_board(run, train_iter, test_iter):
     """The :class:`Board` of ``run`` (None when it has no ``tensorboard`` folder), closed
-    at the end; on ``--resume`` it continues after the checkpoint's position."""
+    at the end. It continues after the position of the checkpoint resumed from; a fresh
+    run starts the folder's curves over (a run killed before its first checkpoint leaves
+    events that must not show beside the new ones)."""
     if not run.tensorboard:
         yield None
         return
-    from ..data.datasets import dataset_info
-    names = run.settings.get("class_names") or dataset_info(run.settings["dataset"]).classes
+    try:
+        import tensorboardX  # noqa: F401
+    except ImportError:
+        if run.warn:
+            run.warn("warning: no TensorBoard events: tensorboardX is not installed (pip install "
+                     "-r requirements.txt); pass --no-tensorboard to silence this")
+        yield None
+        return
+    from ..data.datasets import DATASETS, dataset_info
+    names = run.settings.get("class_names") or (
+        dataset_info(run.settings["dataset"]).classes if run.settings["dataset"] in DATASETS
+        else ())
     per_epoch = len(train_iter)
     ckpt = run.ckpt or {}
     position = ckpt.get("epoch", 0) * per_epoch + (ckpt.get("progress") or {}).get("batch", 0)
     board = Board(run.tensorboard, run.net, run.ctxs[0], per_epoch, list(names),
                   every=run.tensorboard_every,
-                  purge_step=position + 1 if run.ckpt else None)
+                  purge_step=position + 1)
     try:
         board.add_graph(run.sample_shape, warn=run.warn)
         board.keep_test_images(test_iter)

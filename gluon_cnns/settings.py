@@ -290,6 +290,13 @@ SETTINGS = (
     Setting("export", kept=False, parse=non_empty(), metavar="PATH",
             help="after training, export the net to PATH-symbol.json + PATH-0000.params, "
                  "PATH.onnx and PATH.json (for scripts/predict.py)"),
+    Setting("tensorboard", kept=False, parse=non_empty(), metavar="DIR",
+            help="write TensorBoard events here (default: SAVE_DIR/tensorboard with "
+                 "--save-dir); see `tensorboard --logdir DIR`"),
+    Setting("no_tensorboard", bool, kept=False, default=False,
+            help="write no TensorBoard events"),
+    Setting("tensorboard_every", int, kept=False, parse=positive_int, metavar="N", default=50,
+            help="log the running loss to TensorBoard every N batches (default: 50)"),
     Setting("quiet", bool, kept=False, default=False,
             help="no progress bar or extra information"),
     # Your own images and fine-tuning; the data fills in what is left out (training/prepare.py).

@@ -75,7 +75,8 @@ def test_save_dir_then_resume(tmp_path, capsys):
     # The newest checkpoint and the one before it (a fallback if the newest is damaged).
     assert files == [".gluon_cnns", "best.params", "checkpoint.json", "config.json", "curves.png",
                      "epoch-0001.params", "epoch-0001.rng.npz", "epoch-0001.states",
-                     "epoch-0002.params", "epoch-0002.rng.npz", "epoch-0002.states", "log.jsonl"]
+                     "epoch-0002.params", "epoch-0002.rng.npz", "epoch-0002.states", "log.jsonl",
+                     "tensorboard"]
     config = json.load(open(os.path.join(run_dir, "config.json")))
     assert config["net"] == "lenet" and config["epochs"] == 2 and config["batch_size"] == 64
     ckpt = json.load(open(os.path.join(run_dir, "checkpoint.json")))

@@ -187,8 +187,22 @@ def prepare(args):
                   finetune_source=record or (saved or {}).get("finetune_source"))
     return Run(settings, ctxs, net, sample_shape, cluster, source=run_dir, writer=writer,
                ckpt=ckpt, hybridize=not args.no_hybridize, progress=not args.quiet,
+               tensorboard=_board_dir(args) if cluster.is_chief else None,
+               tensorboard_every=args.tensorboard_every,
                resume_command="%s --save-dir %s --resume" % (PROG, args.save_dir),
                warn=_warn, config=config, images=images, start_from=source)
+
+
+def _board_dir(args):
+    """Where TensorBoard's events go: --tensorboard, else SAVE_DIR/tensorboard, else nowhere."""
+    import os
+    if args.no_tensorboard:
+        if args.tensorboard:
+            raise UsageError("--tensorboard and --no-tensorboard contradict each other; "
+                             "drop one")
+        return None
+    return args.tensorboard or (os.path.join(args.save_dir, "tensorboard") if args.save_dir
+                                else None)
 
 
 def _finish(run, args, history):

@@ -45,6 +45,8 @@ class Run:
     images: Optional[ImageData] = None  # the scanned image folder or pack
     start_from: Optional[HybridBlock] = field(default=None, repr=False)  # --finetune's net
     saver: Optional[Checkpointer] = field(default=None, repr=False)
+    tensorboard: Optional[str] = None  # the folder of TensorBoard's events (rank 0 only)
+    tensorboard_every: int = 50  # batches between running-loss points
 
     def __post_init__(self):
         """Refuse settings that are incomplete or of the wrong type, before any training."""
@@ -145,6 +147,7 @@ def fit(run, on_ready=None):
     """
     from mxnet import gluon
     from .loop import train
+    from .tboard import chain, open_board
     seed_all(run.settings["seed"])
     train_iter, test_iter = _load(run)
     trainer = _build(run, train_iter)
@@ -153,13 +156,15 @@ def fit(run, on_ready=None):
     if on_ready is not None:
         on_ready(train_iter, test_iter)
     run.saver = saver = _saver(run, trainer, train_iter)
-    with (saver.ctrl_c if saver and saver.ctrl_c else contextlib.nullcontext()):
+    with (saver.ctrl_c if saver and saver.ctrl_c else contextlib.nullcontext()), \
+            open_board(run, train_iter, test_iter) as board:
+        # The board writes before the saver: what a checkpoint covers is on disk first.
         return train(train_iter, test_iter, run.net, gluon.loss.SoftmaxCrossEntropyLoss(),
                      trainer, run.ctxs if len(run.ctxs) > 1 else run.ctxs[0],
-                     run.settings["epochs"], progress=run.progress, callback=saver,
+                     run.settings["epochs"], progress=run.progress, callback=chain(board, saver),
                      start_epoch=run.done, seed=run.settings["seed"],
                      nan_policy=run.settings["nan_policy"] or "stop",
-                     batch_callback=saver.on_batch if saver else None,
+                     batch_callback=chain(board and board.on_batch, saver and saver.on_batch),
                      resume=run.ckpt.get("progress") if run.ckpt else None)
 
 

@@ -14,6 +14,7 @@ from ..threads import describe_threads
 from ..models.base import param_contexts
 from .devices import as_contexts, split
 from .engine import Engine, EpochProgress, batches, correct_count, total
+from .live import live_curves
 
 
 def evaluate_accuracy(data_iter, net, ctx=None):
@@ -99,6 +100,7 @@ def train(train_data, test_data, net, loss, trainer, ctx, num_epochs, *,
     threads = describe_threads(ctxs)  # "2 threads"; "" on a GPU
     print("training on %s%s" % (ctxs[0] if len(ctxs) == 1 else ctxs, threads and ", " + threads))
     history = []
+    curves = live_curves(num_epochs)  # a figure redrawn each epoch, in a notebook only
     for epoch in range(start_epoch + 1, cap_epochs(num_epochs, start_epoch) + 1):
         if epoch_lr is not None:
             trainer.set_learning_rate(epoch_lr(epoch))
@@ -111,6 +113,8 @@ def train(train_data, test_data, net, loss, trainer, ctx, num_epochs, *,
             del record["nan_skips"]
         print(_epoch_line(record), flush=True)
         history.append(record)
+        if curves is not None:
+            curves.update(record)
         if callback is not None:
             callback(record)
     return history

@@ -122,14 +122,13 @@ class Board:
         # pylint: disable=protected-access
         for name, param in self.net._collect_params_with_prefix().items():
             data = param.list_data()[0].asnumpy()
-            self.writer.add_histogram("weights/" + name, data, step)
+            _histogram(self.writer, "weights/" + name, data, step)
             if param.grad_req != "null":
                 grad = param.list_grad()[0].asnumpy().astype(np.float64)
                 norm = float(np.sqrt((grad ** 2).sum()))
                 norms.append(norm)
                 self.writer.add_scalar("grad_norm/" + name, norm, step)
-        if norms:
-            self.writer.add_histogram("grad_norm/all_parameters", np.array(norms), step)
+        _histogram(self.writer, "grad_norm/all_parameters", np.array(norms), step)
 
     def keep_test_images(self, test_iter):
         """The first test batch (at most 128 images), for the grid of mistakes."""
@@ -170,6 +169,14 @@ class Board:
 
     def close(self):
         self.writer.close()
+
+
+def _histogram(writer, tag, values, step):
+    """A histogram of the finite ``values``, none where there are none: a diverged run's
+    nan weights would stop tensorboardX ("The histogram is empty")."""
+    finite = values[np.isfinite(values)]
+    if finite.size:
+        writer.add_histogram(tag, finite, step)
 
 
 def symbol_graph(symbol_json, sample_shape):

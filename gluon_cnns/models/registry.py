@@ -12,6 +12,7 @@ from collections import OrderedDict, namedtuple
 import importlib
 
 from ..errors import GluonCNNsError, UnknownModelError
+from ..threads import first_use
 
 # A training recipe: what `scripts/train.py --net NAME` uses when a flag is not given.
 # The step schedule multiplies the lr by lr_factor after each epoch in lr_steps, or after
@@ -154,6 +155,7 @@ def get_model(name, **kwargs):
     positive integer, or an argument the builder does not take, GluonCNNsError.
     """
     spec = model_spec(name)
+    first_use(name)  # the thread policy for this net, before the builder loads MXNet
     classes = kwargs.get("classes", 10)
     if isinstance(classes, bool) or not isinstance(classes, numbers.Integral) or classes < 1:
         raise GluonCNNsError("get_model(%r): classes must be a positive integer, got %r"

@@ -130,8 +130,12 @@ def _spin_briefly(gomp, threads):
         gomp.GOMP_parallel(TEAM_FN(lambda _data: None), None, ctypes.c_uint(team), ctypes.c_uint(0))
 
 
-def set_threads(threads):
-    """Give operators of the loaded MXNet ``threads`` OpenMP threads; False if it cannot."""
+def set_threads(threads, spin_briefly=True):
+    """Give operators of the loaded MXNet ``threads`` OpenMP threads; False if it cannot.
+
+    ``spin_briefly``: also cut libgomp's spinning (:func:`_spin_briefly`), as the policy's
+    ``GOMP_SPINCOUNT`` would have; False where the user set how threads wait.
+    """
     lib, gomp = _lib(), libgomp()
     thread_max = _thread_max(lib, gomp)
     if thread_max is None:
@@ -139,6 +143,6 @@ def set_threads(threads):
     thread_max.value = threads
     gomp.omp_set_num_threads(threads)  # this thread: operators MXNet runs in the caller
     on_cpu_workers(lambda: gomp.omp_set_num_threads(threads))
-    if threads > 1:
+    if spin_briefly and threads > 1:
         _spin_briefly(gomp, threads)
     return operator_threads() == (threads, threads)

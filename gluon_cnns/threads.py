@@ -261,7 +261,8 @@ def configure(work=None, environ=None):
     environment; the policy would only mislead :func:`describe_threads`).
     What ``import gluon_cnns`` set (:func:`configure_on_import`) is replaced.
     """
-    _library["chosen"] = True
+    if "mxnet" not in sys.modules:
+        _library["chosen"] = True
     return _configure(work, environ)
 
 
@@ -361,13 +362,13 @@ def first_use(work=None):
         return
     environ = dict(os.environ)
     _drop_import_choice(environ)
-    chosen = plan(work, environ).get(THREADS_VAR)
-    running = effective_threads()
+    planned = plan(work, environ)
+    chosen, running = planned.get(THREADS_VAR), effective_threads()
     if chosen is None or int(chosen) == running:
         return  # the user chose, or MXNet already runs the policy's count
     from . import loaded_threads
     try:
-        done = loaded_threads.set_threads(int(chosen))
+        done = loaded_threads.set_threads(int(chosen), spin_briefly=WAIT_VAR in planned)
     except (OSError, AttributeError, ValueError):  # no libgomp, another libmxnet
         done = False
     if done:

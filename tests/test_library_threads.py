@@ -11,7 +11,9 @@ import os
 import subprocess
 import sys
 
-from gluon_cnns.threads import available_cores, effective_threads
+import pytest
+
+from gluon_cnns.threads import available_cores, describe_threads, effective_threads
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 THREAD_VARS = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "MXNET_OMP_MAX_THREADS",
@@ -46,18 +48,20 @@ def _run(before, extra=None):
 MXNET_ALONE = effective_threads({})  # what MXNet 1.9.1 picks with no variable: half the CPUs
 
 
-def test_mxnet_first_then_get_model_gets_all_cores():
-    threads, _, err = _run("import mxnet; import gluon_cnns; gluon_cnns.get_model('resnet20_cifar')")
-    assert threads == available_cores(), err
-    assert "MXNet is using" not in err
-
-
-def test_mxnet_already_computing_then_get_model_gets_all_cores():
+@pytest.mark.parametrize("before", [
+    "import mxnet; import gluon_cnns; gluon_cnns.get_model('resnet20_cifar')",
     # The engine's worker thread exists, its OpenMP count already set by MXNet.
-    before = ("import mxnet as mx; (mx.nd.ones((1,)) + 1).wait_to_read(); import gluon_cnns; "
-              "gluon_cnns.get_model('resnet20_cifar')")
-    threads, _, err = _run(before)
+    "import mxnet as mx; (mx.nd.ones((1,)) + 1).wait_to_read(); import gluon_cnns; "
+    "gluon_cnns.get_model('resnet20_cifar')",
+    # configure() too late to set the environment: first use still applies the policy.
+    "import mxnet; import gluon_cnns.threads; gluon_cnns.threads.configure(); "
+    "gluon_cnns.get_model('resnet20_cifar')",
+], ids=["plain", "engine-started", "late-configure"])
+def test_mxnet_first_then_get_model_gets_all_cores(before):
+    threads, printed, err = _run(before + "; print(gluon_cnns.threads.describe_threads())")
     assert threads == available_cores(), err
+    # utils.train's "training on cpu(0), N threads" line
+    assert printed == [describe_threads(environ={"OMP_NUM_THREADS": str(available_cores())})]
     assert "MXNet is using" not in err
 
 
@@ -71,11 +75,9 @@ def test_gluon_cnns_first_gets_all_cores_before_any_model():
 
 def test_first_model_before_mxnet_sets_its_own_policy():
     # lenet_bn is a light net: one thread, replacing the all-cores choice of the import.
-    threads, _, _ = _run("import gluon_cnns; gluon_cnns.get_model('lenet_bn'); "
-                         "print(os.environ['OMP_NUM_THREADS'])")
-    assert threads == 1
-    threads, printed, _ = _run("import mxnet; import gluon_cnns; gluon_cnns.get_model('lenet_bn')")
-    assert threads == 1
+    threads, printed, _ = _run("import gluon_cnns; gluon_cnns.get_model('lenet_bn'); "
+                               "print(os.environ['OMP_NUM_THREADS'])")
+    assert (threads, printed) == (1, ["1"])
 
 
 def test_opt_out_leaves_mxnets_own_count():
@@ -95,7 +97,7 @@ def test_users_variable_wins_on_the_library_path():
 def test_one_warning_where_the_loaded_mxnet_cannot_be_changed():
     # As with a libmxnet whose OpenMP object is not the one of MXNet 1.9.1.
     before = ("import mxnet; import gluon_cnns; from gluon_cnns import loaded_threads; "
-              "loaded_threads.set_threads = lambda threads: False\n"
+              "loaded_threads.set_threads = lambda threads, **how: False\n"
               "gluon_cnns.get_model('resnet20_cifar')\ngluon_cnns.get_model('resnet20_cifar')")
     threads, _, err = _run(before)
     assert threads == MXNET_ALONE

@@ -29,6 +29,13 @@ alone when ``OMP_NUM_THREADS`` or ``MXNET_OMP_MAX_THREADS`` is set, the waiting
 when ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` is. Once MXNet is imported the
 environment has been read: :func:`configure` then changes nothing.
 
+A script that uses the package as a library gets the policy too, in either
+import order: ``import gluon_cnns`` runs :func:`configure` (all cores) when MXNet
+is not loaded yet (:func:`configure_on_import`), and the first ``get_model`` or
+``utils.train`` applies the net's policy (:func:`first_use`): through the
+environment while MXNet is still not loaded, else in the running MXNet
+(:mod:`gluon_cnns.loaded_threads`). ``GLUON_CNNS_NO_THREADS=1`` turns both off.
+
 Every reader takes its files as arguments (defaults: the real ``/proc`` and
 ``/sys``), so that tests can hand it fabricated ones. docs/SPEED_NOTES.md
 ("Threads") has the measurements behind the numbers.

@@ -17,11 +17,6 @@ __version__ = "0.1.0"
 from ._lazy import lazy_exports
 from .errors import DataError, ExportError, GluonCNNsError, InputTooSmallError, UnknownModelError
 from .models import get_model, list_models, model_spec
-from .threads import configure_on_import
-
-# The thread policy (all physical cores, short spinning) for a script that imports MXNet
-# next; GLUON_CNNS_NO_THREADS=1 leaves the environment alone (gluon_cnns.threads).
-configure_on_import()
 
 # Imported on first use, so that the command-line tools start without MXNet.
 _LAZY = {"AlexNet": ".models", "GoogLeNet": ".models", "LeNet": ".models", "NiNNet": ".models",

@@ -27,7 +27,7 @@ import threading
 
 OPENMP_GET = "_ZN5mxnet6engine6OpenMP3GetEv"  # mxnet::engine::OpenMP::Get()
 RECOMMENDED = "_ZNK5mxnet6engine6OpenMP28GetRecommendedOMPThreadCountEb"
-# mxnet::engine::OpenMP's fields (include/mxnet/../src/engine/openmp.h): bool enabled_;
+# mxnet::engine::OpenMP's fields (src/engine/openmp.h): bool enabled_;
 # int omp_thread_max_; int reserve_cores_; const bool omp_num_threads_set_in_environment_.
 ENABLED, THREAD_MAX, RESERVED, ENV_SET = 0, 4, 8, 12
 CPU_DEVICE = 1  # mxnet::Context::kCPU

@@ -30,11 +30,11 @@ when ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` is. Once MXNet is imported the
 environment has been read: :func:`configure` then changes nothing.
 
 A script that uses the package as a library gets the policy too, in either
-import order: ``import gluon_cnns`` runs :func:`configure` (all cores) when MXNet
-is not loaded yet (:func:`configure_on_import`), and the first ``get_model`` or
-``utils.train`` applies the net's policy (:func:`first_use`): through the
-environment while MXNet is still not loaded, else in the running MXNet
-(:mod:`gluon_cnns.loaded_threads`). ``GLUON_CNNS_NO_THREADS=1`` turns both off.
+import order and without a change to its environment (which child processes, such
+as ``gluon-cnns-launch``'s workers, would inherit as the user's choice): the first
+``get_model`` or ``utils.train`` sets the net's thread count in the loaded MXNet
+(:func:`first_use`, :mod:`gluon_cnns.loaded_threads`). ``GLUON_CNNS_NO_THREADS=1``
+turns it off.
 
 Every reader takes its files as arguments (defaults: the real ``/proc`` and
 ``/sys``), so that tests can hand it fabricated ones. docs/SPEED_NOTES.md
@@ -58,8 +58,7 @@ LIGHT_WORK_MFLOPS = 2000.0
 NET_MFLOPS = {"lenet": 2.7, "lenet_bn": 0.6, "resnet_mnist": 4.0, "inception_mnist": 12.1}
 
 THREADS_VAR, WAIT_VAR = "OMP_NUM_THREADS", "GOMP_SPINCOUNT"
-# Set (to anything but empty), the package leaves threads alone: no policy on
-# `import gluon_cnns`, none on first use (see first_use()).
+# Set (to anything but empty), the package leaves threads alone on first use (first_use()).
 OPT_OUT_VAR = "GLUON_CNNS_NO_THREADS"
 # Set by the user, each of these means "the user chose the thread count" / "the waiting".
 USER_THREAD_VARS = (THREADS_VAR, "MXNET_OMP_MAX_THREADS")
@@ -73,9 +72,8 @@ PROC_CGROUP = "/proc/self/cgroup"
 CGROUP_ROOT = "/sys/fs/cgroup"
 
 _applied = {}  # what the last configure() set, for describe_threads()
-# The library path: what `import gluon_cnns` set ("import"), whether a caller chose
-# with configure() ("chosen"), whether first_use() ran ("used"), the threads it gave
-# an MXNet that was already loaded ("threads").
+# The library path: whether a caller chose with configure() before MXNet was loaded
+# ("chosen"), whether first_use() ran ("used"), the threads it gave MXNet ("threads").
 _library = {}
 
 
@@ -266,19 +264,12 @@ def configure(work=None, environ=None):
     Returns ``{variable: value}`` of what was set: ``{}`` when the user set every
     variable, or when MXNet is already imported (its OpenMP runtime has read the
     environment; the policy would only mislead :func:`describe_threads`).
-    What ``import gluon_cnns`` set (:func:`configure_on_import`) is replaced.
     """
-    if "mxnet" not in sys.modules:
-        _library["chosen"] = True
-    return _configure(work, environ)
-
-
-def _configure(work, environ):
     environ = os.environ if environ is None else environ
     if "mxnet" in sys.modules:
         return {}
     if environ is os.environ:
-        _drop_import_choice(environ)
+        _library["chosen"] = True  # first_use() leaves the caller's choice alone
     chosen = plan(work, environ)
     environ.update(chosen)
     _applied.clear()
@@ -301,7 +292,7 @@ def effective_threads(environ=None, logical_cpus=None):
     MXNet 1.9.1's rule: ``MXNET_OMP_MAX_THREADS``, else ``OMP_NUM_THREADS`` (its
     first level), else ``omp_get_num_procs()`` halved on x86.
     """
-    if environ is None and "threads" in _library:  # set in the loaded MXNet by first_use()
+    if environ is None and "threads" in _library:  # set in MXNet by first_use()
         return _library["threads"]
     environ = os.environ if environ is None else environ
     for name in ("MXNET_OMP_MAX_THREADS", THREADS_VAR):
@@ -334,45 +325,26 @@ def worker_env(local_workers, environ=None, cores=None):
 
 # ---------------------------------------------------------------- the library path
 
-def configure_on_import(environ=None):
-    """``import gluon_cnns``: :func:`configure` for all cores if MXNet is not loaded yet,
-    so that a script that imports MXNet next gets the policy; nothing when
-    :data:`OPT_OUT_VAR` is set. A later :func:`configure` (the CLIs) replaces it."""
-    environ = os.environ if environ is None else environ
-    if environ.get(OPT_OUT_VAR) or "mxnet" in sys.modules:
-        return {}
-    _library["import"] = _configure(None, environ)
-    return dict(_library["import"])
-
-
-def _drop_import_choice(environ):
-    """Remove from ``environ`` what :func:`configure_on_import` set and nobody changed since."""
-    for name, value in _library.pop("import", {}).items():
-        if environ.get(name) == value:
-            del environ[name]
-
-
 def first_use(work=None):
-    """Once per process, from ``get_model`` and ``utils.train``: the policy for ``work``.
+    """Once per process, from ``get_model`` and ``utils.train``: the policy for ``work``
+    in MXNet (loading it), unless the user set a thread variable or :data:`OPT_OUT_VAR`,
+    or a caller already chose (:func:`configure` before MXNet was loaded).
 
-    Before MXNet is loaded this is :func:`configure` (the net's own policy). Once it
-    is loaded without a thread variable, the policy's count is set in the running
-    MXNet (:func:`gluon_cnns.loaded_threads.set_threads`); where that cannot be done,
-    one warning says how many cores MXNet uses and how to give it the others.
-    Nothing when :data:`OPT_OUT_VAR` is set or a caller already chose (:func:`configure`).
+    The count is set in the running MXNet (:func:`gluon_cnns.loaded_threads.set_threads`);
+    where that cannot be done, one warning says how many cores MXNet uses and how to
+    give it the others.
     """
     if _library.get("used") or _library.get("chosen") or os.environ.get(OPT_OUT_VAR):
         return
     _library["used"] = True
-    if "mxnet" not in sys.modules:
-        configure(work)
+    planned = plan(work)
+    chosen = planned.get(THREADS_VAR)
+    if chosen is None:
+        return  # the user chose
+    import mxnet  # noqa: F401 (the builder or the caller loads it next anyway)
+    running = effective_threads()
+    if int(chosen) == running:
         return
-    environ = dict(os.environ)
-    _drop_import_choice(environ)
-    planned = plan(work, environ)
-    chosen, running = planned.get(THREADS_VAR), effective_threads()
-    if chosen is None or int(chosen) == running:
-        return  # the user chose, or MXNet already runs the policy's count
     from . import loaded_threads
     try:
         done = loaded_threads.set_threads(int(chosen), spin_briefly=WAIT_VAR in planned)

@@ -18,7 +18,7 @@ and three things hold that count afterwards:
 :func:`set_threads` changes all three: it writes the ceiling (after checking the
 object holds what MXNet's constructor put there), runs ``omp_set_num_threads``
 inside the CPU worker threads through ``MXEnginePushSyncND``, and parks idle
-OpenMP threads in the calling thread's team, so that libgomp's threads spin
+OpenMP threads in the calling thread's pool, so that libgomp's threads spin
 briefly and then sleep, as ``GOMP_SPINCOUNT`` would have made them.
 """
 import ctypes

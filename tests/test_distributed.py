@@ -297,6 +297,8 @@ def test_dist_sync_two_workers_equal_one_process_on_the_union(tmp_path):
     assert sum("saved to" in l for l in out) == 1 and any(
         l.startswith("[worker 0] saved to") for l in out)
     assert os.path.exists(str(tmp_path / "run" / "checkpoint.json"))
+    # TensorBoard (on with --save-dir): one events file, rank 0's.
+    assert len(os.listdir(str(tmp_path / "run" / "tensorboard"))) == 1
 
     w0, w1 = (load_params(dump.format(rank=r)) for r in (0, 1))
     for name in w0:

@@ -102,6 +102,8 @@ def test_two_ranks_equal_one_process_on_the_union(tmp_path):
     assert [l for l in job.lines if "saved to" in l][0].startswith("[0]<stdout>:saved to")
     assert sum("saved to" in l for l in job.lines) == 1
     assert os.path.exists(str(tmp_path / "run" / "checkpoint.json"))
+    # TensorBoard (on with --save-dir): one events file, rank 0's.
+    assert len(os.listdir(str(tmp_path / "run" / "tensorboard"))) == 1
 
     w0, w1 = (load_params(dump.format(rank=r)) for r in (0, 1))
     assert_same_params(w0, w1)

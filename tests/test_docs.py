@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
-from tools import check_docs
-from tools.check_docs import Case, Checker, all_cases, split_commands
+from tools import check_docs, doc_cases
+from tools.check_docs import Checker
+from tools.doc_cases import Case, all_cases, split_commands
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CASES = all_cases()
@@ -52,24 +53,24 @@ def test_readme_is_short_and_keeps_the_quickstart():
 def test_every_documented_command_is_run_or_listed_with_a_reason():
     """What does not run is named with its reason, never dropped silently."""
     commands = [command for case in CASES for command in case.commands]
-    listed = [command for command in commands if command in check_docs.NOT_RUN]
-    assert listed and all(check_docs.NOT_RUN[command].strip() for command in listed)
-    assert "python scripts/train.py --net lenet_bn --epochs 2" not in check_docs.NOT_RUN
-    assert not check_docs.stale_entries(CASES)
+    listed = [command for command in commands if command in doc_cases.NOT_RUN]
+    assert listed and all(doc_cases.NOT_RUN[command].strip() for command in listed)
+    assert "python scripts/train.py --net lenet_bn --epochs 2" not in doc_cases.NOT_RUN
+    assert not doc_cases.stale_entries(CASES)
 
 
 def test_a_document_not_run_exists_and_none_of_it_runs():
     """docs/FLAGS.md quotes each script's synopsis (`python scripts/train.py [--net NAME]
     ...`), which is not a command; every other document runs."""
-    assert set(check_docs.NOT_RUN_DOCS) <= set(check_docs.doc_paths())
-    assert all(why.strip() for why in check_docs.NOT_RUN_DOCS.values())
+    assert set(doc_cases.NOT_RUN_DOCS) <= set(doc_cases.doc_paths())
+    assert all(why.strip() for why in doc_cases.NOT_RUN_DOCS.values())
     run = {case.doc for case in CASES}
-    assert not run & set(check_docs.NOT_RUN_DOCS)
+    assert not run & set(doc_cases.NOT_RUN_DOCS)
     assert "docs/EXPORT.md" in run
 
 
 def test_no_developer_paths_in_the_docs():
-    for doc in check_docs.doc_paths() + ["docs/benchmark.json", "tests/README.md"]:
+    for doc in doc_cases.doc_paths() + ["docs/benchmark.json", "tests/README.md"]:
         text = open(os.path.join(ROOT, doc), encoding="utf-8").read()
         for path in ("/root/", "/work/", "/home/"):
             assert path not in text, "%s names %s" % (doc, path)
@@ -98,7 +99,7 @@ def test_a_failing_command_fails_its_case(tmp_path):
 
 def test_output_that_no_longer_says_what_the_docs_say_fails(tmp_path, monkeypatch):
     command = "python scripts/train.py --net lenet_bn --epochs 1 --quiet"
-    monkeypatch.setitem(check_docs.EXPECT, command, ["training on gpu(N)", "epoch N, loss ..."])
+    monkeypatch.setitem(doc_cases.EXPECT, command, ["training on gpu(N)", "epoch N, loss ..."])
     case = Case("README.md", 98, "inline", 1, command, [command])
     result = check_docs.run_case(case, _folder(tmp_path), check_docs.QUICK["short"],
                                  "it prints `training on gpu(N)` and `epoch N, loss ...`")

@@ -24,9 +24,10 @@ mode (``--short``) uses fewer examples and leaves the commands in ``SLOW`` to th
 mode, saying so. The documents run side by side, two at a time, each in its own folder.
 
 A command with placeholders in capitals (``--net NAME``, ``--seed S``) runs as
-``FILLED`` fills them in, as the sentence around it says. A command that cannot run
-here is in ``NOT_RUN`` (tools/doc_cases.py, with the other tables) with the reason (listed by ``--list`` and in every report); an
-entry that no document holds any more is an error, so no list can go stale. A command
+``FILLED`` fills them in, as the sentence around it says (these tables live in
+tools/doc_cases.py). A command that cannot run here is in ``NOT_RUN`` with the reason
+(listed by ``--list`` and in every report); an entry that no document holds any more is
+an error, so no list can go stale. A command
 whose output the docs describe is in ``EXPECT``: each pattern is quoted from the docs
 (it must still be there) and the command's output must match it, ``N`` standing for a
 number and ``...`` for any value. A document in ``NOT_RUN_DOCS`` (the generated flag

@@ -149,7 +149,8 @@ def test_a_torn_log_is_replaced_by_the_checkpoints_records(tmp):
 def test_a_run_stopped_before_its_first_checkpoint_starts_afresh(tmp):
     run = tmp / "runs" / "lenet"
     for name in os.listdir(str(run)):
-        if name not in ("config.json", "train.out"):
+        # What a run stopped then keeps: its config, output, marker and TensorBoard events.
+        if name not in ("config.json", "train.out", ".gluon_cnns", "tensorboard"):
             os.remove(str(run / name))
     proc = reproduce(tmp)
     assert proc.returncode == 0, proc.stderr

@@ -16,6 +16,8 @@ from .records import config_problem
 
 CONFIG, CHECKPOINT, LOG, BEST, CURVES, LOCK = ("config.json", "checkpoint.json", "log.jsonl",
                                                "best.params", "curves.png", ".lock")
+# Written beside them: scripts/train.py's TensorBoard events, scripts/report.py's page.
+TENSORBOARD, REPORT = "tensorboard", "report.html"
 # The checkpoint files: what remove_unreferenced may delete.
 _OURS = re.compile(r"^epoch-\d{4,}(-batch-\d{6,})?(\.params|\.states|\.rng\.npz|\.json)$")
 _EPOCH_PARAMS = re.compile(r"^epoch-(\d+)\.params$")
@@ -30,7 +32,7 @@ def is_run_folder(path):
     """Whether ``path`` is a run folder written before runs marked theirs (see ownership):
     it holds a checkpoint index or entry and a valid config.json, and only a run's files."""
     names = os.listdir(path)
-    ours = (CONFIG, CHECKPOINT, LOG, BEST, CURVES, LOCK)
+    ours = (CONFIG, CHECKPOINT, LOG, BEST, CURVES, LOCK, TENSORBOARD, REPORT)
     if not all(n in ours or _OURS.match(n) or _TEMPORARY.match(n) or _LOG_ASIDE.match(n)
                for n in names):
         return False

@@ -22,6 +22,7 @@ saving a checkpoint when there is a ``--save-dir``.
 import random
 import sys
 
+from ..artifacts.run_files import TENSORBOARD
 from ..cpu import machine_description
 from ..data.datasets import image_shape
 from ..data.images import IMAGE_DATASETS as IMAGE_KINDS
@@ -201,7 +202,7 @@ def _board_dir(args):
             raise UsageError("--tensorboard and --no-tensorboard contradict each other; "
                              "drop one")
         return None
-    return args.tensorboard or (os.path.join(args.save_dir, "tensorboard") if args.save_dir
+    return args.tensorboard or (os.path.join(args.save_dir, TENSORBOARD) if args.save_dir
                                 else None)
 
 

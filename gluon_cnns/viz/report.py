@@ -19,12 +19,12 @@ import platform
 
 import numpy as np
 
+from ..artifacts.run_files import REPORT
 from ..errors import GluonCNNsError
 from ..io import atomic_write
 from .gradcam import grad_cam
 from .maps import _pyplot, overlay, to_display
 
-REPORT = "report.html"
 WORST = 8  # mistakes shown
 
 __all__ = ["REPORT", "build_report", "evaluation_set", "write_report"]

@@ -55,3 +55,19 @@ def pytest_collection_modifyitems(config, items):
         module = item.module.__name__.rsplit(".", 1)[-1]
         if module in SLOW_MODULES or _large_net(item):
             item.add_marker(pytest.mark.slow)
+
+
+# ---------------------------------------------------------------- namespace hosts
+@pytest.fixture
+def netns_hosts():
+    """``netns_hosts(n)``: n hosts of tools/netns_hosts.py, removed when the test ends.
+    A machine that cannot build them fails the test with the harness's one line."""
+    import contextlib
+    from tools.netns_hosts import HarnessError, hosts
+    with contextlib.ExitStack() as stack:
+        def make(n):
+            try:
+                return stack.enter_context(hosts(n))
+            except HarnessError as e:
+                pytest.fail("namespace hosts: %s" % e, pytrace=False)
+        yield make

@@ -1,0 +1,113 @@
+"""Tests across real hosts: network namespaces with their own sshd (tools/netns_hosts.py).
+
+The scheduler runs here on the bridge address; servers and workers start on the
+namespace hosts through ssh, as ``scripts/launch.py -H hostfile`` does on a
+cluster. Every host, process and key is gone when a test ends.
+"""
+import json
+import os
+import shlex
+import signal
+import time
+
+import numpy as np
+
+from test_distributed import (DIST_TRAIN, LAUNCH, PY, SEED, TRAIN, Launch, load_params,
+                              mean_loss, lenet_with, single_process_on_the_union)
+from tools.netns_hosts import BRIDGE, PREFIX, _run
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _job_processes(cluster):
+    """{host index: [pids]} of processes other than sshd in each host's namespace."""
+    left = {}
+    for i in range(cluster.n):
+        pids = [p for p in cluster.pids(i) if _comm(p) not in ("sshd", None)]
+        if pids:
+            left[i] = pids
+    return left
+
+
+def _comm(pid):
+    try:
+        with open("/proc/%d/comm" % pid) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def test_hosts_have_their_own_address_name_and_sshd_and_vanish(netns_hosts):
+    cluster = netns_hosts(2)
+    for i in range(2):
+        result = cluster.ssh(i, "hostname; cat /proc/net/fib_trie | grep -c %s; pwd -P; "
+                                "getent hosts %s" % (cluster.addresses[i],
+                                                     cluster.namespaces[1 - i]))
+        assert result.returncode == 0, result.stdout
+        name, _, cwd, peer = result.stdout.splitlines()[:4]
+        assert name == cluster.namespaces[i]
+        assert peer.split() == [cluster.addresses[1 - i], cluster.namespaces[1 - i]]
+        # sshd listens on the host's address only, in its namespace.
+        listening = _run("ip", "netns", "exec", cluster.namespaces[i], "ss", "-Hltn").stdout
+        assert [l.split()[3] for l in listening.splitlines()] == [cluster.addresses[i] + ":22"]
+    # The shared filesystem: a file written here is read there.
+    marker = os.path.join(cluster.tmp, "shared")
+    with open(marker, "w") as f:
+        f.write("same disk")
+    assert cluster.ssh(1, "cat %s" % marker).stdout == "same disk"
+    assert not os.path.exists(os.path.expanduser("~/.ssh/known_hosts")) or \
+        cluster.addresses[0] not in open(os.path.expanduser("~/.ssh/known_hosts")).read()
+
+
+def test_everything_is_removed_even_when_the_block_fails():
+    from tools.netns_hosts import hosts
+    try:
+        with hosts(2) as cluster:
+            tmp, sshd = cluster.tmp, [p.pid for p in cluster.sshd]
+            raise KeyError("a failing test")
+    except KeyError:
+        pass
+    assert not [l for l in _run("ip", "netns", "list").stdout.splitlines()
+                if l.startswith(PREFIX)]
+    assert PREFIX not in _run("ip", "link", "show").stdout
+    assert _run("ip", "link", "show", BRIDGE, check=False).returncode != 0
+    assert not os.path.exists(tmp)
+    assert not any(os.path.exists("/etc/netns/%s%d" % (PREFIX, i)) for i in range(2))
+    assert not any(os.path.exists("/proc/%d" % pid) for pid in sshd)
+
+
+def test_dist_sync_across_two_hosts_equals_one_process_on_the_union(netns_hosts, tmp_path):
+    """Scheduler here, server and workers on two hosts over ssh: equal to the union batches."""
+    cluster = netns_hosts(2)
+    dump = str(tmp_path / "rank{rank}.params")
+    command = shlex.join([PY, TRAIN] + DIST_TRAIN + [
+        "--kvstore", "dist_sync", "--save-dir", str(tmp_path / "run"), "--dump-params", dump])
+    first = shlex.quote(str(tmp_path / "first"))
+    job = Launch(["-n", "2", "-s", "1", "-H", cluster.hostfile(str(tmp_path / "hosts")),
+                  "--host-ip", cluster.here, "--workdir", ROOT, "--timeout", "80", "--",
+                  "sh", "-c",
+                  "echo \"on $(hostname)\"; "
+                  "if [ $DMLC_ROLE = worker ] && mkdir %s 2>/dev/null; then s=%d; else s=%d; "
+                  "fi; exec %s --seed $s" % (first, SEED, SEED + 1, command)],
+                 env=dict(cluster.env, OMP_NUM_THREADS="1"))
+    try:
+        code, out, err = job.finish(timeout=90)
+    finally:
+        job.cleanup()
+    assert code == 0, "\n".join(out) + err
+    # Round-robin over the hosts: server 0 and worker 1 on the first, worker 0 on the second.
+    for label, host in (("server 0", 0), ("worker 0", 1), ("worker 1", 0)):
+        assert "[%s] on %s" % (label, cluster.namespaces[host]) in out, out
+    assert sum("dist_sync: worker rank" in l for l in out) == 2, out
+    with open(str(tmp_path / "run" / "config.json")) as f:
+        seed0 = json.load(f)["seed"]
+    w0, w1 = (load_params(dump.format(rank=r)) for r in (0, 1))
+    for name in w0:
+        np.testing.assert_array_equal(w0[name], w1[name], err_msg=name)
+    initial, reference, union = single_process_on_the_union((seed0, 2 * SEED + 1 - seed0))
+    assert sorted(reference) == sorted(w0)
+    # The same tolerance as the localhost test (server-side summation order).
+    for name in w0:
+        np.testing.assert_allclose(w0[name], reference[name], rtol=0, atol=2e-4, err_msg=name)
+    assert mean_loss(lenet_with(w0), union) < mean_loss(lenet_with(initial), union) - 0.1
+    assert _job_processes(cluster) == {}

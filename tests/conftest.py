@@ -26,7 +26,7 @@ def fashion_mnist_dir():
 # full suite (`python -m pytest`, what CI runs) only.
 SLOW_MODULES = {
     "test_benchmark", "test_cli_predict", "test_cli_train", "test_d2l_path",
-    "test_distributed", "test_docs", "test_export", "test_gluon_citizen", "test_horovod",
+    "test_distributed", "test_docs", "test_hosts", "test_export", "test_gluon_citizen", "test_horovod",
     "test_hostile_round3", "test_own_images", "test_own_images_hostile",
     "test_own_images_im2rec", "test_own_images_predict", "test_owned_paths", "test_pack",
     "test_predictor", "test_profile_paths", "test_reproduce_hostile", "test_reproduction",

@@ -6,13 +6,15 @@ cluster. Every host, process and key is gone when a test ends.
 """
 import json
 import os
+import re
 import shlex
 import signal
 import time
 
 import numpy as np
+import pytest
 
-from test_distributed import (DIST_TRAIN, LAUNCH, PY, SEED, TRAIN, Launch, load_params,
+from test_distributed import (DATA, DIST_TRAIN, LAUNCH, PY, SEED, TRAIN, Launch, load_params,
                               mean_loss, lenet_with, single_process_on_the_union)
 from tools.netns_hosts import BRIDGE, PREFIX, _run
 
@@ -111,3 +113,59 @@ def test_dist_sync_across_two_hosts_equals_one_process_on_the_union(netns_hosts,
         np.testing.assert_allclose(w0[name], reference[name], rtol=0, atol=2e-4, err_msg=name)
     assert mean_loss(lenet_with(w0), union) < mean_loss(lenet_with(initial), union) - 0.1
     assert _job_processes(cluster) == {}
+
+
+def _wait_until_gone(cluster, seconds):
+    deadline = time.monotonic() + seconds
+    while _job_processes(cluster) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return _job_processes(cluster)
+
+
+def _kill_host(cluster, i):
+    for pid in cluster.pids(i):  # sshd, the shells and the training processes
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _cut_link(cluster, i):
+    _run("ip", "link", "set", cluster.link(i), "down")
+
+
+# Server 0 and worker 1 run on host 0, worker 0 on host 1 (round-robin).
+@pytest.mark.parametrize("failure, host, first_lost", [
+    (_kill_host, 1, "worker 0"),   # every process of the host killed
+    (_cut_link, 0, None),          # the host's link cut: its ssh sessions time out
+])
+def test_a_failed_host_ends_the_job_in_seconds_leaving_nothing(netns_hosts, tmp_path,
+                                                                 failure, host, first_lost):
+    cluster = netns_hosts(2)
+    job = Launch(["-n", "2", "-s", "1", "-H", cluster.hostfile(str(tmp_path / "hosts")),
+                  "--host-ip", cluster.here, "--workdir", ROOT, "--timeout", "120", "--",
+                  PY, TRAIN, "--net", "lenet", "--data-dir", DATA, "--limit-train", "8192",
+                  "--limit-test", "256", "--epochs", "50", "--kvstore", "dist_sync"],
+                 env=dict(cluster.env, OMP_NUM_THREADS="1"))
+    try:
+        job.wait_for(r"^\[worker 1\] training on", timeout=60)
+        assert _job_processes(cluster).keys() == {0, 1}
+        failed_at = time.monotonic()
+        failure(cluster, host)
+        code, out, err = job.finish(timeout=30)
+        ended_after = time.monotonic() - failed_at
+    finally:
+        job.cleanup()
+    assert ended_after < 15, ended_after
+    assert code == 255, "\n".join(out) + err
+    # One line naming the host and what happened.
+    lines = [l for l in err.splitlines() if l.strip() and not l.startswith("[")]
+    assert len(lines) == 1, err
+    match = re.match(r"gluon-cnns-launch: (worker|server) \d on (\S+): the ssh connection was "
+                     r"lost \(host down, unreachable or its sshd gone\); stopped all processes$",
+                     lines[0])
+    assert match and match.group(2) == cluster.addresses[host], lines[0]
+    if first_lost:
+        assert lines[0].split(": ")[1].startswith(first_lost + " on "), lines[0]
+    # Nothing of the job is left on any host: the remote watchdogs stopped it.
+    assert _wait_until_gone(cluster, 12) == {}

@@ -156,6 +156,7 @@ def test_a_failed_host_ends_the_job_in_seconds_leaving_nothing(netns_hosts, tmp_
         ended_after = time.monotonic() - failed_at
     finally:
         job.cleanup()
+    print("%s on host %d: job ended %.1f s later" % (failure.__name__, host, ended_after))
     assert ended_after < 15, ended_after
     assert code == 255, "\n".join(out) + err
     # One line naming the host and what happened.
@@ -168,4 +169,5 @@ def test_a_failed_host_ends_the_job_in_seconds_leaving_nothing(netns_hosts, tmp_
     if first_lost:
         assert lines[0].split(": ")[1].startswith(first_lost + " on "), lines[0]
     # Nothing of the job is left on any host: the remote watchdogs stopped it.
-    assert _wait_until_gone(cluster, 12) == {}
+    assert _wait_until_gone(cluster, 20) == {}
+    print("nothing left %.1f s after the failure" % (time.monotonic() - failed_at))

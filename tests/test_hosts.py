@@ -171,3 +171,33 @@ def test_a_failed_host_ends_the_job_in_seconds_leaving_nothing(netns_hosts, tmp_
     # Nothing of the job is left on any host: the remote watchdogs stopped it.
     assert _wait_until_gone(cluster, 20) == {}
     print("nothing left %.1f s after the failure" % (time.monotonic() - failed_at))
+
+
+def test_horovod_across_two_hosts_equals_one_process_on_the_union(netns_hosts, tmp_path):
+    """``horovodrun -H gcnh0:1,gcnh1:1 --gloo``, started on the first host over ssh."""
+    cluster = netns_hosts(2)
+    dump = str(tmp_path / "rank{rank}.params")
+    train = "exec %s --seed $((%d + HOROVOD_RANK))" % (
+        shlex.join([PY, TRAIN] + DIST_TRAIN + ["--kvstore", "horovod", "--dump-params", dump]),
+        SEED)
+    hosts = ",".join("%s:1" % name for name in cluster.namespaces)
+    done = cluster.ssh(0, "cd %s; export PATH=%s OMP_NUM_THREADS=1; %s -np 2 -H %s --gloo "
+                          "--network-interface eth0 sh -c %s"
+                       % (shlex.quote(ROOT), shlex.quote(cluster.env["PATH"]),
+                          shlex.quote(os.path.join(os.path.dirname(PY), "horovodrun")), hosts,
+                          shlex.quote(train)), timeout=90)
+    assert done.returncode == 0, done.stdout
+    for rank in (0, 1):  # one rank on each host
+        assert ("[%d]<stdout>:horovod: rank %d of 2 (local rank 0 on %s); batch 32 of the "
+                "global 64, training shard %d of 2" % (rank, rank, cluster.namespaces[rank],
+                                                       rank + 1)) in done.stdout, done.stdout
+    w0, w1 = (load_params(dump.format(rank=r)) for r in (0, 1))
+    for name in w0:
+        np.testing.assert_array_equal(w0[name], w1[name], err_msg=name)
+    initial, reference, union = single_process_on_the_union((SEED, SEED + 1))
+    assert sorted(reference) == sorted(w0)
+    # The localhost Horovod test's tolerance (allreduce order against the union batch).
+    for name in w0:
+        np.testing.assert_allclose(w0[name], reference[name], rtol=0, atol=2e-4, err_msg=name)
+    assert mean_loss(lenet_with(w0), union) < mean_loss(lenet_with(initial), union) - 0.1
+    assert _wait_until_gone(cluster, 10) == {}

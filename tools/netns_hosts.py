@@ -101,7 +101,7 @@ MaxStartups 100
 MaxSessions 100
 """
 
-CLIENT_CONFIG = """Host {subnet}.*
+CLIENT_CONFIG = """Host {subnet}.* {prefix}*
   IdentityFile {tmp}/user_key
   IdentitiesOnly yes
   UserKnownHostsFile {tmp}/known_hosts
@@ -155,7 +155,7 @@ def _keys_and_configs(cluster):
         with open(os.path.join(tmp, "sshd%d.conf" % i), "w") as f:
             f.write(SSHD_CONFIG.format(addr=addr, tmp=tmp, i=i))
     with open(os.path.join(tmp, "ssh_config"), "w") as f:
-        f.write(CLIENT_CONFIG.format(subnet=SUBNET, tmp=tmp))
+        f.write(CLIENT_CONFIG.format(subnet=SUBNET, prefix=PREFIX, tmp=tmp))
     os.makedirs(os.path.join(tmp, "bin"))
     wrapper = os.path.join(tmp, "bin", "ssh")
     with open(wrapper, "w") as f:

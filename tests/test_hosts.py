@@ -16,7 +16,7 @@ import pytest
 
 from test_distributed import (DATA, DIST_TRAIN, LAUNCH, PY, SEED, TRAIN, Launch, load_params,
                               mean_loss, lenet_with, single_process_on_the_union)
-from tools.netns_hosts import BRIDGE, PREFIX, _run
+from tools.netns_hosts import BRIDGE, PREFIX, HarnessError, _run, hosts
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -62,13 +62,14 @@ def test_hosts_have_their_own_address_name_and_sshd_and_vanish(netns_hosts):
 
 
 def test_everything_is_removed_even_when_the_block_fails():
-    from tools.netns_hosts import hosts
     try:
         with hosts(2) as cluster:
             tmp, sshd = cluster.tmp, [p.pid for p in cluster.sshd]
             raise KeyError("a failing test")
     except KeyError:
         pass
+    except HarnessError as e:
+        pytest.fail("namespace hosts: %s" % e, pytrace=False)
     assert not [l for l in _run("ip", "netns", "list").stdout.splitlines()
                 if l.startswith(PREFIX)]
     assert PREFIX not in _run("ip", "link", "show").stdout
@@ -201,3 +202,26 @@ def test_horovod_across_two_hosts_equals_one_process_on_the_union(netns_hosts, t
         np.testing.assert_allclose(w0[name], reference[name], rtol=0, atol=2e-4, err_msg=name)
     assert mean_loss(lenet_with(w0), union) < mean_loss(lenet_with(initial), union) - 0.1
     assert _wait_until_gone(cluster, 10) == {}
+
+
+def test_a_host_without_sshd_ends_the_job_at_once_naming_it(netns_hosts, tmp_path):
+    cluster = netns_hosts(2)
+    for proc in cluster.sshd[1:]:  # host 1 (worker 0's) no longer answers ssh
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    started = time.monotonic()
+    job = Launch(["-n", "2", "-s", "1", "-H", cluster.hostfile(str(tmp_path / "hosts")),
+                  "--host-ip", cluster.here, "--workdir", ROOT, "--timeout", "60", "--",
+                  PY, TRAIN, "--net", "lenet", "--data-dir", DATA, "--limit-train", "8192",
+                  "--epochs", "50", "--kvstore", "dist_sync"],
+                 env=dict(cluster.env, OMP_NUM_THREADS="1"))
+    try:
+        code, out, err = job.finish(timeout=30)
+    finally:
+        job.cleanup()
+    assert time.monotonic() - started < 15
+    assert code == 255, "\n".join(out) + err
+    assert err.splitlines()[-1] == (
+        "gluon-cnns-launch: worker 0 on %s: the ssh connection was lost (host down, unreachable "
+        "or its sshd gone); stopped all processes" % cluster.addresses[1]), err
+    assert _wait_until_gone(cluster, 20) == {}

@@ -26,7 +26,9 @@ is refused before anything starts.
 Without ``--hostfile`` every process runs here and listens on 127.0.0.1 only.
 With it the scheduler runs here and servers, then workers, go round-robin over
 the hosts, each started as ``ssh -o StrictHostKeyChecking=no [-p PORT] HOST
-'cd WORKDIR; export DMLC_...; COMMAND'`` like dmlc's ssh tracker.
+'cd WORKDIR; export DMLC_...; COMMAND'`` like dmlc's ssh tracker, COMMAND under a
+watchdog that stops it when its ssh session ends (see WATCHDOG); a host that stops
+answering ends the job with a line naming it.
 """
 import os
 import shlex

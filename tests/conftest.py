@@ -26,7 +26,7 @@ def fashion_mnist_dir():
 # full suite (`python -m pytest`, what CI runs) only.
 SLOW_MODULES = {
     "test_benchmark", "test_cli_predict", "test_cli_train", "test_d2l_path",
-    "test_distributed", "test_docs", "test_export", "test_gluon_citizen", "test_horovod",
+    "test_distributed", "test_docs", "test_hosts", "test_export", "test_gluon_citizen", "test_horovod",
     "test_hostile_round3", "test_own_images", "test_own_images_hostile",
     "test_own_images_im2rec", "test_own_images_predict", "test_owned_paths", "test_pack",
     "test_predictor", "test_profile_paths", "test_reproduce_hostile", "test_reproduction",
@@ -55,3 +55,19 @@ def pytest_collection_modifyitems(config, items):
         module = item.module.__name__.rsplit(".", 1)[-1]
         if module in SLOW_MODULES or _large_net(item):
             item.add_marker(pytest.mark.slow)
+
+
+# ---------------------------------------------------------------- namespace hosts
+@pytest.fixture
+def netns_hosts():
+    """``netns_hosts(n)``: n hosts of tools/netns_hosts.py, removed when the test ends.
+    A machine that cannot build them fails the test with the harness's one line."""
+    import contextlib
+    from tools.netns_hosts import HarnessError, hosts
+    with contextlib.ExitStack() as stack:
+        def make(n):
+            try:
+                return stack.enter_context(hosts(n))
+            except HarnessError as e:
+                pytest.fail("namespace hosts: %s" % e, pytrace=False)
+        yield make

@@ -438,12 +438,27 @@ def test_local_workers_split_the_cores_unless_the_user_set_threads(monkeypatch):
 def test_ssh_command_line_follows_dmlc():
     argv = ssh_command("10.0.0.2", "2222", "/work dir", {"DMLC_ROLE": "worker", "X": "a b"},
                        ["python", "train.py", "--note", "it's"])
-    assert argv[:5] == ["ssh", "-o", "StrictHostKeyChecking=no", "-p", "2222"]
-    assert argv[5] == "10.0.0.2"
-    assert argv[6] == ("cd '/work dir'; export DMLC_ROLE=worker; export X='a b'; "
-                       "python train.py --note 'it'\"'\"'s'")
-    assert ssh_command("h", None, "/w", {}, ["true"]) == [
-        "ssh", "-o", "StrictHostKeyChecking=no", "h", "cd /w; true"]
+    assert argv[:3] == ["ssh", "-o", "StrictHostKeyChecking=no"]
+    assert argv[-4:-1] == ["-p", "2222", "10.0.0.2"]
+    assert argv[-1].startswith("cd '/work dir'; export DMLC_ROLE=worker; export X='a b'; "
+                               "exec bash -c ")
+    assert argv[-1].endswith(" watchdog python train.py --note 'it'\"'\"'s'")
+    # The remote command runs as given, under the watchdog, with the exported variables.
+    remote = ssh_command("h", None, "/", {"X": "a b"}, ["sh", "-c", 'echo "$X" "$0"', "it's"])
+    assert remote[-2] == "h" and "-p" not in remote
+    proc = subprocess.Popen(["bash", "-c", remote[-1]], stdout=subprocess.PIPE, text=True,
+                            stdin=subprocess.PIPE)
+    try:
+        assert proc.wait(10) == 0 and proc.stdout.read() == "a b it's\n"
+    finally:
+        proc.stdin.close()
+        proc.stdout.close()
+    # The session's end (stdin closed) stops the remote command.
+    sleeper = ssh_command("h", None, "/", {}, ["sleep", "60"])[-1]
+    started = time.monotonic()
+    assert subprocess.run(["bash", "-c", sleeper], stdin=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, timeout=20).returncode == 128 + signal.SIGTERM
+    assert time.monotonic() - started < 10
 
 
 def test_hostfile_parsing(tmp_path):
@@ -493,7 +508,7 @@ def test_hostfile_job_runs_over_ssh(tmp_path):
     assert code == 0, "\n".join(out) + err
     calls = [json.loads(l) for l in log.read_text().splitlines()]
     assert len(calls) == 3  # 1 server + 2 workers; the scheduler runs locally
-    hosts = [c[c.index("StrictHostKeyChecking=no") + 1:] for c in calls]
+    hosts = [c[c.index("ServerAliveCountMax=3") + 1:] for c in calls]
     assert sorted(h[:3] if h[0] == "-p" else h[:1] for h in hosts) == [
         ["-p", "2222", "127.0.0.1"], ["127.0.0.1"], ["127.0.0.1"]]
     for call in calls:

@@ -26,7 +26,9 @@ is refused before anything starts.
 Without ``--hostfile`` every process runs here and listens on 127.0.0.1 only.
 With it the scheduler runs here and servers, then workers, go round-robin over
 the hosts, each started as ``ssh -o StrictHostKeyChecking=no [-p PORT] HOST
-'cd WORKDIR; export DMLC_...; COMMAND'`` like dmlc's ssh tracker.
+'cd WORKDIR; export DMLC_...; COMMAND'`` like dmlc's ssh tracker, COMMAND under a
+watchdog that stops it when its ssh session ends (see WATCHDOG); a host that stops
+answering ends the job with a line naming it.
 """
 import os
 import shlex
@@ -106,13 +108,30 @@ def free_ports(host, count):
             sock.close()
 
 
+# ssh forwards no signal and the remote command outlives a closed session, so each remote
+# command runs under a watchdog: the launcher writes a heartbeat line to the session's stdin
+# every HEARTBEAT_S; when the session ends or the heartbeat stops for REMOTE_TIMEOUT_S (a cut
+# link), the watchdog stops the command's process group (SIGTERM, then SIGKILL).
+HEARTBEAT_S, REMOTE_TIMEOUT_S = 1.0, 5
+# Client side: a host that stops answering ends its ssh after about 3 s (exit code 255).
+SSH_OPTIONS = ["-o", "StrictHostKeyChecking=no", "-o", "ServerAliveInterval=1",
+               "-o", "ServerAliveCountMax=3"]
+SSH_LOST = 255
+WATCHDOG = ('exec 3<&0 </dev/null; set -m; "$@" & p=$!; '
+            '(while read -r -t %d _ <&3; do :; done; kill -TERM -$p; sleep %g; kill -KILL -$p) '
+            '>/dev/null 2>&1 & w=$!; wait $p; c=$?; kill $w; exit $c'
+            % (REMOTE_TIMEOUT_S, KILL_GRACE_S))
+
+
 def ssh_command(host, ssh_port, workdir, env, command):
-    """The argv that runs ``command`` on ``host`` in ``workdir`` with ``env`` (dmlc's ssh form)."""
+    """The argv that runs ``command`` on ``host`` in ``workdir`` with ``env`` (dmlc's ssh form),
+    under the remote watchdog."""
     exports = "".join("export %s=%s; " % (name, shlex.quote(str(value)))
                       for name, value in env.items())
-    remote = "cd %s; %s%s" % (shlex.quote(workdir), exports,
-                              " ".join(shlex.quote(arg) for arg in command))
-    argv = ["ssh", "-o", "StrictHostKeyChecking=no"]
+    remote = "cd %s; %sexec bash -c %s watchdog %s" % (
+        shlex.quote(workdir), exports, shlex.quote(WATCHDOG),
+        " ".join(shlex.quote(arg) for arg in command))
+    argv = ["ssh"] + SSH_OPTIONS
     if ssh_port:
         argv += ["-p", str(ssh_port)]
     return argv + [host, remote]
@@ -121,8 +140,8 @@ def ssh_command(host, ssh_port, workdir, env, command):
 class Node:
     """One process of the job: its label, argv and the environment it adds."""
 
-    def __init__(self, label, argv, env):
-        self.label, self.argv, self.env = label, argv, env
+    def __init__(self, label, argv, env, host=None):
+        self.label, self.argv, self.env, self.host = label, argv, env, host
         self.proc = None
         self.reader = None
 
@@ -173,7 +192,7 @@ def plan(args, command):
             remote_env = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}
             remote_env.update(env)
             argv = ssh_command(host, ssh_port, args.workdir or os.getcwd(), remote_env, command)
-            nodes.append(Node("%s %d" % (role, index), argv, {}))
+            nodes.append(Node("%s %d" % (role, index), argv, {}, host))
     return nodes
 
 
@@ -206,12 +225,15 @@ def start(nodes, out, stopping=lambda: False):
             return
         env = dict(os.environ, **node.env)
         try:
-            node.proc = subprocess.Popen(node.argv, env=env, stdout=subprocess.PIPE,
-                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         start_new_session=True)
+            node.proc = subprocess.Popen(
+                node.argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                stdin=subprocess.PIPE if node.host else subprocess.DEVNULL,
+                start_new_session=True)
         except OSError as e:
             raise UsageError("cannot start the %s (%s): %s"
                              % (node.label, node.argv[0], e.strerror or e)) from None
+        if node.host:
+            os.set_blocking(node.proc.stdin.fileno(), False)  # a stuck ssh never blocks us
         with lock:
             out.write(("[launch] %s: pid %d\n" % (node.label, node.proc.pid)).encode())
             out.flush()
@@ -250,6 +272,26 @@ def _signal_group(proc, signum):
         pass
 
 
+def _heartbeat(nodes):
+    """One line to each remote watchdog (see WATCHDOG); a full or closed pipe is skipped."""
+    for node in nodes:
+        if node.host and node.proc.poll() is None:
+            try:
+                node.proc.stdin.write(b"\n")
+                node.proc.stdin.flush()
+            except (BlockingIOError, BrokenPipeError, ValueError):
+                pass
+
+
+def _failure(node, code):
+    """The one-line reason for a process that ended with ``code``, naming its host."""
+    if node.host and code == SSH_LOST:
+        return "%s on %s: the ssh connection was lost (host down, unreachable or its " \
+               "sshd gone)" % (node.label, node.host)
+    where = " on %s" % node.host if node.host else ""
+    return "%s%s %s" % (node.label, where, _describe(code))
+
+
 def _describe(code):
     if code < 0:
         try:
@@ -265,7 +307,7 @@ def supervise(nodes, timeout=None, signals=None):
     A reason that names a process means that process failed; the caller stops
     the others. A stop signal noted in ``signals`` (a _Signals) ends the wait.
     """
-    start_time = time.monotonic()
+    start_time = beat_at = time.monotonic()
     workers_done_at = orphaned_at = None
     while True:
         if signals is not None and signals.signum is not None:
@@ -274,7 +316,7 @@ def supervise(nodes, timeout=None, signals=None):
         for node in nodes:
             code = node.proc.poll()
             if code:  # the first failure ends the job
-                return (code if code > 0 else 128 - code), "%s %s" % (node.label, _describe(code))
+                return (code if code > 0 else 128 - code), _failure(node, code)
         workers_running = any(n.proc.poll() is None for n in nodes if n.is_worker)
         servers_running = all(n.proc.poll() is None for n in nodes if not n.is_worker)
         if not any(n.proc.poll() is None for n in nodes):
@@ -291,6 +333,9 @@ def supervise(nodes, timeout=None, signals=None):
             orphaned_at = orphaned_at or now
             if now - orphaned_at > ORPHAN_GRACE_S:
                 return 1, "a server or the scheduler ended while workers were still running"
+        if now - beat_at >= HEARTBEAT_S:
+            _heartbeat(nodes)
+            beat_at = now
         if timeout is not None and now - start_time > timeout:
             return EXIT_TIMEOUT, "timed out after %g s" % timeout
         time.sleep(_POLL_S)

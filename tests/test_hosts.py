@@ -1,0 +1,227 @@
+"""Tests across real hosts: network namespaces with their own sshd (tools/netns_hosts.py).
+
+The scheduler runs here on the bridge address; servers and workers start on the
+namespace hosts through ssh, as ``scripts/launch.py -H hostfile`` does on a
+cluster. Every host, process and key is gone when a test ends.
+"""
+import json
+import os
+import re
+import shlex
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from test_distributed import (DATA, DIST_TRAIN, LAUNCH, PY, SEED, TRAIN, Launch, load_params,
+                              mean_loss, lenet_with, single_process_on_the_union)
+from tools.netns_hosts import BRIDGE, PREFIX, HarnessError, _run, hosts
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _job_processes(cluster):
+    """{host index: [pids]} of processes other than sshd in each host's namespace."""
+    left = {}
+    for i in range(cluster.n):
+        pids = [p for p in cluster.pids(i) if _comm(p) not in ("sshd", None)]
+        if pids:
+            left[i] = pids
+    return left
+
+
+def _comm(pid):
+    try:
+        with open("/proc/%d/comm" % pid) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def test_hosts_have_their_own_address_name_and_sshd_and_vanish(netns_hosts):
+    cluster = netns_hosts(2)
+    for i in range(2):
+        result = cluster.ssh(i, "hostname; cat /proc/net/fib_trie | grep -c %s; pwd -P; "
+                                "getent hosts %s" % (cluster.addresses[i],
+                                                     cluster.namespaces[1 - i]))
+        assert result.returncode == 0, result.stdout
+        name, _, cwd, peer = result.stdout.splitlines()[:4]
+        assert name == cluster.namespaces[i]
+        assert peer.split() == [cluster.addresses[1 - i], cluster.namespaces[1 - i]]
+        # sshd listens on the host's address only, in its namespace.
+        listening = _run("ip", "netns", "exec", cluster.namespaces[i], "ss", "-Hltn").stdout
+        assert [l.split()[3] for l in listening.splitlines()] == [cluster.addresses[i] + ":22"]
+    # The shared filesystem: a file written here is read there.
+    marker = os.path.join(cluster.tmp, "shared")
+    with open(marker, "w") as f:
+        f.write("same disk")
+    assert cluster.ssh(1, "cat %s" % marker).stdout == "same disk"
+    assert not os.path.exists(os.path.expanduser("~/.ssh/known_hosts")) or \
+        cluster.addresses[0] not in open(os.path.expanduser("~/.ssh/known_hosts")).read()
+
+
+def test_everything_is_removed_even_when_the_block_fails():
+    try:
+        with hosts(2) as cluster:
+            tmp, sshd = cluster.tmp, [p.pid for p in cluster.sshd]
+            raise KeyError("a failing test")
+    except KeyError:
+        pass
+    except HarnessError as e:
+        pytest.fail("namespace hosts: %s" % e, pytrace=False)
+    assert not [l for l in _run("ip", "netns", "list").stdout.splitlines()
+                if l.startswith(PREFIX)]
+    assert PREFIX not in _run("ip", "link", "show").stdout
+    assert _run("ip", "link", "show", BRIDGE, check=False).returncode != 0
+    assert not os.path.exists(tmp)
+    assert not any(os.path.exists("/etc/netns/%s%d" % (PREFIX, i)) for i in range(2))
+    assert not any(os.path.exists("/proc/%d" % pid) for pid in sshd)
+
+
+def test_dist_sync_across_two_hosts_equals_one_process_on_the_union(netns_hosts, tmp_path):
+    """Scheduler here, server and workers on two hosts over ssh: equal to the union batches."""
+    cluster = netns_hosts(2)
+    dump = str(tmp_path / "rank{rank}.params")
+    command = shlex.join([PY, TRAIN] + DIST_TRAIN + [
+        "--kvstore", "dist_sync", "--save-dir", str(tmp_path / "run"), "--dump-params", dump])
+    first = shlex.quote(str(tmp_path / "first"))
+    job = Launch(["-n", "2", "-s", "1", "-H", cluster.hostfile(str(tmp_path / "hosts")),
+                  "--host-ip", cluster.here, "--workdir", ROOT, "--timeout", "80", "--",
+                  "sh", "-c",
+                  "echo \"on $(hostname)\"; "
+                  "if [ $DMLC_ROLE = worker ] && mkdir %s 2>/dev/null; then s=%d; else s=%d; "
+                  "fi; exec %s --seed $s" % (first, SEED, SEED + 1, command)],
+                 env=dict(cluster.env, OMP_NUM_THREADS="1"))
+    try:
+        code, out, err = job.finish(timeout=90)
+    finally:
+        job.cleanup()
+    assert code == 0, "\n".join(out) + err
+    # Round-robin over the hosts: server 0 and worker 1 on the first, worker 0 on the second.
+    for label, host in (("server 0", 0), ("worker 0", 1), ("worker 1", 0)):
+        assert "[%s] on %s" % (label, cluster.namespaces[host]) in out, out
+    assert sum("dist_sync: worker rank" in l for l in out) == 2, out
+    with open(str(tmp_path / "run" / "config.json")) as f:
+        seed0 = json.load(f)["seed"]
+    w0, w1 = (load_params(dump.format(rank=r)) for r in (0, 1))
+    for name in w0:
+        np.testing.assert_array_equal(w0[name], w1[name], err_msg=name)
+    initial, reference, union = single_process_on_the_union((seed0, 2 * SEED + 1 - seed0))
+    assert sorted(reference) == sorted(w0)
+    # The same tolerance as the localhost test (server-side summation order).
+    for name in w0:
+        np.testing.assert_allclose(w0[name], reference[name], rtol=0, atol=2e-4, err_msg=name)
+    assert mean_loss(lenet_with(w0), union) < mean_loss(lenet_with(initial), union) - 0.1
+    assert _job_processes(cluster) == {}
+
+
+def _wait_until_gone(cluster, seconds):
+    deadline = time.monotonic() + seconds
+    while _job_processes(cluster) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return _job_processes(cluster)
+
+
+def _kill_host(cluster, i):
+    for pid in cluster.pids(i):  # sshd, the shells and the training processes
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _cut_link(cluster, i):
+    _run("ip", "link", "set", cluster.link(i), "down")
+
+
+# Server 0 and worker 1 run on host 0, worker 0 on host 1 (round-robin).
+@pytest.mark.parametrize("failure, host, first_lost", [
+    (_kill_host, 1, "worker 0"),   # every process of the host killed
+    (_cut_link, 0, None),          # the host's link cut: its ssh sessions time out
+])
+def test_a_failed_host_ends_the_job_in_seconds_leaving_nothing(netns_hosts, tmp_path,
+                                                                 failure, host, first_lost):
+    cluster = netns_hosts(2)
+    job = Launch(["-n", "2", "-s", "1", "-H", cluster.hostfile(str(tmp_path / "hosts")),
+                  "--host-ip", cluster.here, "--workdir", ROOT, "--timeout", "120", "--",
+                  PY, TRAIN, "--net", "lenet", "--data-dir", DATA, "--limit-train", "8192",
+                  "--limit-test", "256", "--epochs", "50", "--kvstore", "dist_sync"],
+                 env=dict(cluster.env, OMP_NUM_THREADS="1"))
+    try:
+        job.wait_for(r"^\[worker 1\] training on", timeout=60)
+        assert _job_processes(cluster).keys() == {0, 1}
+        failed_at = time.monotonic()
+        failure(cluster, host)
+        code, out, err = job.finish(timeout=30)
+        ended_after = time.monotonic() - failed_at
+    finally:
+        job.cleanup()
+    print("%s on host %d: job ended %.1f s later" % (failure.__name__, host, ended_after))
+    assert ended_after < 15, ended_after
+    assert code == 255, "\n".join(out) + err
+    # One line naming the host and what happened.
+    lines = [l for l in err.splitlines() if l.strip() and not l.startswith("[")]
+    assert len(lines) == 1, err
+    match = re.match(r"gluon-cnns-launch: (worker|server) \d on (\S+): the ssh connection was "
+                     r"lost \(host down, unreachable or its sshd gone\); stopped all processes$",
+                     lines[0])
+    assert match and match.group(2) == cluster.addresses[host], lines[0]
+    if first_lost:
+        assert lines[0].split(": ")[1].startswith(first_lost + " on "), lines[0]
+    # Nothing of the job is left on any host: the remote watchdogs stopped it.
+    assert _wait_until_gone(cluster, 20) == {}
+    print("nothing left %.1f s after the failure" % (time.monotonic() - failed_at))
+
+
+def test_horovod_across_two_hosts_equals_one_process_on_the_union(netns_hosts, tmp_path):
+    """``horovodrun -H gcnh0:1,gcnh1:1 --gloo``, started on the first host over ssh."""
+    cluster = netns_hosts(2)
+    dump = str(tmp_path / "rank{rank}.params")
+    train = "exec %s --seed $((%d + HOROVOD_RANK))" % (
+        shlex.join([PY, TRAIN] + DIST_TRAIN + ["--kvstore", "horovod", "--dump-params", dump]),
+        SEED)
+    hosts = ",".join("%s:1" % name for name in cluster.namespaces)
+    done = cluster.ssh(0, "cd %s; export PATH=%s OMP_NUM_THREADS=1; %s -np 2 -H %s --gloo "
+                          "--network-interface eth0 sh -c %s"
+                       % (shlex.quote(ROOT), shlex.quote(cluster.env["PATH"]),
+                          shlex.quote(os.path.join(os.path.dirname(PY), "horovodrun")), hosts,
+                          shlex.quote(train)), timeout=90)
+    assert done.returncode == 0, done.stdout
+    for rank in (0, 1):  # one rank on each host
+        assert ("[%d]<stdout>:horovod: rank %d of 2 (local rank 0 on %s); batch 32 of the "
+                "global 64, training shard %d of 2" % (rank, rank, cluster.namespaces[rank],
+                                                       rank + 1)) in done.stdout, done.stdout
+    w0, w1 = (load_params(dump.format(rank=r)) for r in (0, 1))
+    for name in w0:
+        np.testing.assert_array_equal(w0[name], w1[name], err_msg=name)
+    initial, reference, union = single_process_on_the_union((SEED, SEED + 1))
+    assert sorted(reference) == sorted(w0)
+    # The localhost Horovod test's tolerance (allreduce order against the union batch).
+    for name in w0:
+        np.testing.assert_allclose(w0[name], reference[name], rtol=0, atol=2e-4, err_msg=name)
+    assert mean_loss(lenet_with(w0), union) < mean_loss(lenet_with(initial), union) - 0.1
+    assert _wait_until_gone(cluster, 10) == {}
+
+
+def test_a_host_without_sshd_ends_the_job_at_once_naming_it(netns_hosts, tmp_path):
+    cluster = netns_hosts(2)
+    for proc in cluster.sshd[1:]:  # host 1 (worker 0's) no longer answers ssh
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    started = time.monotonic()
+    job = Launch(["-n", "2", "-s", "1", "-H", cluster.hostfile(str(tmp_path / "hosts")),
+                  "--host-ip", cluster.here, "--workdir", ROOT, "--timeout", "60", "--",
+                  PY, TRAIN, "--net", "lenet", "--data-dir", DATA, "--limit-train", "8192",
+                  "--epochs", "50", "--kvstore", "dist_sync"],
+                 env=dict(cluster.env, OMP_NUM_THREADS="1"))
+    try:
+        code, out, err = job.finish(timeout=30)
+    finally:
+        job.cleanup()
+    assert time.monotonic() - started < 15
+    assert code == 255, "\n".join(out) + err
+    assert err.splitlines()[-1] == (
+        "gluon-cnns-launch: worker 0 on %s: the ssh connection was lost (host down, unreachable "
+        "or its sshd gone); stopped all processes" % cluster.addresses[1]), err
+    assert _wait_until_gone(cluster, 20) == {}

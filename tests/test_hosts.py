@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from test_distributed import (DATA, DIST_TRAIN, LAUNCH, PY, SEED, TRAIN, Launch, load_params,
+from test_distributed import (DATA, DIST_TRAIN, PY, SEED, TRAIN, Launch, load_params,
                               mean_loss, lenet_with, single_process_on_the_union)
 from tools.netns_hosts import BRIDGE, PREFIX, HarnessError, _run, hosts
 

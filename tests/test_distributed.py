@@ -300,10 +300,16 @@ def test_dist_sync_two_workers_equal_one_process_on_the_union(tmp_path):
     # TensorBoard (on with --save-dir): one events file, rank 0's.
     assert len(os.listdir(str(tmp_path / "run" / "tensorboard"))) == 1
 
+    assert_workers_equal_one_process_on_the_union(dump, seed0)
+
+
+def assert_workers_equal_one_process_on_the_union(dump, seed0):
+    """The two workers' dumped weights are identical, and equal to one process trained on
+    the union of their batches from rank 0's seed ``seed0`` (the other worker had SEED's
+    other value), and that training lowered the loss."""
     w0, w1 = (load_params(dump.format(rank=r)) for r in (0, 1))
     for name in w0:
         np.testing.assert_array_equal(w0[name], w1[name], err_msg=name)
-
     initial, reference, union = single_process_on_the_union((seed0, 2 * SEED + 1 - seed0))
     assert sorted(reference) == sorted(w0)
     # The workers' gradients are summed on the server, in another order than the union

@@ -14,7 +14,8 @@ import time
 import numpy as np
 import pytest
 
-from test_distributed import (DATA, DIST_TRAIN, PY, SEED, TRAIN, Launch, load_params,
+from test_distributed import (DATA, DIST_TRAIN, PY, SEED, TRAIN, Launch,
+                              assert_workers_equal_one_process_on_the_union, load_params,
                               mean_loss, lenet_with, single_process_on_the_union)
 from tools.netns_hosts import BRIDGE, PREFIX, HarnessError, _run, hosts
 
@@ -104,15 +105,7 @@ def test_dist_sync_across_two_hosts_equals_one_process_on_the_union(netns_hosts,
     assert sum("dist_sync: worker rank" in l for l in out) == 2, out
     with open(str(tmp_path / "run" / "config.json")) as f:
         seed0 = json.load(f)["seed"]
-    w0, w1 = (load_params(dump.format(rank=r)) for r in (0, 1))
-    for name in w0:
-        np.testing.assert_array_equal(w0[name], w1[name], err_msg=name)
-    initial, reference, union = single_process_on_the_union((seed0, 2 * SEED + 1 - seed0))
-    assert sorted(reference) == sorted(w0)
-    # The same tolerance as the localhost test (server-side summation order).
-    for name in w0:
-        np.testing.assert_allclose(w0[name], reference[name], rtol=0, atol=2e-4, err_msg=name)
-    assert mean_loss(lenet_with(w0), union) < mean_loss(lenet_with(initial), union) - 0.1
+    assert_workers_equal_one_process_on_the_union(dump, seed0)
     assert _job_processes(cluster) == {}
 
 

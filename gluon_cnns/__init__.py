@@ -16,9 +16,7 @@ A trained run or an export classifies images: ``load_predictor(path).predict(ima
 from ._lazy import lazy_exports
 from ._version import __version__
 from .errors import DataError, ExportError, GluonCNNsError, InputTooSmallError, UnknownModelError
-from .models import list_models, model_spec
-from .models import get_model as _build
-from .threads import first_use as _first_use
+from .models import get_model, list_models, model_spec
 
 # Imported on first use, so that the command-line tools start without MXNet.
 _LAZY = {"AlexNet": ".models", "GoogLeNet": ".models", "LeNet": ".models", "NiNNet": ".models",
@@ -28,16 +26,6 @@ _LAZY = {"AlexNet": ".models", "GoogLeNet": ".models", "LeNet": ".models", "NiNN
          "count_parameters": ".shapes", "flops": ".shapes", "summary": ".shapes",
          "trace": ".shapes", "utils": ".utils", "threads": ".threads", "viz": ".viz"}
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
-
-
-def get_model(name, **kwargs):
-    """Build the network registered as ``name`` (:func:`gluon_cnns.models.get_model`), after
-    giving an MXNet imported before this package the thread policy's threads for it
-    (:func:`gluon_cnns.threads.first_use`: once per process; MXNet left alone would use
-    half the cores)."""
-    model_spec(name)  # an unknown name is one UnknownModelError, before MXNet is loaded
-    _first_use(name)
-    return _build(name, **kwargs)
 
 __all__ = ["AlexNet", "DataError", "ExportError", "GluonCNNsError", "GoogLeNet",
            "InputTooSmallError", "LeNet", "NiNNet", "Predictor", "ResNet", "UnknownModelError",

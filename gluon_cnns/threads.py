@@ -29,13 +29,6 @@ alone when ``OMP_NUM_THREADS`` or ``MXNET_OMP_MAX_THREADS`` is set, the waiting
 when ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` is. Once MXNet is imported the
 environment has been read: :func:`configure` then changes nothing.
 
-A script that uses the package as a library gets the policy too, in either
-import order and without a change to its environment (which child processes, such
-as ``gluon-cnns-launch``'s workers, would inherit as the user's choice): the first
-``get_model`` or ``utils.train`` sets the net's thread count in the loaded MXNet
-(:func:`first_use`, :mod:`gluon_cnns.loaded_threads`). ``GLUON_CNNS_NO_THREADS=1``
-turns it off.
-
 Every reader takes its files as arguments (defaults: the real ``/proc`` and
 ``/sys``), so that tests can hand it fabricated ones. docs/SPEED_NOTES.md
 ("Threads") has the measurements behind the numbers.
@@ -58,8 +51,6 @@ LIGHT_WORK_MFLOPS = 2000.0
 NET_MFLOPS = {"lenet": 2.7, "lenet_bn": 0.6, "resnet_mnist": 4.0, "inception_mnist": 12.1}
 
 THREADS_VAR, WAIT_VAR = "OMP_NUM_THREADS", "GOMP_SPINCOUNT"
-# Set (to anything but empty), the package leaves threads alone on first use (first_use()).
-OPT_OUT_VAR = "GLUON_CNNS_NO_THREADS"
 # Set by the user, each of these means "the user chose the thread count" / "the waiting".
 USER_THREAD_VARS = (THREADS_VAR, "MXNET_OMP_MAX_THREADS")
 USER_WAIT_VARS = ("OMP_WAIT_POLICY", WAIT_VAR)
@@ -72,9 +63,6 @@ PROC_CGROUP = "/proc/self/cgroup"
 CGROUP_ROOT = "/sys/fs/cgroup"
 
 _applied = {}  # what the last configure() set, for describe_threads()
-# The library path: whether a caller chose with configure() before MXNet was loaded
-# ("chosen"), whether first_use() ran ("used"), the threads it gave MXNet ("threads").
-_library = {}
 
 
 # ---------------------------------------------------------------- reading the machine
@@ -272,8 +260,6 @@ def configure(work=None, environ=None):
         return {}
     from .envcheck import check_environment  # UsageError for what MXNet would choke on
     check_environment(environ)
-    if environ is os.environ:
-        _library["chosen"] = True  # first_use() leaves the caller's choice alone
     chosen = plan(work, environ)
     environ.update(chosen)
     _applied.clear()
@@ -296,8 +282,6 @@ def effective_threads(environ=None, logical_cpus=None):
     MXNet 1.9.1's rule: ``MXNET_OMP_MAX_THREADS``, else ``OMP_NUM_THREADS`` (its
     first level), else ``omp_get_num_procs()`` halved on x86.
     """
-    if environ is None and "threads" in _library:  # set in MXNet by first_use()
-        return _library["threads"]
     environ = os.environ if environ is None else environ
     for name in ("MXNET_OMP_MAX_THREADS", THREADS_VAR):
         try:
@@ -325,39 +309,3 @@ def worker_env(local_workers, environ=None, cores=None):
         return {}
     cores = available_cores() if cores is None else cores
     return {THREADS_VAR: str(max(1, cores // max(1, local_workers)))}
-
-
-# ---------------------------------------------------------------- the library path
-
-def first_use(work=None):
-    """Once per process, from ``get_model`` and ``utils.train``: the policy for ``work``
-    in MXNet (loading it), unless the user set a thread variable or :data:`OPT_OUT_VAR`,
-    or a caller already chose (:func:`configure` before MXNet was loaded).
-
-    The count is set in the running MXNet (:func:`gluon_cnns.loaded_threads.set_threads`);
-    where that cannot be done, one warning says how many cores MXNet uses and how to
-    give it the others.
-    """
-    if _library.get("used") or _library.get("chosen") or os.environ.get(OPT_OUT_VAR):
-        return
-    _library["used"] = True
-    planned = plan(work)
-    chosen = planned.get(THREADS_VAR)
-    if chosen is None:
-        return  # the user chose
-    import mxnet  # noqa: F401 (the builder or the caller loads it next anyway)
-    running = effective_threads()
-    if int(chosen) == running:
-        return
-    from . import loaded_threads
-    try:
-        done = loaded_threads.set_threads(int(chosen), spin_briefly=WAIT_VAR in planned)
-    except (OSError, AttributeError, ValueError):  # no libgomp, another libmxnet
-        done = False
-    if done:
-        _library["threads"] = int(chosen)
-        return
-    import warnings
-    warnings.warn("MXNet is using %d of %d cores: set %s=%s, or call "
-                  "gluon_cnns.threads.configure() before `import mxnet`"
-                  % (running, available_cores(), THREADS_VAR, chosen), stacklevel=3)

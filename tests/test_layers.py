@@ -20,7 +20,7 @@ PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
                        "gluon_cnns")
 
 BASE = {"errors", "io", "cpu", "_lazy", "_version", "threads", "shapes", "gluoncv_import",
-        "settings", "ownership", "envcheck", "loaded_threads"}
+        "settings", "ownership", "envcheck"}
 FACADES = {"", "export", "quantize", "distributed", "utils"}
 # Higher imports lower; equal ranks in different layers do not import each other.
 RANKS = {"cli": 4, "facade": 4, "viz": 3.5, "training": 3, "inference": 3, "artifacts": 2,

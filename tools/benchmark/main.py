@@ -17,7 +17,7 @@ from .lowp import bench_bf16_training, bench_lowp, check_run, judge_lowp
 from .machine import gemm_limit, load_average, machine_info, resolve_ctx
 from .nets import bench_net
 from .peer import PEER_NETS, bench_peer, peer_targets
-from .profile import profile_train_step
+from .profile import profile_train_step, profiler_session
 from .report import render
 from .threads import MACHINES, bench_threads, thread_targets
 
@@ -291,9 +291,11 @@ def run(opts, command):
     for name in opts.bf16_train:
         report["bf16_training"].append(timed("bf16_training", "bf16 training: %s" % name,
                                              bench_bf16_training, name, opts))
-    for name in opts.profile:
-        report["profiles"][name] = timed("profiles", "profiling %s" % name, profile_train_step,
-                                         name, ctx, opts)
+    if opts.profile:
+        with profiler_session():
+            for name in opts.profile:
+                report["profiles"][name] = timed("profiles", "profiling %s" % name,
+                                                 profile_train_step, name, ctx, opts)
     if opts.threads:
         report["threads"] = timed("threads", "thread matrix", bench_threads, opts.threads, opts,
                                   _say)

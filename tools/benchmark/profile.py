@@ -13,7 +13,8 @@ _CONVOLUTION_OPS = ("Convolution", "_backward_Convolution")
 
 
 def profile_train_step(name, ctx, opts, steps=2, top=8):
-    """Per-operator time of ``steps`` hybridized training steps of ``name`` (mx.profiler).
+    """Per-operator time of ``steps`` hybridized training steps of ``name`` (mx.profiler,
+    inside a :func:`profiler_session`).
 
     Operator bulking is switched off while the net's graph is built, else
     MXNet reports whole graph segments as one "operator". Returns the total
@@ -34,13 +35,13 @@ def profile_train_step(name, ctx, opts, steps=2, top=8):
                           gluon.loss.SoftmaxCrossEntropyLoss(), X, y)
         step()  # builds the graph (read the variables above) and warms up
         mx.nd.waitall()
-        with _private_trace(mx.profiler):
-            mx.profiler.set_state("run")
-            for _ in range(steps):
-                step()
-            mx.nd.waitall()
-            mx.profiler.set_state("stop")
-            table = json.loads(mx.profiler.dumps(reset=True, format="json"))
+        mx.profiler.dumps(reset=True)  # what an earlier net of the session left
+        mx.profiler.set_state("run")
+        for _ in range(steps):
+            step()
+        mx.nd.waitall()
+        mx.profiler.set_state("stop")
+        table = json.loads(mx.profiler.dumps(reset=True, format="json"))
     flops_per_step = TRAIN_FLOPS_FACTOR * flops(net, shape) * shape[0] * steps
     del net
     release()
@@ -56,15 +57,19 @@ def profile_train_step(name, ctx, opts, steps=2, top=8):
 
 
 @contextlib.contextmanager
-def _private_trace(profiler):
-    """Configure ``profiler`` (mx.profiler, aggregating) to trace into a private folder.
+def profiler_session():
+    """mx.profiler configured (aggregating) for the :func:`profile_train_step` calls inside,
+    tracing into a private folder.
 
     MXNet's profiler unlinks the file it is given and creates it anew (set_config), and
     writes its trace there once more when the process exits: handed /dev/null, it
     replaces the device with a regular file. So the trace goes to a fresh 0700 folder;
     the explicit final dump ends the profiler's output, so nothing is written at exit,
-    and the folder is removed.
+    and the folder is removed. Configured once for all nets: a set_config after a final
+    dump can fail in MXNet's thread group ("Check failed: auto_remove_ == false").
     """
+    import mxnet as mx
+    profiler = mx.profiler
     folder = tempfile.mkdtemp(prefix="gluon-cnns-profile-")
     try:
         profiler.set_config(profile_all=True, aggregate_stats=True,

@@ -80,6 +80,23 @@ def test_everything_is_removed_even_when_the_block_fails():
     assert not any(os.path.exists("/proc/%d" % pid) for pid in sshd)
 
 
+def test_a_second_user_of_the_machine_waits_instead_of_tearing_hosts_down(netns_hosts):
+    """The names are fixed, so a second harness (another test run, ``--clean``)
+    must wait for the machine lock rather than remove the first one's hosts."""
+    import subprocess
+    import sys
+    cluster = netns_hosts(1)
+    second = subprocess.Popen([sys.executable, os.path.join(ROOT, "tools", "netns_hosts.py"),
+                               "--clean"], cwd=ROOT)
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            second.wait(timeout=3)
+        assert cluster.ssh(0, "hostname").stdout.strip() == cluster.namespaces[0]
+    finally:
+        second.kill()
+        second.wait()
+
+
 def test_dist_sync_across_two_hosts_equals_one_process_on_the_union(netns_hosts, tmp_path):
     """Scheduler here, server and workers on two hosts over ssh: equal to the union batches."""
     cluster = netns_hosts(2)

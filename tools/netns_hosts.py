@@ -22,10 +22,13 @@ and the namespaces: the subnet has no route anywhere else.
 
 Everything is removed when the block ends, fails or is interrupted (and at
 exit); anything a killed earlier run left behind is removed, by name, before
-building. Needs root, iproute2 and Debian's openssh-server.
+building. The names are fixed, so one machine-wide lock (``LOCK``, held from
+building to teardown) makes a second user on the machine wait its turn instead
+of tearing down the first one's hosts. Needs root, iproute2 and Debian's openssh-server.
 """
 import atexit
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -40,6 +43,7 @@ SUBNET = "10.231.0"
 HERE = SUBNET + ".1"
 SSHD = "/usr/sbin/sshd"
 MAX_HOSTS = 8
+LOCK = "/run/lock/gcnh.lock"
 
 
 class HarnessError(RuntimeError):
@@ -226,23 +230,36 @@ def hosts(n):
     if not 1 <= n <= MAX_HOSTS:
         raise HarnessError("between 1 and %d hosts, not %d" % (MAX_HOSTS, n))
     _check_tools()
-    clean()
-    cluster = Cluster(n, tempfile.mkdtemp(prefix="gcnh-"))
-    atexit.register(_teardown, cluster)
+    with _machine_lock():
+        clean()
+        cluster = Cluster(n, tempfile.mkdtemp(prefix="gcnh-"))
+        atexit.register(_teardown, cluster)
+        try:
+            _keys_and_configs(cluster)
+            _network(cluster)
+            _start_sshd(cluster)
+            yield cluster
+        finally:
+            _teardown(cluster)
+            atexit.unregister(_teardown)
+
+
+@contextlib.contextmanager
+def _machine_lock():
+    os.makedirs(os.path.dirname(LOCK), exist_ok=True)
+    fd = os.open(LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
-        _keys_and_configs(cluster)
-        _network(cluster)
-        _start_sshd(cluster)
-        yield cluster
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
     finally:
-        _teardown(cluster)
-        atexit.unregister(_teardown)
+        os.close(fd)
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv == ["--clean"]:
-        clean()
+        with _machine_lock():
+            clean()
         return 0
     try:
         with hosts(int(argv[0]) if argv else 2) as cluster:

@@ -45,6 +45,11 @@ def positive_int(text):
     return _whole(text, lambda v: v > 0, "a positive integer")
 
 
+def non_negative_int(text):
+    """An integer >= 0 (0: none)."""
+    return _whole(text, lambda v: v >= 0, "a whole number >= 0")
+
+
 def seed_value(text):
     """A seed MXNet, NumPy and Python all take: a whole number in 0..2**31-1."""
     return _whole(text, lambda v: 0 <= v < 2 ** 31, "a whole number in 0..2147483647")
@@ -82,6 +87,16 @@ def momentum_value(text):
     if value >= 1:
         raise BadValue("must be in [0, 1), got %r" % text)
     return value
+
+
+def smoothing_value(text):
+    """A number in [0, 1): a smoothing of 1 or more leaves no weight on the true class."""
+    return number(text, lambda v: 0 <= v < 1, "a number in [0, 1), e.g. 0.1")
+
+
+def mixup_alpha(text):
+    """Mixup's Beta(alpha, alpha) parameter: a number >= 0, 0 meaning no mixup."""
+    return number(text, lambda v: 0 <= v < FLOAT32_MAX, "an alpha >= 0, e.g. 0.2 (0: off)")
 
 
 def non_empty(example=None):
@@ -193,6 +208,7 @@ def _datasets():
 _RECIPE = " (default: the net's recipe)"
 _DEFAULT_NET = "lenet_bn"
 _IMAGES = "your own images (--dataset folder or rec)"
+_TRICKS = "training tricks (off unless given; see docs/TRAINING.md)"
 
 # In the order of ``gluon-cnns-train --help``.
 SETTINGS = (
@@ -249,6 +265,38 @@ SETTINGS = (
             help="first train N iterations at --warmup-lr" + _RECIPE),
     Setting("warmup_lr", float, recipe=True, parse=positive_float, metavar="LR",
             may_be_none=True, fixed_on_resume=True, help="the warm-up's lr" + _RECIPE),
+    # The tricks of "Bag of Tricks for Image Classification" (He et al. 2019), under
+    # GluonCV's names (scripts/classification/imagenet/train_imagenet.py), and timm's weight
+    # EMA; their maths is training/tricks.py, docs/TRAINING.md says where each comes from.
+    # Left out, each is off: the book's recipes stay as they were.
+    Setting("warmup_epochs", int, recipe=True, default=0, low=0, parse=non_negative_int,
+            metavar="N", fixed_on_resume=True, group=_TRICKS,
+            help="raise the lr linearly from 0 to --lr over the first N epochs (Goyal et al. "
+                 "2017; He et al. 2019 sec. 3.1), instead of --warmup-iters' constant "
+                 "--warmup-lr" + _RECIPE),
+    Setting("label_smoothing", float, recipe=True, default=0.0, parse=smoothing_value,
+            metavar="EPS", fixed_on_resume=True, group=_TRICKS,
+            help="train on smoothed labels: 1-EPS+EPS/K on the true class, EPS/K on the other "
+                 "K-1 (Szegedy et al. 2016; He et al. 2019 sec. 5.2)" + _RECIPE),
+    Setting("mixup", float, recipe=True, default=0.0, parse=mixup_alpha, metavar="ALPHA",
+            fixed_on_resume=True, group=_TRICKS,
+            help="mixup (Zhang et al. 2018; He et al. 2019 sec. 5.4): train on lam*x + "
+                 "(1-lam)*x' and the labels mixed alike, lam ~ Beta(ALPHA, ALPHA), x' the batch "
+                 "reversed; 0: off" + _RECIPE),
+    Setting("mixup_off_epoch", int, recipe=True, default=0, low=0, parse=non_negative_int,
+            metavar="N", fixed_on_resume=True, group=_TRICKS,
+            help="train the last N epochs without mixup" + _RECIPE),
+    Setting("no_wd", bool, recipe=True, default=False, fixed_on_resume=True, group=_TRICKS,
+            help="no weight decay on biases and BatchNorm's gamma and beta (He et al. 2019 "
+                 "sec. 3.1)" + _RECIPE),
+    Setting("last_gamma", bool, recipe=True, default=False, fixed_on_resume=True, group=_TRICKS,
+            help="start the last BatchNorm's gamma of each residual block at 0 (He et al. 2019 "
+                 "sec. 3.1; the ResNets and CIFAR ResNets)" + _RECIPE),
+    Setting("ema", float, recipe=True, parse=fraction(), metavar="DECAY", may_be_none=True,
+            fixed_on_resume=True, group=_TRICKS,
+            help="keep an exponential moving average of the weights, ema = DECAY*ema + "
+                 "(1-DECAY)*w after each update (timm's ModelEmaV2), e.g. 0.999; it is what is "
+                 "tested and saved as best.params and the final weights" + _RECIPE),
     Setting("recipe", parse=non_empty(), metavar="NAME", fixed_on_resume=True,
             help="which of the net's recipes gives the defaults, e.g. paper or gluoncv for the "
                  "CIFAR ResNets (default: the first; see the table below)"),

@@ -9,7 +9,7 @@ import re
 from ..settings import EPOCHS, NAMES, NUMBERS, kept
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_FILE_NAME = re.compile(r"^epoch-\d{4,}(-batch-\d{6,})?\.(params|states|rng\.npz)$")
+_FILE_NAME = re.compile(r"^epoch-\d{4,}(-batch-\d{6,})?\.(params|states|rng\.npz|ema\.params)$")
 
 
 def is_int(value, low=0, high=None):
@@ -30,6 +30,10 @@ def _thread_counts(value):
     return isinstance(value, list) and all(is_int(v, 1) for v in value)
 
 
+# Checkpoint files an entry may leave out: the random state (an old index: resumable, not
+# exactly) and the weight EMA (a run without one).
+OPTIONAL_FILES = ("rng", "ema")
+
 _PROGRESS = {"batch": is_int, "examples": is_int, "nan_skips": is_int,
              "skipped_examples": is_int, "loss_sum": _numbers, "correct": _numbers,
              "time": _is_number}
@@ -47,7 +51,7 @@ def entry_problem(entry, keys):
         return "'sha256' must map file names to 64 hex digits"
     for key in keys:
         name = entry.get(key)
-        if not (name is None and key == "rng") and not (isinstance(name, str)
+        if not (name is None and key in OPTIONAL_FILES) and not (isinstance(name, str)
                                                         and _FILE_NAME.match(name)):
             return "%r must name a checkpoint file of this folder" % key
     progress = entry.get("progress")

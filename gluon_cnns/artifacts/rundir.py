@@ -15,7 +15,8 @@ batches of the next one -- and three files named after it (STEM is
 ``epoch-0002`` at the end of epoch 2, ``epoch-0003-batch-000017`` 17 batches
 into epoch 3): ``STEM.params`` (``net.save_parameters``), ``STEM.states``
 (``trainer.save_states``: momentum or Adam moments, update counts, the
-learning-rate schedule) and ``STEM.rng.npz`` (``artifacts.state``).
+learning-rate schedule) and ``STEM.rng.npz`` (``artifacts.state``); with ``--ema``, a fourth,
+``STEM.ema.params``, the weight average in the net's format (``training.tricks.WeightEMA``).
 
 An *entry* (a dict) describes one checkpoint: its position, its file names,
 the SHA-256 of each file (best.params' too) and the log records up to it.
@@ -40,13 +41,14 @@ from ..io import (LockHeld, NotRegularFile, atomic_write, read_json, read_jsonl,
 from ..ownership import claim
 from .run_files import (_EPOCH_PARAMS, _OURS, _TEMPORARY, BEST, CHECKPOINT, CONFIG,  # noqa: F401
                         CURVES, LOCK, LOG, is_run_folder)
-from .records import config_problem, entry_problem, record_problem
+from .records import OPTIONAL_FILES, config_problem, entry_problem, record_problem
 from .state import (capture_random_state, check_trainer_states, restore_random_state, save_npz,
                     sha256_file)
 
 INDEX_FORMAT = 2
 # (key in an entry, suffix of the file)
-FILES = (("params", ".params"), ("trainer", ".states"), ("rng", ".rng.npz"))
+FILES = (("params", ".params"), ("trainer", ".states"), ("rng", ".rng.npz"),
+         ("ema", ".ema.params"))
 
 
 def stem(epoch, batch):
@@ -63,13 +65,16 @@ def describe(entry):
     return "epoch %d" % entry["epoch"]
 
 
-def write_checkpoint(save_dir, epoch, batch, net, trainer, data_iter=None):
-    """Write the three files of the checkpoint at (epoch, batch); return its entry."""
+def write_checkpoint(save_dir, epoch, batch, net, trainer, data_iter=None, ema=None):
+    """Write the files of the checkpoint at (epoch, batch); return its entry."""
     name = stem(epoch, batch)
     entry = {"epoch": epoch, "batch": batch, "sha256": {}}
     writers = {"params": net.save_parameters, "trainer": trainer.save_states,
-               "rng": lambda tmp: save_npz(tmp, capture_random_state(data_iter))}
+               "rng": lambda tmp: save_npz(tmp, capture_random_state(data_iter)),
+               "ema": ema and ema.save}
     for key, suffix in FILES:
+        if writers[key] is None:
+            continue
         entry[key] = name + suffix
         path = _write(os.path.join(save_dir, entry[key]), writers[key])
         entry["sha256"][entry[key]] = sha256_file(path)  # the bytes on disk
@@ -99,8 +104,8 @@ def verify(save_dir, entry):
     for key, _ in FILES:
         name = entry.get(key)
         if name is None:
-            if key == "rng":
-                continue  # an index without one: resumable, not exactly
+            if key in OPTIONAL_FILES:
+                continue
             raise CheckpointError("no %r file named" % key)
         path = os.path.join(save_dir, name)
         if not os.path.isfile(path):
@@ -111,14 +116,16 @@ def verify(save_dir, entry):
                                   "when it was written)" % name)
 
 
-def restore(save_dir, entry, net, trainer, ctx=None, data_iter=None):
-    """Check ``entry``'s files, then load them into the net, the trainer, the generators
-    and ``data_iter`` (whose next pass continues at the checkpoint's batch)."""
+def restore(save_dir, entry, net, trainer, ctx=None, data_iter=None, ema=None):
+    """Check ``entry``'s files, then load them into the net, the trainer, the generators,
+    ``data_iter`` (whose next pass continues at the checkpoint's batch) and ``ema``."""
     verify(save_dir, entry)
     # Before the trainer unpickles it: a file whose checksum was forged along with it
     # must not run code.
     check_trainer_states(os.path.join(save_dir, entry["trainer"]))
     try:
+        if ema is not None:  # through the net: before the net's own weights
+            ema.load(os.path.join(save_dir, entry["ema"]), ctx=ctx)
         net.load_parameters(os.path.join(save_dir, entry["params"]), ctx=ctx)
         trainer.load_states(os.path.join(save_dir, entry["trainer"]))
         if entry.get("rng"):
@@ -366,11 +373,11 @@ class RunDir:
 
     # ------------------------------------------------------------ checkpoints
 
-    def write_checkpoint(self, epoch, batch, net, trainer, data_iter=None):
-        return write_checkpoint(self.path, epoch, batch, net, trainer, data_iter)
+    def write_checkpoint(self, epoch, batch, net, trainer, data_iter=None, ema=None):
+        return write_checkpoint(self.path, epoch, batch, net, trainer, data_iter, ema)
 
-    def restore(self, entry, net, trainer, ctx=None, data_iter=None):
-        restore(self.path, entry, net, trainer, ctx, data_iter)
+    def restore(self, entry, net, trainer, ctx=None, data_iter=None, ema=None):
+        restore(self.path, entry, net, trainer, ctx, data_iter, ema)
 
     def switch(self, entry, previous):
         """Make ``entry`` the newest checkpoint and ``previous`` the one before it; then

@@ -159,6 +159,9 @@ def _input(settings, saved, ckpt):
     _check_batch_fits(settings, sample_shape)
     # Catch a too-small input now, not as a shape error deep inside the first batch.
     net.check_input_shape(sample_shape)
+    if settings["last_gamma"]:
+        from ..training.tricks import check_last_gamma
+        check_last_gamma(net, settings["net"])
     return net, sample_shape, images, source, record
 
 

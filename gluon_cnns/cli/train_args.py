@@ -23,6 +23,8 @@ def _schedule_text(r):
                                      ",".join(map(str, r.lr_steps)))
     if r.warmup_iters:
         text += ", warm-up %d it at %g" % (r.warmup_iters, r.warmup_lr)
+    if r.warmup_epochs:
+        text += ", linear warm-up %d ep" % r.warmup_epochs
     return text
 
 

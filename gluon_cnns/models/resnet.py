@@ -26,6 +26,11 @@ class Residual(nn.HybridBlock):
             self.conv3 = (nn.Conv2D(channels, kernel_size=1, strides=strides)
                           if use_1x1conv else None)
 
+    @property
+    def last_batchnorm(self):
+        """The BatchNorm before the addition (``--last-gamma`` starts its gamma at 0)."""
+        return self.bn2
+
     def hybrid_forward(self, F, x):
         # Activation(act_type="relu") rather than F.relu: oneDNN has kernels for the former
         # only (fused with the conv, bf16, int8); measured 19 % faster on resnet56_cifar.

@@ -81,6 +81,11 @@ class CIFARBasicBlock(nn.HybridBlock):
                     self.shortcut.add(nn.Conv2D(channels, 1, strides, use_bias=False),
                                       nn.BatchNorm())
 
+    @property
+    def last_batchnorm(self):
+        """The body's BatchNorm before the addition (``--last-gamma`` starts its gamma at 0)."""
+        return self.body[-1]
+
     def hybrid_forward(self, F, x):  # pylint: disable=arguments-differ
         residual = x if self.shortcut is None else self.shortcut(x)
         return F.Activation(self.body(x) + residual, act_type="relu")

@@ -314,8 +314,6 @@ def _gradients(net, ctxs):
     return [[p.grad(c) for p in params] for c in ctxs]
 
 
-
-
 class ProgressBar:
     """A tqdm bar of images for one epoch, drawn only when stdout is a terminal.
 
@@ -355,9 +353,11 @@ class Engine:
     ``nan_policy`` "skip" undoes a non-finite batch's update (:class:`UndoBadBatch`);
     ``seed``, for a net with Dropout, reseeds MXNet's generator from the position
     before every batch, so a resumed run draws the masks of an uninterrupted one.
+    ``tricks`` (``training/tricks.py``): its ``targets`` make what each batch trains on
+    (label smoothing, mixup; the loss is then theirs), its ``ema`` follows every update.
     """
 
-    def __init__(self, net, loss, trainer, ctxs, nan_policy="stop", seed=None):
+    def __init__(self, net, loss, trainer, ctxs, nan_policy="stop", seed=None, tricks=None):
         if nan_policy not in NAN_POLICIES:
             raise GluonCNNsError("nan_policy must be one of %s, got %r"
                                  % (", ".join(map(repr, NAN_POLICIES)), nan_policy))
@@ -366,17 +366,27 @@ class Engine:
         self.undo = UndoBadBatch(net, trainer, ctxs) if nan_policy == "skip" else None
         self.seed = seed if seed is not None and _draws_random_numbers(net) else None
         self.grads = None  # per context, the gradient arrays (known after the first batch)
+        self.targets = tricks.targets if tricks else None
+        self.ema = tricks.ema if tricks else None
+        if self.targets is not None:
+            self.loss = self.targets.loss
 
     def step(self, X, y, state, batch_size):
         """Train on one batch, stepping with ``batch_size``; returns an output to wait on."""
         if self.seed is not None:
             mx.random.seed(position_seed(self.seed, state.epoch, state.batch + 1))
+        ts = None
+        if self.targets is not None:
+            X, ts, y = self.targets(X, y, state.epoch, state.batch + 1)
+            ts = split(ts, ts, self.ctxs)[0]
         Xs, ys = split(X, y, self.ctxs)
         if self.undo is not None:
             self.undo.save(Xs)
+        if self.ema is not None:
+            self.ema.begin(Xs)
         with autograd.record():
             outputs = [self.net(x) for x in Xs]
-            losses = [self.loss(out, t) for out, t in zip(outputs, ys)]
+            losses = [self.loss(out, t) for out, t in zip(outputs, ts or ys)]
         for l in losses:
             l.backward()
         if self.undo is not None:
@@ -390,6 +400,8 @@ class Engine:
         else:
             self.trainer.update(batch_size)
             self.undo.restore_if_bad(bads)
+        if self.ema is not None:
+            self.ema.update()
         state.add(X.shape[0], loss_sums, [correct_count(o, t) for o, t in zip(outputs, ys)],
                   bad, bads, self.trainer.learning_rate)
         return losses[-1]

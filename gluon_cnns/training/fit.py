@@ -97,11 +97,14 @@ def _image_batches(run, ctx):
     return train, test
 
 
-def _build(run, train_iter):
+def _build(run, train_iter, tricks):
     """Initialize the net, make the trainer and restore the checkpoint being resumed."""
     import mxnet as mx
     from .optim import make_trainer
     run.net.initialize(mx.init.Xavier(), ctx=run.ctxs)
+    if run.settings.get("last_gamma"):
+        from .tricks import zero_last_gammas
+        zero_last_gammas(run.net)
     if run.start_from is not None:  # --finetune, fresh: the source's features
         from .finetune import transfer_features
         transfer_features(run.start_from, run.net, run.sample_shape, run.ctxs)
@@ -115,7 +118,7 @@ def _build(run, train_iter):
     trainer = make_trainer(run.net, run.settings, len(train_iter), run.cluster)
     if run.ckpt:
         try:
-            run.source.restore(run.ckpt, run.net, trainer, run.ctxs, train_iter)
+            run.source.restore(run.ckpt, run.net, trainer, run.ctxs, train_iter, tricks.ema)
         except GluonCNNsError as e:  # CheckpointError, DataError
             raise UsageError("--resume: cannot load the checkpoint in %s (%s); start a new "
                              "--save-dir" % (run.source, error_line(e)))
@@ -123,7 +126,7 @@ def _build(run, train_iter):
     return trainer
 
 
-def _saver(run, trainer, train_iter):
+def _saver(run, trainer, train_iter, ema):
     """The Checkpointer of a run with a --save-dir (rank 0 only), else None."""
     from .saver import Checkpointer, CtrlC
     if run.writer is None:
@@ -136,7 +139,7 @@ def _saver(run, trainer, train_iter):
     return Checkpointer(run.writer, run.net, trainer, train_iter, history, best,
                         current=run.ckpt, every=run.settings["checkpoint_every"],
                         ctrl_c=ctrl_c, last_epoch=run.settings["epochs"],
-                        resume_command=run.resume_command)
+                        resume_command=run.resume_command, ema=ema)
 
 
 def fit(run, on_ready=None):
@@ -148,24 +151,29 @@ def fit(run, on_ready=None):
     from mxnet import gluon
     from .loop import train
     from .tboard import chain, open_board
+    from .tricks import make_tricks
     seed_all(run.settings["seed"])
     train_iter, test_iter = _load(run)
-    trainer = _build(run, train_iter)
+    tricks = make_tricks(run.settings, run.net)
+    trainer = _build(run, train_iter, tricks)
     if run.writer is not None and run.config is not None:
         run.writer.write_config(run.config)
     if on_ready is not None:
         on_ready(train_iter, test_iter)
-    run.saver = saver = _saver(run, trainer, train_iter)
+    run.saver = saver = _saver(run, trainer, train_iter, tricks.ema)
     with (saver.ctrl_c if saver and saver.ctrl_c else contextlib.nullcontext()), \
             open_board(run, train_iter, test_iter) as board:
         # The board writes before the saver: what a checkpoint covers is on disk first.
-        return train(train_iter, test_iter, run.net, gluon.loss.SoftmaxCrossEntropyLoss(),
-                     trainer, run.ctxs if len(run.ctxs) > 1 else run.ctxs[0],
-                     run.settings["epochs"], progress=run.progress, callback=chain(board, saver),
-                     start_epoch=run.done, seed=run.settings["seed"],
-                     nan_policy=run.settings["nan_policy"] or "stop",
-                     batch_callback=chain(board and board.on_batch, saver and saver.on_batch),
-                     resume=run.ckpt.get("progress") if run.ckpt else None)
+        history = train(train_iter, test_iter, run.net, gluon.loss.SoftmaxCrossEntropyLoss(),
+                      trainer, run.ctxs if len(run.ctxs) > 1 else run.ctxs[0],
+                      run.settings["epochs"], progress=run.progress, callback=chain(board, saver),
+                      start_epoch=run.done, seed=run.settings["seed"],
+                      nan_policy=run.settings["nan_policy"] or "stop",
+                      batch_callback=chain(board and board.on_batch, saver and saver.on_batch),
+                      resume=run.ckpt.get("progress") if run.ckpt else None, tricks=tricks)
+    if tricks.ema is not None:  # the run's final weights are the average (timm's ModelEmaV2)
+        tricks.ema.apply_for_good()
+    return history
 
 
 def _resumed_records(run):

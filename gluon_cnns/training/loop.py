@@ -6,6 +6,8 @@ For exact resumption ``train`` can continue mid-epoch (``resume``), call back
 after every batch (``batch_callback``, e.g. to checkpoint) and reseed MXNet's
 generator from the position (``seed``); see ``artifacts.rundir``.
 """
+import contextlib
+
 import mxnet as mx
 from mxnet import gluon
 
@@ -38,7 +40,7 @@ def evaluate_accuracy(data_iter, net, ctx=None):
 def train(train_data, test_data, net, loss, trainer, ctx, num_epochs, *,
           progress=True, callback=None, start_epoch=0, epoch_lr=None, seed=None,
           nan_policy="stop", batch_callback=None, resume=None, print_batches=None,
-          batch_size=None):
+          batch_size=None, tricks=None):
     """Train ``net`` for ``num_epochs`` epochs and return the per-epoch history.
 
     The first seven parameters are those of the MXNet tutorial's ``utils.train``.
@@ -79,6 +81,9 @@ def train(train_data, test_data, net, loss, trainer, ctx, num_epochs, *,
       tutorials' ``Batch N. Loss: ..., Train acc ...`` line (a host read each time).
     * ``batch_size``: what every ``trainer.step`` divides by; default the data's
       ``batch_size``, else its first batch's size.
+    * ``tricks``: a :class:`~gluon_cnns.training.tricks.Tricks` -- label smoothing and
+      mixup decide what each batch trains on; with a weight EMA, the test accuracy is
+      the EMA's (the net keeps its own weights; ``tricks.ema.apply_for_good()`` after).
 
     The data may yield ``(X, y)`` pairs or be an ``mx.io.DataIter`` of
     ``DataBatch`` es (reset before each pass).
@@ -94,7 +99,8 @@ def train(train_data, test_data, net, loss, trainer, ctx, num_epochs, *,
                         "test_iter, batch_size, trainer, ctx, num_epochs) call train_ch5"
                         % type(net).__name__)
     ctxs = as_contexts(ctx)
-    engine = Engine(net, loss, trainer, ctxs, nan_policy, seed)
+    engine = Engine(net, loss, trainer, ctxs, nan_policy, seed, tricks)
+    ema = tricks.ema if tricks else None
     if print_batches:
         batch_callback = _with_batch_lines(batch_callback, print_batches)
     threads = describe_threads(ctxs)  # "2 threads"; "" on a GPU
@@ -107,8 +113,9 @@ def train(train_data, test_data, net, loss, trainer, ctx, num_epochs, *,
         state = EpochProgress(ctxs, epoch, _length(train_data), nan_policy,
                               resume if epoch == start_epoch + 1 else None)
         record = engine.run_epoch(train_data, state, progress, batch_callback, batch_size)
-        record.update(epoch=epoch, test_acc=evaluate_accuracy(test_data, net, ctxs),
-                      time=state.elapsed())
+        with ema.applied() if ema is not None else contextlib.nullcontext():
+            test_acc = evaluate_accuracy(test_data, net, ctxs)
+        record.update(epoch=epoch, test_acc=test_acc, time=state.elapsed())
         if nan_policy != "skip":
             del record["nan_skips"]
         print(_epoch_line(record), flush=True)

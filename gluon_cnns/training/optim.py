@@ -19,13 +19,17 @@ def make_lr_scheduler(settings, batches_per_epoch):
     (update ``e * batches_per_epoch + 1`` is the first at the lower rate, as MXNet's
     ``MultiFactorScheduler`` has it) or after each number of updates in
     ``lr_step_iters``; ``cosine`` decays it to 0 over all ``epochs`` (at update u,
-    ``lr (1 + cos(pi u / total)) / 2``). ``warmup_iters`` updates at ``warmup_lr``
-    come first (GluonCV's ``LRSequential``); the steps keep their update numbers.
+    ``lr (1 + cos(pi u / total)) / 2``). A warm-up comes first (GluonCV's
+    ``LRSequential``): ``warmup_iters`` updates at ``warmup_lr``, or the W updates of
+    ``warmup_epochs``, update u of them at ``lr u / W`` (linear from 0, Goyal et al.
+    2017 sec. 2.2); the main schedule then starts at ``lr`` and the steps keep their
+    update numbers.
     """
     gcv = _gluoncv_schedulers()
     lr, schedule = settings["lr"], settings["lr_schedule"]
     total = settings["epochs"] * batches_per_epoch
-    warmup = settings.get("warmup_iters") or 0
+    linear = (settings.get("warmup_epochs") or 0) * batches_per_epoch
+    warmup = linear or settings.get("warmup_iters") or 0
     offset = warmup + 1 if warmup else 0  # LRSequential counts the main schedule from here
     if schedule == "step":
         firsts = ([i + 1 for i in settings.get("lr_step_iters") or ()] or
@@ -41,8 +45,11 @@ def make_lr_scheduler(settings, batches_per_epoch):
         return None
     if not warmup:
         return main
-    return gcv.LRSequential([gcv.LRScheduler("constant", base_lr=settings["warmup_lr"],
-                                             niters=offset), main])
+    if linear:  # update u in 0..W: lr u / W
+        first = gcv.LRScheduler("linear", base_lr=0.0, target_lr=lr, niters=offset)
+    else:
+        first = gcv.LRScheduler("constant", base_lr=settings["warmup_lr"], niters=offset)
+    return gcv.LRSequential([first, main])
 
 
 def make_trainer(net, settings, batches_per_epoch, cluster=None):
@@ -51,6 +58,9 @@ def make_trainer(net, settings, batches_per_epoch, cluster=None):
     It sums gradients with a ``device`` kvstore over several contexts, or with
     the distributed kvstore of ``cluster`` (see ``training.distributed``).
     """
+    if settings.get("no_wd"):
+        from .tricks import no_weight_decay
+        no_weight_decay(net)
     params = {"learning_rate": settings["lr"], "wd": settings["wd"]}
     if settings["optimizer"] in ("sgd", "nag"):
         params["momentum"] = settings["momentum"]
@@ -59,4 +69,8 @@ def make_trainer(net, settings, batches_per_epoch, cluster=None):
     scheduler = make_lr_scheduler(settings, batches_per_epoch * cluster.updates_per_batch)
     if scheduler is not None:
         params["lr_scheduler"] = scheduler
-    return cluster.trainer(net.collect_params(), settings["optimizer"], params)
+    trainer = cluster.trainer(net.collect_params(), settings["optimizer"], params)
+    if settings.get("no_wd"):
+        from .tricks import copy_wd_mult
+        copy_wd_mult(trainer)
+    return trainer

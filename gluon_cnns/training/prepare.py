@@ -53,6 +53,7 @@ def run_settings(given, saved=None):
         if spec.kind == EPOCHS:
             settings[spec.name] = list(settings[spec.name] or ())
     _check_schedule(settings, given)
+    _check_tricks(settings, given)
     _check_images(settings, given)
     return settings
 
@@ -101,6 +102,19 @@ def _check_schedule(settings, given):
         raise UsageError("--lr-schedule step needs --lr-steps, e.g. --lr-steps 100,150")
     if given.get("lr_steps") is not None and settings["lr_schedule"] != "step":
         raise UsageError("--lr-steps only applies to --lr-schedule step; add --lr-schedule step")
+
+
+def _check_tricks(settings, given):
+    """Refuse tricks that do not fit together (their ranges are the flags' own checks)."""
+    if settings["warmup_epochs"] and settings["warmup_iters"]:
+        raise UsageError("--warmup-epochs (a linear ramp from 0 to --lr) and --warmup-iters (a "
+                         "constant --warmup-lr) are two warm-ups; give one")
+    if settings["warmup_epochs"] >= settings["epochs"]:
+        raise UsageError("--warmup-epochs %d leaves no epoch of the %d after the warm-up; give "
+                         "fewer" % (settings["warmup_epochs"], settings["epochs"]))
+    if given.get("mixup_off_epoch") and not settings["mixup"]:
+        raise UsageError("--mixup-off-epoch turns mixup off for the last epochs, and mixup is "
+                         "not on; add --mixup ALPHA, e.g. --mixup 0.2")
 
 
 def _check_images(settings, given):

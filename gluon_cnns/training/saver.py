@@ -1,4 +1,5 @@
 """When a run is saved: after every epoch, every K batches, and on Ctrl-C."""
+import contextlib
 import signal
 import threading
 import time
@@ -27,7 +28,7 @@ class Checkpointer:
     """
 
     def __init__(self, run_dir, net, trainer, train_iter, history, best=None, current=None,
-                 every=None, ctrl_c=None, last_epoch=None, resume_command=None):
+                 every=None, ctrl_c=None, last_epoch=None, resume_command=None, ema=None):
         self.run_dir, self.net, self.trainer, self.train_iter = run_dir, net, trainer, train_iter
         self.history = history  # log records so far, including earlier runs
         self.best = best or {"test_acc": -1.0, "epoch": None, "sha256": None}
@@ -40,14 +41,18 @@ class Checkpointer:
         self.ctrl_c = ctrl_c    # a CtrlC: save and stop once it was pressed
         self.last_epoch = last_epoch
         self.resume_command = resume_command  # what to run to continue, for the Ctrl-C line
+        # A WeightEMA (training/tricks.py): each checkpoint keeps it, best.params is it.
+        self.ema = ema
 
     def __call__(self, record):
         """After an epoch: checkpoint, best.params, log and curves."""
         epoch = record["epoch"]
-        entry = self.run_dir.write_checkpoint(epoch, 0, self.net, self.trainer, self.train_iter)
+        entry = self.run_dir.write_checkpoint(epoch, 0, self.net, self.trainer, self.train_iter,
+                                              self.ema)
         if record["test_acc"] > self.best["test_acc"]:
-            self.best = {"test_acc": record["test_acc"], "epoch": epoch,
-                         "sha256": self.run_dir.save_best(self.net)}
+            with self.ema.applied() if self.ema is not None else contextlib.nullcontext():
+                sha256 = self.run_dir.save_best(self.net)
+            self.best = {"test_acc": record["test_acc"], "epoch": epoch, "sha256": sha256}
         self.history.append(dict(
             {k: record[k] for k in ("epoch", "loss", "train_acc", "test_acc", "time",
                                     "images_per_sec", "lr", "nan_skips") if k in record},
@@ -70,7 +75,7 @@ class Checkpointer:
             return
         snapshot = progress.snapshot()  # first: raises if a batch was not finite
         entry = self.run_dir.write_checkpoint(progress.epoch - 1, progress.batch, self.net,
-                                              self.trainer, self.train_iter)
+                                              self.trainer, self.train_iter, self.ema)
         entry["progress"] = dict(snapshot, threads=self._epoch_threads())
         self._switch(entry)
         self._stop_if_interrupted()

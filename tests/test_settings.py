@@ -23,14 +23,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = "/usr/share/datasets/fashion-mnist"
 
 # A flag the project does not have, declared the one way a new flag is.
-SMOOTHING = table.Setting("label_smoothing", float, parse=table.positive_float, metavar="E",
+DROP_PATH = table.Setting("drop_path", float, parse=table.positive_float, metavar="E",
                           may_be_none=True, fixed_on_resume=True,
-                          help="spread E of each label's weight over the other classes")
+                          help="drop each residual branch with probability E")
 
 
 @pytest.fixture
 def one_more_setting(monkeypatch):
-    monkeypatch.setattr(table, "SETTINGS", table.SETTINGS + (SMOOTHING,))
+    monkeypatch.setattr(table, "SETTINGS", table.SETTINGS + (DROP_PATH,))
 
 
 def parse(argv):
@@ -52,40 +52,40 @@ def test_help_imports_no_mxnet():
 
 def test_a_new_setting_is_one_declaration(one_more_setting, tmp_path):
     # The parser has the flag, with its help and its value check.
-    assert "--label-smoothing E" in build_parser().format_help()
-    args = parse(["--net", "lenet", "--label-smoothing", "0.1"])
-    with pytest.raises(UsageError, match="argument --label-smoothing: must be a positive number"):
-        parse(["--label-smoothing", "-1"])
+    assert "--drop-path E" in build_parser().format_help()
+    args = parse(["--net", "lenet", "--drop-path", "0.1"])
+    with pytest.raises(UsageError, match="argument --drop-path: must be a positive number"):
+        parse(["--drop-path", "-1"])
     # The settings and config.json keep it; a resumed run takes it from there.
     settings = resolve_settings(args)
     resolve_data(settings)
-    assert settings["label_smoothing"] == 0.1
+    assert settings["drop_path"] == 0.1
     run_dir = RunDir(str(tmp_path))
     write_json(run_dir.file("config.json"), settings)
     saved = run_dir.read_config()
     assert saved == settings
-    assert resolve_settings(parse([]), saved)["label_smoothing"] == 0.1
+    assert resolve_settings(parse([]), saved)["drop_path"] == 0.1
     # config.json's type check knows its type; None is allowed, a string is not.
-    assert config_problem(dict(saved, label_smoothing=None)) is None
-    assert config_problem(dict(saved, label_smoothing="0.1")) == \
-        "'label_smoothing' is '0.1', not a number"
-    write_json(run_dir.file("config.json"), dict(saved, label_smoothing="0.1"))
-    with pytest.raises(CheckpointError, match="'label_smoothing' is '0.1', not a number"):
+    assert config_problem(dict(saved, drop_path=None)) is None
+    assert config_problem(dict(saved, drop_path="0.1")) == \
+        "'drop_path' is '0.1', not a number"
+    write_json(run_dir.file("config.json"), dict(saved, drop_path="0.1"))
+    with pytest.raises(CheckpointError, match="'drop_path' is '0.1', not a number"):
         run_dir.read_config()
     # --resume refuses to change it; the same value passes.
-    check_resume_changes(parse(["--label-smoothing", "0.1"]), saved, "runs/x")
+    check_resume_changes(parse(["--drop-path", "0.1"]), saved, "runs/x")
     with pytest.raises(UsageError) as refused:
-        check_resume_changes(parse(["--label-smoothing", "0.2"]), saved, "runs/x")
-    assert str(refused.value) == ("--label-smoothing cannot change on --resume (the checkpoint "
+        check_resume_changes(parse(["--drop-path", "0.2"]), saved, "runs/x")
+    assert str(refused.value) == ("--drop-path cannot change on --resume (the checkpoint "
                                   "in runs/x used 0.1); start a new --save-dir instead")
 
 
 def test_a_setting_free_on_resume_may_change(monkeypatch):
-    free = table.Setting("label_smoothing", float, parse=table.positive_float, help="h")
+    free = table.Setting("drop_path", float, parse=table.positive_float, help="h")
     monkeypatch.setattr(table, "SETTINGS", table.SETTINGS + (free,))
-    saved = resolve_settings(parse(["--net", "lenet", "--label-smoothing", "0.1"]))
-    check_resume_changes(parse(["--label-smoothing", "0.2"]), saved, "runs/x")
-    assert resolve_settings(parse(["--label-smoothing", "0.2"]), saved)["label_smoothing"] == 0.2
+    saved = resolve_settings(parse(["--net", "lenet", "--drop-path", "0.1"]))
+    check_resume_changes(parse(["--drop-path", "0.2"]), saved, "runs/x")
+    assert resolve_settings(parse(["--drop-path", "0.2"]), saved)["drop_path"] == 0.2
 
 
 def test_the_recipe_is_the_recipe_settings():
@@ -97,8 +97,8 @@ def test_the_recipe_is_the_recipe_settings():
     for name in recipe_settings:
         value = getattr(recipe, name)
         assert settings[name] == (list(value) if isinstance(value, tuple) else value), name
-    with pytest.raises(TypeError, match="label_smoothing"):
-        table.recipe(label_smoothing=0.1)
+    with pytest.raises(TypeError, match="drop_path"):
+        table.recipe(drop_path=0.1)
 
 
 def test_every_kept_flag_is_taken_from_config_json_on_resume():
@@ -108,7 +108,7 @@ def test_every_kept_flag_is_taken_from_config_json_on_resume():
     marked = dict(saved, **{s.name: "saved-%s" % s.name for s in table.kept_flags()
                             if s.name not in ("net", "recipe", "dataset", "data_dir")})
     marked.update(lr_schedule="none", optimizer="sgd", lr_steps=[], lr_step_iters=[],
-                  warmup_iters=0, mean=None, std=None, freeze_features=None)
+                  warmup_iters=0, warmup_epochs=0, mean=None, std=None, freeze_features=None)
     resumed = resolve_settings(parse([]), marked)
     for spec in table.kept_flags():
         assert resumed[spec.name] == marked[spec.name], spec.name

@@ -109,7 +109,7 @@ def _check_tricks(settings, given):
     if settings["warmup_epochs"] and settings["warmup_iters"]:
         raise UsageError("--warmup-epochs (a linear ramp from 0 to --lr) and --warmup-iters (a "
                          "constant --warmup-lr) are two warm-ups; give one")
-    if settings["warmup_epochs"] >= settings["epochs"]:
+    if settings["warmup_epochs"] and settings["warmup_epochs"] >= settings["epochs"]:
         raise UsageError("--warmup-epochs %d leaves no epoch of the %d after the warm-up; give "
                          "fewer" % (settings["warmup_epochs"], settings["epochs"]))
     if given.get("mixup_off_epoch") and not settings["mixup"]:

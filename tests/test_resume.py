@@ -160,6 +160,43 @@ def test_ctrl_c_saves_where_it_is_and_resume_is_bit_identical(tmp_path, referenc
                                      "batches_run": BATCHES - entry["batch"]}
 
 
+# The training tricks (gluon_cnns.training.tricks) on lenet_bn, 2 x 16 batches of 64.
+TRICKS = ["--net", "lenet_bn", "--data-dir", DATA, "--limit-train", "1024", "--limit-test",
+          "256", "--batch-size", "64", "--lr", "0.5", "--wd", "1e-3", "--seed", "7",
+          "--epochs", "2", "--quiet", "--mixup", "0.4", "--label-smoothing", "0.1", "--ema",
+          "0.9", "--no-wd", "--warmup-epochs", "1"]
+
+
+def run_files(run_dir, *names):
+    """The parameters in the named files of a run folder, by file and parameter name."""
+    return {n: {k: v.asnumpy() for k, v in mx.nd.load(os.path.join(run_dir, n)).items()}
+            for n in names}
+
+
+def test_tricks_killed_and_resumed_are_bit_identical_ema_included(tmp_path):
+    """Killed inside the warm-up's epoch of a run with every trick and resumed: the weights,
+    the weight average (checkpointed beside them) and best.params (the average) are the
+    uninterrupted run's, bit for bit."""
+    files = ("epoch-0002.params", "epoch-0002.ema.params", "best.params")
+    whole = str(tmp_path / "whole")
+    finish(TRICKS + ["--save-dir", whole])
+    run_dir = str(tmp_path / "run")
+    assert killed("batch:1:11", TRICKS + ["--save-dir", run_dir, "--checkpoint-every", "4"],
+                  run_dir) == (0, 8)
+    assert read_checkpoint(run_dir)["ema"] == "epoch-0001-batch-000008.ema.params"
+    finish(["--save-dir", run_dir, "--resume", "--quiet"])
+    expected, got = run_files(whole, *files), run_files(run_dir, *files)
+    for name in files:
+        assert_identical(got[name], expected[name])
+    # The average is not the weights, and best.params is the best epoch's average.
+    own, average = expected["epoch-0002.params"], expected["epoch-0002.ema.params"]
+    assert not all(np.array_equal(own[k], average[k]) for k in own)
+    with open(os.path.join(whole, "log.jsonl")) as f:
+        accs = [json.loads(line)["test_acc"] for line in f]
+    best = "epoch-%04d.ema.params" % (accs.index(max(accs)) + 1)
+    assert_identical(expected["best.params"], run_files(whole, best)[best])
+
+
 def test_an_epoch_resumed_on_other_threads_records_both_counts(tmp_path):
     from tools.results_table import build_row
     run_dir = str(tmp_path / "run")

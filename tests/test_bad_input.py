@@ -166,6 +166,25 @@ TRAIN = [
      "--finetune {dangling}: no such run folder or export"),
     ("export into a named pipe", ["--net", "lenet", "--export", "{fifo}/lenet"],
      "--export {fifo} is a named pipe, not a folder"),
+    ("negative mixup alpha", ["--mixup", "-0.2"],
+     "argument --mixup: must be an alpha >= 0, e.g. 0.2 (0: off), got '-0.2'"),
+    ("label smoothing 1", ["--label-smoothing", "1"],
+     "argument --label-smoothing: must be a number in [0, 1), e.g. 0.1, got '1'"),
+    ("negative label smoothing", ["--label-smoothing", "-0.1"],
+     "argument --label-smoothing: must be a number in [0, 1)"),
+    ("ema 1.5", ["--ema", "1.5"], "argument --ema: must be in 0..1 (both excluded), got '1.5'"),
+    ("ema 0", ["--ema", "0"], "argument --ema: must be in 0..1 (both excluded), got '0'"),
+    ("last gamma without residual blocks", ["--net", "lenet_bn", "--last-gamma"],
+     "--last-gamma zero-initializes the last BatchNorm of each residual block, and lenet_bn "
+     "has none"),
+    ("two warm-ups", ["--net", "lenet", "--warmup-epochs", "1", "--warmup-iters", "10",
+                      "--warmup-lr", "0.01"], "are two warm-ups; give one"),
+    ("warm-up as long as the run", ["--net", "lenet", "--warmup-epochs", "5"],
+     "--warmup-epochs 5 leaves no epoch of the 5 after the warm-up"),
+    ("mixup off epoch without mixup", ["--net", "lenet", "--mixup-off-epoch", "2"],
+     "--mixup-off-epoch turns mixup off for the last epochs, and mixup is not on"),
+    ("negative mixup off epoch", ["--mixup-off-epoch", "-1"],
+     "argument --mixup-off-epoch: must be a whole number >= 0"),
 ]
 
 PREDICT = [

@@ -3,9 +3,10 @@ checked against."""
 from mxnet import autograd, gluon
 
 
-def plain_gluon_epoch(net, trainer, batches):
-    """One pass over ``batches`` of (X, y): forward, softmax cross-entropy, backward, step."""
-    loss = gluon.loss.SoftmaxCrossEntropyLoss()
+def plain_gluon_epoch(net, trainer, batches, loss=None):
+    """One pass over ``batches`` of (X, y): forward, softmax cross-entropy (or ``loss``),
+    backward, step."""
+    loss = loss or gluon.loss.SoftmaxCrossEntropyLoss()
     for X, y in batches:
         with autograd.record():
             l = loss(net(X), y)

@@ -26,6 +26,7 @@ from gluon_cnns.cli.launch import (Node, free_ports, parse_args, plan, read_host
 from gluon_cnns.cli.train import main as train_main
 from gluon_cnns.training.distributed import Cluster, DistributedError, local_batch_size
 from gluon_cnns.data import BatchIterator, load_data
+from gluon_cnns.training.engine import position_seed
 from reference_loop import plain_gluon_epoch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -145,12 +146,25 @@ def mean_loss(net, batches):
     return total / sum(y.shape[0] for _, y in batches)
 
 
-def single_process_on_the_union(seeds=(SEED, SEED)):
+def mixed(X, y, seed, batch, alpha, eps, classes=10):
+    """What a worker seeded ``seed`` trains on at batch ``batch`` of epoch 1 with --mixup
+    ``alpha`` --label-smoothing ``eps`` (docs/TRAINING.md): its own part of the global batch
+    mixed with its mirror, lam ~ Beta(alpha, alpha) drawn from the position's seed."""
+    X, y = X.asnumpy(), y.asnumpy().astype(int)
+    soft = np.full((len(y), classes), eps / classes)
+    soft[np.arange(len(y)), y] += 1 - eps
+    lam = np.random.RandomState(position_seed(seed, 1, batch)).beta(alpha, alpha)
+    return (mx.nd.array(lam * X + (1 - lam) * X[::-1]),
+            mx.nd.array(lam * soft + (1 - lam) * soft[::-1]))
+
+
+def single_process_on_the_union(seeds=(SEED, SEED), tricks=None):
     """One process training on each step's two worker batches, concatenated.
 
     It starts from the weights the training script draws with rank 0's seed,
     ``seeds[0]``, and takes each worker's batches the way the worker does: the
-    worker's shard, shuffled by a generator seeded as the worker seeds it.
+    worker's shard, shuffled by a generator seeded as the worker seeds it; with
+    ``tricks`` = (alpha, eps), each worker's part mixed and smoothed as the worker does.
     """
     seed_all(seeds[0])
     shards = [load_data("fashion-mnist", BATCH // 2, root=DATA, limit_train=LIMIT,
@@ -163,105 +177,18 @@ def single_process_on_the_union(seeds=(SEED, SEED)):
     per_worker = []
     for shard, seed in zip(shards, seeds):
         np.random.seed(seed)  # as the worker process seeded its own generator
-        per_worker.append(list(shard))
+        batches = list(shard)
+        if tricks:
+            batches = [mixed(X, y, seed, b, *tricks) for b, (X, y) in enumerate(batches, 1)]
+        per_worker.append(batches)
     union = [(mx.nd.concat(X0, X1, dim=0), mx.nd.concat(y0, y1, dim=0))
              for (X0, y0), (X1, y1) in zip(*per_worker)]
     trainer = gluon.Trainer(net.collect_params(), "sgd",
                             {"learning_rate": LR, "momentum": MOMENTUM, "wd": 0.0})
-    plain_gluon_epoch(net, trainer, union)
+    plain_gluon_epoch(net, trainer, union,
+                      gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=False) if tricks else None)
     final = {k: p.data().asnumpy() for k, p in net._collect_params_with_prefix().items()}
     return initial, final, union
-
-
-# ---------------------------------------------------------------- sharding
-
-def test_shards_are_disjoint_contiguous_and_cover_the_set():
-    images = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1)
-    data = BatchIterator(images, np.arange(10), batch_size=2, shuffle=True)
-    parts = [data.shard(3, k) for k in range(3)]
-    assert [p.num_examples for p in parts] == [3, 3, 4]
-    assert np.concatenate([p.images.ravel() for p in parts]).tolist() == list(range(10))
-    assert [p.labels.tolist() for p in parts][0] == [0, 1, 2]
-    # The part is fixed before shuffling: a pass only reorders its own examples.
-    seen = sorted(int(v) for X, _ in parts[1] for v in X.asnumpy().ravel() * 255)
-    assert seen == [3, 4, 5]
-    assert parts[2].batch_size == 2 and parts[2].shuffle and len(parts[2]) == 2
-    assert data.num_examples == 10  # the original is untouched
-
-
-@pytest.mark.parametrize("num_parts, index", [(0, 0), (2, 2), (2, -1), (11, 0)])
-def test_bad_shards_are_data_errors(num_parts, index):
-    data = BatchIterator(np.zeros((10, 1, 1, 1), np.uint8), np.zeros(10), batch_size=2)
-    with pytest.raises(ValueError):
-        data.shard(num_parts, index)
-
-
-def test_load_data_shards_the_training_set_only():
-    full, test_full = load_data("fashion-mnist", 64, root=DATA, limit_train=300, limit_test=50)
-    part, test_part = load_data("fashion-mnist", 64, root=DATA, limit_train=300, limit_test=50,
-                                num_parts=2, part_index=1)
-    assert part.num_examples == 150 and test_part.num_examples == 50
-    np.testing.assert_array_equal(part.images, full.images[150:])
-
-
-def test_workers_make_the_same_number_of_steps():
-    # 9 examples, 2 workers, batch 4: parts of 4 and 5 would be 1 and 2 batches.
-    data = BatchIterator(np.arange(9, dtype=np.uint8).reshape(9, 1, 1, 1), np.zeros(9),
-                         batch_size=4, shuffle=True)
-
-    class FakeKV:
-        num_workers = 2
-
-        def __init__(self, rank):
-            self.rank = rank
-
-    parts = [Cluster("dist_sync", FakeKV(r), 4).shard(data) for r in (0, 1)]
-    assert [len(p) for p in parts] == [1, 1]
-    assert [p.images.ravel().tolist() for p in parts] == [[0, 1, 2, 3], [4, 5, 6, 7]]
-    assert isinstance(parts[1], BatchIterator) and parts[1].shuffle
-    assert Cluster().shard(data) is data
-
-
-def test_global_batch_must_split_evenly():
-    assert local_batch_size(256, 2) == 128
-    with pytest.raises(DistributedError, match="multiple of 3, e.g. 63 or 66"):
-        local_batch_size(64, 3)
-
-
-# ---------------------------------------------------------------- training script
-
-def test_two_cpu_contexts_train_like_one(tmp_path, capsys):
-    """--cpus 2 splits each batch over cpu(0) and cpu(1); lenet has no BatchNorm."""
-    common = DIST_TRAIN[:-2] + ["--seed", "3", "--quiet", "--kvstore", "device"]
-    assert train_main(common + ["--dump-params", str(tmp_path / "one.params")]) == 0
-    assert train_main(common + ["--cpus", "2", "--dump-params", str(tmp_path / "two.params")]) == 0
-    assert "training on [cpu(0), cpu(1)]" in capsys.readouterr().out
-    one, two = load_params(str(tmp_path / "one.params")), load_params(str(tmp_path / "two.params"))
-    for name in one:
-        np.testing.assert_allclose(one[name], two[name], rtol=1e-5, atol=1e-5, err_msg=name)
-
-
-FULL_ENV = {"DMLC_ROLE": "worker", "DMLC_PS_ROOT_URI": "127.0.0.1", "DMLC_PS_ROOT_PORT": "1",
-            "DMLC_NUM_SERVER": "1", "DMLC_NUM_WORKER": "2"}
-
-
-@pytest.mark.parametrize("argv, env, fragment", [
-    (["--kvstore", "dist_sync"], {}, "needs the environment that scripts/launch.py sets"),
-    (["--kvstore", "dist_sync", "--batch-size", "64"], dict(FULL_ENV, DMLC_NUM_WORKER="3"),
-     "does not split evenly across 3 workers"),
-    (["--kvstore", "dist_async", "--save-dir", "x"], FULL_ENV, "dist_async keeps"),
-    ([], {"DMLC_ROLE": "worker"}, "add --kvstore dist_sync"),
-    (["--cpus", "2", "--ctx", "gpu"], {}, "--cpus trains on CPU contexts"),
-])
-def test_distributed_mistakes_are_one_line(monkeypatch, capsys, argv, env, fragment):
-    """All caught before joining a job (the environment here is fake: nothing connects)."""
-    for name in FULL_ENV:
-        monkeypatch.delenv(name, raising=False)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    assert train_main(["--net", "lenet"] + argv) == 2
-    err = capsys.readouterr().err.splitlines()
-    assert len(err) == 1 and fragment in err[0], err
 
 
 # ---------------------------------------------------------------- distributed runs
@@ -303,20 +230,42 @@ def test_dist_sync_two_workers_equal_one_process_on_the_union(tmp_path):
     assert_workers_equal_one_process_on_the_union(dump, seed0)
 
 
-def assert_workers_equal_one_process_on_the_union(dump, seed0):
+# Mixup and label smoothing (gluon_cnns.training.tricks) in the distributed runs.
+TRICKS, TRICK_FLAGS = (0.4, 0.1), ["--mixup", "0.4", "--label-smoothing", "0.1"]
+
+
+def test_dist_sync_with_mixup_and_smoothing_equals_one_process_on_the_union(tmp_path):
+    """Each worker mixes its own part of the global batch with the lam of its seed and the
+    position: one process on the union of the parts, mixed alike, is the same training."""
+    dump = str(tmp_path / "rank{rank}.params")
+    command = shlex.join([PY, TRAIN] + DIST_TRAIN + TRICK_FLAGS + [
+        "--kvstore", "dist_sync", "--quiet", "--dump-params", dump])
+    code, out, err = run_launch(["-n", "2", "-s", "1", "--timeout", "150", "--", "sh", "-c",
+                                 "exec %s" % command])
+    assert code == 0, "\n".join(out) + err
+    assert_workers_equal_one_process_on_the_union(dump, SEED, TRICKS, seed1=SEED)
+
+
+def assert_workers_equal_one_process_on_the_union(dump, seed0, tricks=None, seed1=None):
     """The two workers' dumped weights are identical, and equal to one process trained on
     the union of their batches from rank 0's seed ``seed0`` (the other worker had SEED's
-    other value), and that training lowered the loss."""
+    other value, or ``seed1``), and that training lowered the loss. With ``tricks`` =
+    (alpha, eps) the union is of the workers' mixed and smoothed batches, and differs from
+    the plain one."""
     w0, w1 = (load_params(dump.format(rank=r)) for r in (0, 1))
     for name in w0:
         np.testing.assert_array_equal(w0[name], w1[name], err_msg=name)
-    initial, reference, union = single_process_on_the_union((seed0, 2 * SEED + 1 - seed0))
+    seeds = (seed0, 2 * SEED + 1 - seed0 if seed1 is None else seed1)
+    initial, reference, union = single_process_on_the_union(seeds, tricks)
     assert sorted(reference) == sorted(w0)
     # The workers' gradients are summed on the server, in another order than the union
     # batch's: float32 rounding over 8 momentum steps reaches 1.05e-4 with one order of
     # the seeds' batches. Without the initial synchronisation the difference is 0.014.
     for name in w0:
         np.testing.assert_allclose(w0[name], reference[name], rtol=0, atol=2e-4, err_msg=name)
+    if tricks:
+        _, plain, union = single_process_on_the_union(seeds)
+        assert max(np.abs(w0[k] - plain[k]).max() for k in w0) > 1e-2
     assert mean_loss(lenet_with(w0), union) < mean_loss(lenet_with(initial), union) - 0.1
 
 

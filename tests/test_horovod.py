@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from gluon_cnns.cli.train import main as train_main
-from test_distributed import (DATA, DIST_TRAIN, PY, SEED, TRAIN, Launch, lenet_with,
-                              load_params, mean_loss, single_process_on_the_union)
+from test_distributed import (DATA, DIST_TRAIN, PY, SEED, TRAIN, TRICK_FLAGS, TRICKS, Launch,
+                              lenet_with, load_params, mean_loss, single_process_on_the_union)
 
 HOROVODRUN = os.path.join(os.path.dirname(PY), "horovodrun")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -117,6 +117,21 @@ def test_two_ranks_equal_one_process_on_the_union(tmp_path):
     for name in w0:
         np.testing.assert_allclose(w0[name], reference[name], rtol=0, atol=2e-4, err_msg=name)
     assert mean_loss(lenet_with(w0), union) < mean_loss(lenet_with(initial), union) - 0.1
+
+
+def test_two_ranks_with_mixup_and_smoothing_equal_one_process_on_the_union(tmp_path):
+    """Each rank mixes its own part of the global batch, with the lam of its own seed
+    (SEED + rank) and the position: one process on the union of the parts mixed alike."""
+    dump = str(tmp_path / "rank{rank}.params")
+    run(2, DIST_TRAIN + TRICK_FLAGS + ["--kvstore", "horovod", "--quiet", "--dump-params", dump],
+        shell_tail=" --seed $((%d + HOROVOD_RANK))" % SEED)
+    w0, w1 = (load_params(dump.format(rank=r)) for r in (0, 1))
+    assert_same_params(w0, w1)
+    _, reference, _ = single_process_on_the_union((SEED, SEED + 1), TRICKS)
+    _, plain, _ = single_process_on_the_union((SEED, SEED + 1))
+    for name in w0:
+        np.testing.assert_allclose(w0[name], reference[name], rtol=0, atol=2e-4, err_msg=name)
+    assert max(np.abs(w0[k] - plain[k]).max() for k in w0) > 1e-2
 
 
 def _test_accs(job, rank):

@@ -2,6 +2,7 @@
 mixup's convex combinations, the parameters that escape weight decay, the zeroed last
 gammas, the linear warm-up and the weight EMA's update. Each is checked against numbers
 worked out by hand or by NumPy, or against GluonCV's own rule where it has one."""
+import json
 import math
 import pickle
 import re
@@ -214,3 +215,35 @@ def test_ema_follows_the_update_formula_and_is_applied_only_for_a_while():
             np.testing.assert_allclose(p.data().asnumpy(), e, rtol=1e-6)
     for o, p in zip(own, params):
         assert np.array_equal(p.data().asnumpy(), o)  # the net's own weights, bit for bit
+
+
+# ---------------------------------------------------------------- on your own images
+
+def test_mixup_and_smoothing_train_from_a_folder_and_its_pack_alike(tmp_path, capsys):
+    """The tricks act on the batches, whatever reads them: a folder of images and its
+    RecordIO pack train to the same figures and weights, and not to those of a plain run."""
+    from gluon_cnns.cli.pack import main as pack_main
+    from gluon_cnns.cli.train import main as train_main
+    from image_folders import write_image_folder
+    folder = write_image_folder(str(tmp_path / "images"), per_class=12, val_per_class=4)
+    pack = str(tmp_path / "pack")
+    assert pack_main([folder, "--out", pack]) == 0
+    common = ["--net", "lenet_bn", "--epochs", "2", "--batch-size", "32", "--seed", "4",
+              "--quiet"]
+    tricks = ["--mixup", "0.4", "--label-smoothing", "0.1", "--ema", "0.8"]
+    runs = {}
+    for name, kind, where, extra in (("folder", "folder", folder, tricks),
+                                     ("rec", "rec", pack, tricks),
+                                     ("plain", "folder", folder, [])):
+        run_dir = str(tmp_path / name)
+        assert train_main(common + extra + ["--dataset", kind, "--data-dir", where,
+                                            "--save-dir", run_dir]) == 0, capsys.readouterr()
+        with open(str(tmp_path / name / "log.jsonl")) as f:
+            log = [json.loads(line) for line in f]
+        runs[name] = ([(r["loss"], r["train_acc"], r["test_acc"]) for r in log],
+                      {k: v.asnumpy() for k, v in mx.nd.load(run_dir + "/best.params").items()})
+    assert runs["folder"][0] == runs["rec"][0]
+    for k, v in runs["folder"][1].items():
+        assert np.array_equal(v, runs["rec"][1][k]), k
+    assert [r[0] for r in runs["folder"][0]] != [r[0] for r in runs["plain"][0]]
+    assert any(not np.array_equal(v, runs["plain"][1][k]) for k, v in runs["folder"][1].items())

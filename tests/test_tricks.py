@@ -247,3 +247,24 @@ def test_mixup_and_smoothing_train_from_a_folder_and_its_pack_alike(tmp_path, ca
         assert np.array_equal(v, runs["rec"][1][k]), k
     assert [r[0] for r in runs["folder"][0]] != [r[0] for r in runs["plain"][0]]
     assert any(not np.array_equal(v, runs["plain"][1][k]) for k, v in runs["folder"][1].items())
+
+
+def test_the_training_command_starts_the_last_gammas_at_zero(tmp_path):
+    """--last-gamma through scripts/train.py: after one update at the rate 1e-30 the dumped
+    weights have each block's last gamma at 0 (give or take 1e-30 of a gradient) and every
+    other gamma at 1."""
+    from gluon_cnns.cli.train import main as train_main
+    dump = str(tmp_path / "w.params")
+    assert train_main(["--net", "resnet14_cifar", "--dataset", "fashion-mnist", "--data-dir",
+                       "/usr/share/datasets/fashion-mnist", "--limit-train", "16",
+                       "--limit-test", "16", "--batch-size", "16", "--epochs", "1", "--lr",
+                       "1e-30", "--seed", "1", "--quiet", "--last-gamma",
+                       "--dump-params", dump]) == 0
+    weights = {k: v.asnumpy() for k, v in mx.nd.load(dump).items()}
+    net = get_model("resnet14_cifar")
+    by_param = {p: n for n, p in net._collect_params_with_prefix().items()}
+    last = {by_param[g] for g in last_gammas(net)}
+    gammas = {n for n in weights if n.endswith("gamma")}
+    assert len(last) == 6 and last < gammas
+    assert all(np.abs(weights[n]).max() < 1e-25 for n in last)
+    assert all((weights[n] == 1).all() for n in gammas - last)

@@ -103,7 +103,8 @@ def _build(run, train_iter, tricks):
     from .optim import make_trainer
     run.net.initialize(mx.init.Xavier(), ctx=run.ctxs)
     if run.settings.get("last_gamma"):
-        from .tricks import zero_last_gammas
+        from .tricks import check_last_gamma, zero_last_gammas
+        check_last_gamma(run.net, run.settings["net"])
         zero_last_gammas(run.net)
     if run.start_from is not None:  # --finetune, fresh: the source's features
         from .finetune import transfer_features

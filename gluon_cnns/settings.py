@@ -208,7 +208,7 @@ def _datasets():
 _RECIPE = " (default: the net's recipe)"
 _DEFAULT_NET = "lenet_bn"
 _IMAGES = "your own images (--dataset folder or rec)"
-_TRICKS = "training tricks (off unless given; see docs/TRAINING.md)"
+_TRICKS = "training tricks (He et al. 2019; off in the book's recipes; see docs/TRAINING.md)"
 
 # In the order of ``gluon-cnns-train --help``.
 SETTINGS = (

@@ -19,7 +19,8 @@ CONFIG, CHECKPOINT, LOG, BEST, CURVES, LOCK = ("config.json", "checkpoint.json",
 # Written beside them: scripts/train.py's TensorBoard events, scripts/report.py's page.
 TENSORBOARD, REPORT = "tensorboard", "report.html"
 # The checkpoint files: what remove_unreferenced may delete.
-_OURS = re.compile(r"^epoch-\d{4,}(-batch-\d{6,})?(\.params|\.states|\.rng\.npz|\.ema\.params|\.json)$")
+_OURS = re.compile(r"^epoch-\d{4,}(-batch-\d{6,})?"
+                   r"(\.params|\.states|\.rng\.npz|\.ema\.params|\.json)$")
 _EPOCH_PARAMS = re.compile(r"^epoch-(\d+)\.params$")
 # What atomic_write leaves behind when a run is killed: ".NAME.RANDOM.tmp".
 _TEMPORARY = re.compile(r"^\.(epoch-\d{4,}\S*|%s)\.[^.]+\.tmp$"

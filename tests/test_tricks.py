@@ -219,6 +219,7 @@ def test_ema_follows_the_update_formula_and_is_applied_only_for_a_while():
 
 # ---------------------------------------------------------------- on your own images
 
+@pytest.mark.slow
 def test_mixup_and_smoothing_train_from_a_folder_and_its_pack_alike(tmp_path, capsys):
     """The tricks act on the batches, whatever reads them: a folder of images and its
     RecordIO pack train to the same figures and weights, and not to those of a plain run."""
@@ -249,6 +250,7 @@ def test_mixup_and_smoothing_train_from_a_folder_and_its_pack_alike(tmp_path, ca
     assert any(not np.array_equal(v, runs["plain"][1][k]) for k, v in runs["folder"][1].items())
 
 
+@pytest.mark.slow
 def test_the_training_command_starts_the_last_gammas_at_zero(tmp_path):
     """--last-gamma through scripts/train.py: after one update at the rate 1e-30 the dumped
     weights have each block's last gamma at 0 (give or take 1e-30 of a gradient) and every

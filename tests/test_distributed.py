@@ -191,6 +191,100 @@ def single_process_on_the_union(seeds=(SEED, SEED), tricks=None):
     return initial, final, union
 
 
+# ---------------------------------------------------------------- sharding
+
+def test_shards_are_disjoint_contiguous_and_cover_the_set():
+    images = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1)
+    data = BatchIterator(images, np.arange(10), batch_size=2, shuffle=True)
+    parts = [data.shard(3, k) for k in range(3)]
+    assert [p.num_examples for p in parts] == [3, 3, 4]
+    assert np.concatenate([p.images.ravel() for p in parts]).tolist() == list(range(10))
+    assert [p.labels.tolist() for p in parts][0] == [0, 1, 2]
+    # The part is fixed before shuffling: a pass only reorders its own examples.
+    seen = sorted(int(v) for X, _ in parts[1] for v in X.asnumpy().ravel() * 255)
+    assert seen == [3, 4, 5]
+    assert parts[2].batch_size == 2 and parts[2].shuffle and len(parts[2]) == 2
+    assert data.num_examples == 10  # the original is untouched
+
+
+@pytest.mark.parametrize("num_parts, index", [(0, 0), (2, 2), (2, -1), (11, 0)])
+def test_bad_shards_are_data_errors(num_parts, index):
+    data = BatchIterator(np.zeros((10, 1, 1, 1), np.uint8), np.zeros(10), batch_size=2)
+    with pytest.raises(ValueError):
+        data.shard(num_parts, index)
+
+
+def test_load_data_shards_the_training_set_only():
+    full, test_full = load_data("fashion-mnist", 64, root=DATA, limit_train=300, limit_test=50)
+    part, test_part = load_data("fashion-mnist", 64, root=DATA, limit_train=300, limit_test=50,
+                                num_parts=2, part_index=1)
+    assert part.num_examples == 150 and test_part.num_examples == 50
+    np.testing.assert_array_equal(part.images, full.images[150:])
+
+
+def test_workers_make_the_same_number_of_steps():
+    # 9 examples, 2 workers, batch 4: parts of 4 and 5 would be 1 and 2 batches.
+    data = BatchIterator(np.arange(9, dtype=np.uint8).reshape(9, 1, 1, 1), np.zeros(9),
+                         batch_size=4, shuffle=True)
+
+    class FakeKV:
+        num_workers = 2
+
+        def __init__(self, rank):
+            self.rank = rank
+
+    parts = [Cluster("dist_sync", FakeKV(r), 4).shard(data) for r in (0, 1)]
+    assert [len(p) for p in parts] == [1, 1]
+    assert [p.images.ravel().tolist() for p in parts] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert isinstance(parts[1], BatchIterator) and parts[1].shuffle
+    assert Cluster().shard(data) is data
+
+
+def test_global_batch_must_split_evenly():
+    assert local_batch_size(256, 2) == 128
+    with pytest.raises(DistributedError, match="multiple of 3, e.g. 63 or 66"):
+        local_batch_size(64, 3)
+
+
+# ---------------------------------------------------------------- training script
+
+@pytest.mark.parametrize("tricks", [[], ["--mixup", "0.4", "--label-smoothing", "0.1",
+                                           "--ema", "0.9"]])
+def test_two_cpu_contexts_train_like_one(tmp_path, capsys, tricks):
+    """--cpus 2 splits each batch over cpu(0) and cpu(1); lenet has no BatchNorm. Mixup
+    mixes the process's whole batch before the split, so the split changes nothing."""
+    common = DIST_TRAIN[:-2] + ["--seed", "3", "--quiet", "--kvstore", "device"] + tricks
+    assert train_main(common + ["--dump-params", str(tmp_path / "one.params")]) == 0
+    assert train_main(common + ["--cpus", "2", "--dump-params", str(tmp_path / "two.params")]) == 0
+    assert "training on [cpu(0), cpu(1)]" in capsys.readouterr().out
+    one, two = load_params(str(tmp_path / "one.params")), load_params(str(tmp_path / "two.params"))
+    for name in one:
+        np.testing.assert_allclose(one[name], two[name], rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+FULL_ENV = {"DMLC_ROLE": "worker", "DMLC_PS_ROOT_URI": "127.0.0.1", "DMLC_PS_ROOT_PORT": "1",
+            "DMLC_NUM_SERVER": "1", "DMLC_NUM_WORKER": "2"}
+
+
+@pytest.mark.parametrize("argv, env, fragment", [
+    (["--kvstore", "dist_sync"], {}, "needs the environment that scripts/launch.py sets"),
+    (["--kvstore", "dist_sync", "--batch-size", "64"], dict(FULL_ENV, DMLC_NUM_WORKER="3"),
+     "does not split evenly across 3 workers"),
+    (["--kvstore", "dist_async", "--save-dir", "x"], FULL_ENV, "dist_async keeps"),
+    ([], {"DMLC_ROLE": "worker"}, "add --kvstore dist_sync"),
+    (["--cpus", "2", "--ctx", "gpu"], {}, "--cpus trains on CPU contexts"),
+])
+def test_distributed_mistakes_are_one_line(monkeypatch, capsys, argv, env, fragment):
+    """All caught before joining a job (the environment here is fake: nothing connects)."""
+    for name in FULL_ENV:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert train_main(["--net", "lenet"] + argv) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and fragment in err[0], err
+
+
 # ---------------------------------------------------------------- distributed runs
 
 def test_dist_sync_two_workers_equal_one_process_on_the_union(tmp_path):

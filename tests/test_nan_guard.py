@@ -174,3 +174,20 @@ def test_cli_stops_with_exit_3_and_keeps_the_last_good_checkpoint(tmp_path, caps
     assert record["nan_skips"] >= 1
     params = mx.nd.load(os.path.join(run_dir, "epoch-0001.params"))
     assert all(np.isfinite(v.asnumpy()).all() for v in params.values())
+
+
+def test_skip_undoes_the_bad_batchs_step_of_the_weight_ema(capsys):
+    """With a weight EMA (training/tricks.py) a skipped batch leaves the average too: it
+    ends as the average of the run without that batch, bit for bit."""
+    from gluon_cnns.training.tricks import Tricks, WeightEMA
+    clean = batches(5)
+    with_nan = clean[:2] + batches(1, nan_at=(1,), seed=1) + clean[2:]
+    shadows = []
+    for data in (clean, with_nan):
+        net = bn_net()
+        tricks = Tricks(ema=WeightEMA(net, 0.5))
+        fit(net, data, nan_policy="skip", tricks=tricks)
+        shadows.append([a.asnumpy() for a in tricks.ema.shadow])
+    for a, b in zip(*shadows):
+        assert np.array_equal(a, b)
+    assert "skipped 1 non-finite batch" in capsys.readouterr().out

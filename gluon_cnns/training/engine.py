@@ -229,18 +229,18 @@ class UndoBadBatch:
 
     Deciding on the host would cost a device read per batch. Instead every batch
     keeps copies of the parameters (BatchNorm's running statistics included:
-    the forward pass changes them) and of the optimizer state, and after the
-    update ``where(bad, saved, new)`` keeps the new values only for a finite batch.
+    the forward pass changes them), of the optimizer state and of the weight EMA, and
+    after the update ``where(bad, saved, new)`` keeps the new values only for a finite batch.
     """
 
-    def __init__(self, net, trainer, ctxs):
+    def __init__(self, net, trainer, ctxs, ema=None):
         if _updates_on_kvstore(trainer, ctxs):
             raise GluonCNNsError(
                 "nan_policy 'skip' cannot undo an update made inside the kvstore (several "
                 "devices, or dist_async); create the Trainer with update_on_kvstore=False")
         self.net, self.trainer, self.ctxs = net, trainer, ctxs
         self.params = list(net.collect_params().values())
-        self.saved = []
+        self.saved, self.ema = [], ema
 
     def _arrays(self):
         arrays = []
@@ -252,6 +252,8 @@ class UndoBadBatch:
         for updater in self.trainer._updaters:  # pylint: disable=protected-access
             for state in updater.states.values():
                 arrays += _state_arrays(state)
+        if self.ema is not None:
+            arrays += self.ema.shadow or []
         return arrays
 
     def save(self, Xs):
@@ -363,11 +365,10 @@ class Engine:
                                  % (", ".join(map(repr, NAN_POLICIES)), nan_policy))
         self.net, self.loss, self.trainer, self.ctxs = net, loss, trainer, ctxs
         self.nan_policy = nan_policy
-        self.undo = UndoBadBatch(net, trainer, ctxs) if nan_policy == "skip" else None
+        self.targets, self.ema = (tricks.targets, tricks.ema) if tricks else (None, None)
+        self.undo = UndoBadBatch(net, trainer, ctxs, self.ema) if nan_policy == "skip" else None
         self.seed = seed if seed is not None and _draws_random_numbers(net) else None
         self.grads = None  # per context, the gradient arrays (known after the first batch)
-        self.targets = tricks.targets if tricks else None
-        self.ema = tricks.ema if tricks else None
         if self.targets is not None:
             self.loss = self.targets.loss
 
@@ -380,10 +381,10 @@ class Engine:
             X, ts, y = self.targets(X, y, state.epoch, state.batch + 1)
             ts = split(ts, ts, self.ctxs)[0]
         Xs, ys = split(X, y, self.ctxs)
-        if self.undo is not None:
-            self.undo.save(Xs)
         if self.ema is not None:
             self.ema.begin(Xs)
+        if self.undo is not None:
+            self.undo.save(Xs)
         with autograd.record():
             outputs = [self.net(x) for x in Xs]
             losses = [self.loss(out, t) for out, t in zip(outputs, ts or ys)]
@@ -399,9 +400,10 @@ class Engine:
             self.trainer.step(batch_size)
         else:
             self.trainer.update(batch_size)
-            self.undo.restore_if_bad(bads)
         if self.ema is not None:
             self.ema.update()
+        if self.undo is not None:
+            self.undo.restore_if_bad(bads)  # the EMA's update included
         state.add(X.shape[0], loss_sums, [correct_count(o, t) for o, t in zip(outputs, ys)],
                   bad, bads, self.trainer.learning_rate)
         return losses[-1]

@@ -58,6 +58,7 @@ MODULES = {
     "export": ("gluon_cnns/inference/export.py", None, "tests/test_export.py"),
     "pack": ("gluon_cnns/data/image_pack.py", None, "tests/test_pack.py"),
     "threads": ("gluon_cnns/threads.py", None, "tests/test_threads.py"),
+    "tricks": ("gluon_cnns/training/tricks.py", None, "tests/test_tricks.py -m 'not slow'"),
 }
 
 # Operators left out to keep a module under about ten minutes: replacements by operators

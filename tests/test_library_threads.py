@@ -1,0 +1,133 @@
+"""The thread policy on the library path: a plain script that imports gluon_cnns and mxnet in
+either order, with no thread variable set (gluon_cnns.threads.apply_at_import, check_loaded).
+
+The policy is fixed when MXNet is loaded, so each case runs in a fresh process. What MXNet's
+operators run with is read from outside the package: libgomp keeps the threads of a team parked
+in its pool, so a convolution (a oneDNN parallel region in the engine's worker) that ran on N
+OpenMP threads leaves N - 1 new threads in /proc/self/task.
+"""
+import os
+import subprocess
+import sys
+
+from gluon_cnns import threads
+from gluon_cnns.threads import SET_VAR, available_cores, configure, effective_threads
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+THREAD_VARS = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "MXNET_OMP_MAX_THREADS",
+               threads.POLICY_VAR, SET_VAR)
+MXNET_ALONE = effective_threads({})  # MXNet 1.9.1's own count: half the CPUs on x86
+CORES = available_cores()
+NOTICE = "MXNet is using"
+
+# Runs {before}, then prints how many OpenMP threads a convolution ran on.
+SCRIPT = """
+import os, sys
+{before}
+import mxnet as mx
+def tasks():
+    return len(os.listdir("/proc/self/task"))
+(mx.nd.ones((1,)) + 1).wait_to_read()  # starts the engine's worker thread
+start = tasks()
+x, w = mx.nd.ones((8, 16, 64, 64)), mx.nd.ones((16, 16, 3, 3))
+mx.nd.Convolution(x, w, kernel=(3, 3), num_filter=16, no_bias=True).wait_to_read()
+print("conv threads", tasks() - start + 1)
+"""
+
+
+def _run(before, extra=None):
+    """``(threads a convolution ran on, stdout lines before that, stderr)`` of SCRIPT."""
+    env = {k: v for k, v in os.environ.items() if k not in THREAD_VARS}
+    env["PYTHONPATH"] = ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")
+    env.update(extra or {})
+    proc = subprocess.run([sys.executable, "-c", SCRIPT.format(before=before)], env=env,
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    return int(lines[-1].split()[-1]), lines[:-1], proc.stderr
+
+
+def test_importing_the_package_first_gives_mxnet_the_cores():
+    ran, printed, err = _run("import gluon_cnns; print('mxnet' in sys.modules)")
+    assert printed == ["False"]  # the import itself leaves MXNet unloaded
+    assert ran == CORES, err
+    assert NOTICE not in err
+
+
+def test_opt_out_leaves_mxnets_own_count():
+    ran, _, err = _run("import gluon_cnns; print(os.environ.get('OMP_NUM_THREADS'))",
+                       {threads.POLICY_VAR: "off"})
+    assert ran == MXNET_ALONE
+    assert err == ""
+
+
+def test_a_garbage_opt_out_value_is_one_line_and_counts_as_off():
+    ran, _, err = _run("import gluon_cnns", {threads.POLICY_VAR: "maybe"})
+    assert ran == MXNET_ALONE
+    assert err.splitlines() == ["warning: GLUON_CNNS_THREADS='maybe' is neither on nor off: "
+                                "taken as off (import gluon_cnns sets no thread variable)"]
+
+
+def test_mxnet_first_says_once_how_many_cores_it_uses():
+    ran, _, err = _run("import mxnet, gluon_cnns\n"
+                       "gluon_cnns.get_model('resnet20_cifar'); gluon_cnns.get_model('resnet18')")
+    assert ran == MXNET_ALONE
+    said = [line for line in err.splitlines() if NOTICE in line]
+    # Once, though two nets were built; none where MXNet's own count is the policy's.
+    assert said == ([] if MXNET_ALONE >= CORES else [
+        "warning: MXNet is using %d of %d cores: import gluon_cnns before mxnet, or set "
+        "OMP_NUM_THREADS=%d before Python starts (GLUON_CNNS_THREADS=off silences this)"
+        % (MXNET_ALONE, CORES, CORES)]), err
+    assert len(err.splitlines()) == len(said)
+
+
+def test_no_line_for_a_light_net_or_with_the_opt_out():
+    # lenet_bn's policy is one thread: MXNet's own count is not fewer.
+    for before, extra in (("import mxnet, gluon_cnns; gluon_cnns.get_model('lenet_bn')", {}),
+                          ("import mxnet, gluon_cnns; gluon_cnns.get_model('resnet18')",
+                           {threads.POLICY_VAR: "off"})):
+        _, _, err = _run(before, extra)
+        assert NOTICE not in err, before
+
+
+def test_the_users_thread_count_wins_in_either_order():
+    for before in ("import gluon_cnns", "import mxnet, gluon_cnns; gluon_cnns.get_model('resnet18')"):
+        ran, _, err = _run(before, {"OMP_NUM_THREADS": "1"})
+        assert ran == 1, before
+        assert NOTICE not in err
+
+
+def test_loaded_threads_reads_what_the_convolution_ran_on():
+    for extra in ({}, {"OMP_NUM_THREADS": str(CORES)}):
+        ran, printed, _ = _run("import mxnet\nfrom gluon_cnns.threads import loaded_threads\n"
+                               "print(loaded_threads())", dict(extra, GLUON_CNNS_THREADS="off"))
+        assert printed == [str(ran)], extra
+
+
+# ---------------------------------------------------------------- the package's own choice
+
+def _imported():
+    """An environment as ``import gluon_cnns`` leaves it, with no thread variable of the user."""
+    environ = {}
+    threads._apply(None, environ, record=True)
+    assert environ[SET_VAR]
+    return environ
+
+
+def test_a_tools_per_net_choice_replaces_what_the_import_set():
+    environ = _imported()
+    assert configure("lenet_bn", environ) == {"OMP_NUM_THREADS": "1"}
+    assert environ == {"OMP_NUM_THREADS": "1"}  # a child process keeps it as given
+
+
+def test_a_value_the_user_changed_is_the_users():
+    environ = _imported()
+    environ["OMP_NUM_THREADS"] = "3"  # e.g. in the notebook, after the import
+    assert "OMP_NUM_THREADS" not in configure("lenet_bn", environ)
+    assert environ["OMP_NUM_THREADS"] == "3"
+
+
+def test_local_workers_split_the_cores_the_package_chose():
+    environ = _imported()
+    assert threads.worker_env(2, environ, cores=4) == {"OMP_NUM_THREADS": "2"}
+    assert threads.worker_env(2, dict(environ, **{SET_VAR: ""}), cores=2) == {}

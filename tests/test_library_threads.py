@@ -134,3 +134,47 @@ def test_local_workers_split_the_cores_the_package_chose():
     environ = _imported()
     assert threads.worker_env(2, environ, cores=4) == {"OMP_NUM_THREADS": "2"}
     assert threads.worker_env(2, dict(environ, **{SET_VAR: ""}), cores=2) == {}
+
+
+# ---------------------------------------------------------------- the benchmark of the path
+
+def test_the_benchmarks_user_script_runs_with_the_policys_threads():
+    from types import SimpleNamespace
+    from tools.benchmark.library import _argv, _spec
+    from tools.benchmark.peer import run_result
+    spec = _spec("lenet_bn", SimpleNamespace(warmup=0, repeat=1, min_time=0.01, seed=0))
+    assert spec["shape"][0] == 256
+    ours = run_result(_argv("ours", spec, sys.executable), "ours")
+    first = run_result(_argv("mxnet_first", spec, sys.executable), "mxnet first")
+    # Imported first, the package gives MXNet every core: the net is not known yet.
+    assert (ours["threads"], first["threads"]) == (CORES, MXNET_ALONE)
+    assert ours["train_step"]["median"] > 0
+
+
+def test_a_library_section_merges_into_a_saved_report(tmp_path):
+    import json
+    from tools.benchmark import main as benchmark
+    from tools.benchmark.library import _record
+    from tools.benchmark.report import render
+    result = {"framework": "x", "threads": 2, "train_step": {"median": 100.0}}
+    runs = {"ours": [result, result], "mxnet_first": [dict(result, threads=1)] * 2,
+            "pytorch": [dict(result, train_step={"median": 50.0})] * 2}
+    spec = {"shape": [64, 1, 96, 96], "kwargs": {}}
+    section = {"python": "p", "torch": "2", "rounds": 2, "started": "now",
+               "load_average": [[1.0, 1.0, 1.0], None],
+               "nets": [_record("resnet18", spec, runs)]}
+    saved = tmp_path / "benchmark.json"
+    with open(os.path.join(ROOT, "docs", "benchmark.json")) as f:
+        original = json.load(f)
+    saved.write_text(json.dumps(original))
+    benchmark.merge_into(str(saved), {"command": "python scripts/benchmark.py --library-path "
+                                                 "resnet18", "library_path": section})
+    merged = json.loads(saved.read_text())
+    assert {k: v for k, v in merged.items() if k not in ("library_path", "targets")} == {
+        k: v for k, v in original.items() if k != "targets"}
+    assert merged["library_path"]["nets"][0]["ours_ratio"]["median"] == 2.0
+    assert {"what": "resnet18 plain user script vs PyTorch eager", "target": 1.3,
+            "measured": 2.0, "met": True} in merged["targets"]
+    text = render(merged, markdown=True)
+    assert "## Library path" in text and "--library-path resnet18" in text
+    assert "| resnet18 | 64 | 100 (2) | 100 (1) | 50 (2) | 2.00x (2.00-2.00) |" in text

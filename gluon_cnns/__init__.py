@@ -18,7 +18,7 @@ from ._version import __version__
 from .errors import DataError, ExportError, GluonCNNsError, InputTooSmallError, UnknownModelError
 from .models import list_models, model_spec
 from .models import get_model as _build
-from .threads import apply_at_import, check_loaded
+from .threads import apply_at_import, first_use
 
 # A script that imports the package before mxnet gets the thread policy's cores
 # (gluon_cnns.threads; GLUON_CNNS_THREADS=off leaves MXNet's own count).
@@ -35,11 +35,11 @@ __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 def get_model(name, **kwargs):
-    """Build the network registered as ``name`` (:func:`gluon_cnns.models.get_model`). The
-    first call says once, in one line, if an MXNet imported before this package runs on
-    fewer cores than the thread policy gives the net (:func:`gluon_cnns.threads.check_loaded`)."""
+    """Build the network registered as ``name`` (:func:`gluon_cnns.models.get_model`), after
+    the thread policy's first use (:func:`gluon_cnns.threads.first_use`): the net's threads
+    if MXNet is not loaded yet, else one line, once, if MXNet runs on fewer cores."""
     model_spec(name)  # an unknown name is one UnknownModelError, before anything else
-    check_loaded(name)
+    first_use(name)
     return _build(name, **kwargs)
 
 

@@ -36,7 +36,8 @@ turns that off. What the package set is recorded in ``GLUON_CNNS_THREADS_SET``:
 a later :func:`configure` (a command-line tool's per-net choice, here or in a child
 process) replaces it, while a variable the user set still wins. Where MXNet was
 loaded first, the first ``get_model`` or ``utils.train`` says once, in one line,
-how many cores MXNet uses and how to give it the others (:func:`check_loaded`).
+how many cores MXNet uses and how to give it the others (:func:`first_use`); a first
+``get_model`` before ``import mxnet`` chooses for its net.
 
 Every reader takes its files as arguments (defaults: the real ``/proc`` and
 ``/sys``), so that tests can hand it fabricated ones. docs/SPEED_NOTES.md
@@ -66,7 +67,6 @@ USER_WAIT_VARS = ("OMP_WAIT_POLICY", WAIT_VAR)
 
 # "off": ``import gluon_cnns`` leaves the thread variables alone and says nothing.
 POLICY_VAR = "GLUON_CNNS_THREADS"
-POLICY_VALUES = ("on", "off")
 # "OMP_NUM_THREADS=2 GOMP_SPINCOUNT=10000": what the package itself put in the
 # environment, so that a later configure() (here or in a child process, which inherits
 # both) tells the package's own choice from the user's.
@@ -81,7 +81,8 @@ CGROUP_ROOT = "/sys/fs/cgroup"
 
 _applied = {}  # what the last configure() set, for describe_threads()
 # "chosen": a caller chose the threads before MXNet was loaded (configure(), leave());
-# "said": the line of check_loaded(), once per process.
+# "work": the net of the last get_model (utils.train judges by it); "said": the line of
+# first_use(), once per process.
 _state = {}
 
 
@@ -277,13 +278,18 @@ def users_environ(environ):
     return {name: value for name, value in environ.items() if name not in own}
 
 
+def _take_back(environ):
+    """Remove from ``environ`` what the package set, and its record."""
+    for name in set_by_package(environ):
+        del environ[name]
+    environ.pop(SET_VAR, None)
+
+
 def _apply(work, environ, record):
     """Replace what the package set in ``environ`` by the policy for ``work``; with
     ``record``, mark it as the package's own choice (:data:`SET_VAR`), which a later
     :func:`configure` replaces; unmarked, it passes to child processes as given."""
-    for name in set_by_package(environ):
-        del environ[name]
-    environ.pop(SET_VAR, None)
+    _take_back(environ)
     chosen = plan(work, environ)
     environ.update(chosen)
     if chosen and record:
@@ -320,9 +326,7 @@ def leave(environ=None):
     environ = os.environ if environ is None else environ
     if "mxnet" in sys.modules:
         return
-    for name in set_by_package(environ):
-        del environ[name]
-    environ.pop(SET_VAR, None)
+    _take_back(environ)
     _applied.clear()
     if environ is os.environ:
         _state["chosen"] = True
@@ -381,12 +385,18 @@ def loaded_threads():
     return int(gomp.omp_get_max_threads()) if gomp is not None else effective_threads()
 
 
-def check_loaded(work=None, warn=None):
-    """On first use (``get_model``, ``utils.train``): when MXNet was loaded before the policy
-    could be set and runs fewer threads than the policy gives ``work``, one line, once per
-    process, naming both counts and the fix; the line, or None."""
-    if ("said" in _state or "chosen" in _state or "mxnet" not in sys.modules
-            or not policy_on(warn=lambda _line: None)):
+def first_use(work=None, warn=None):
+    """From ``get_model`` and ``utils.train``, unless a caller chose (:func:`configure`):
+    before MXNet is loaded, the import's choice becomes ``work``'s (one thread for a small
+    net); once it is, if it runs fewer threads than the policy gives ``work``, one line,
+    once per process, naming both counts and the fix. Returns that line, or None."""
+    if "said" in _state or "chosen" in _state or not policy_on(warn=lambda _line: None):
+        return None
+    if work is None:
+        work = _state.get("work")
+    _state["work"] = work
+    if "mxnet" not in sys.modules:
+        _apply(work, os.environ, record=True)  # MXNet is loaded next, with these
         return None
     wanted = plan(work).get(THREADS_VAR)
     running = loaded_threads() if wanted is not None else None

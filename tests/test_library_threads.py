@@ -1,5 +1,5 @@
 """The thread policy on the library path: a plain script that imports gluon_cnns and mxnet in
-either order, with no thread variable set (gluon_cnns.threads.apply_at_import, check_loaded).
+either order, with no thread variable set (gluon_cnns.threads.apply_at_import, first_use).
 
 The policy is fixed when MXNet is loaded, so each case runs in a fresh process. What MXNet's
 operators run with is read from outside the package: libgomp keeps the threads of a team parked
@@ -91,7 +91,8 @@ def test_no_line_for_a_light_net_or_with_the_opt_out():
 
 
 def test_the_users_thread_count_wins_in_either_order():
-    for before in ("import gluon_cnns", "import mxnet, gluon_cnns; gluon_cnns.get_model('resnet18')"):
+    for before in ("import gluon_cnns",
+                   "import mxnet, gluon_cnns; gluon_cnns.get_model('resnet18')"):
         ran, _, err = _run(before, {"OMP_NUM_THREADS": "1"})
         assert ran == 1, before
         assert NOTICE not in err
@@ -178,3 +179,21 @@ def test_a_library_section_merges_into_a_saved_report(tmp_path):
     text = render(merged, markdown=True)
     assert "## Library path" in text and "--library-path resnet18" in text
     assert "| resnet18 | 64 | 100 (2) | 100 (1) | 50 (2) | 2.00x (2.00-2.00) |" in text
+
+
+def test_a_first_get_model_before_mxnet_chooses_for_its_net():
+    ran, printed, err = _run("import gluon_cnns; gluon_cnns.get_model('lenet_bn'); "
+                             "print(os.environ['OMP_NUM_THREADS'])")
+    assert (ran, printed) == (1, ["1"]), err
+
+
+def test_utils_train_judges_by_the_last_net_built():
+    # lenet_bn's policy is one thread: MXNet's own count on this machine is not fewer.
+    code = ("import mxnet as mx, gluon_cnns\nfrom mxnet import gluon\n"
+            "net = gluon_cnns.get_model('lenet_bn'); net.initialize()\n"
+            "X, y = mx.nd.zeros((4, 1, 28, 28)), mx.nd.zeros((4,))\n"
+            "data = [(X, y)]\n"
+            "gluon_cnns.utils.train(data, data, net, gluon.loss.SoftmaxCrossEntropyLoss(), "
+            "gluon.Trainer(net.collect_params(), 'sgd'), mx.cpu(), 1)")
+    _, _, err = _run(code)
+    assert NOTICE not in err

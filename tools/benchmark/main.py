@@ -121,9 +121,9 @@ def _add_thread_flags(add):
         help="a plain user script's training step against PyTorch's, for these nets (%s), "
              "when torch is importable by --peer-python" % ",".join(LIBRARY_NETS))
     add("--merge-into", metavar="JSON",
-        help="put the thread, peer, loader and library-path sections this run measured into "
-             "the report saved in JSON by --json, keeping its other sections; --markdown "
-             "then renders that report")
+        help="put the thread, peer, loader and library-path sections this run measured (or "
+             "--render read) into the report saved in JSON by --json, keeping its other "
+             "sections; --markdown then renders that report")
 
 
 def _add_loader_flags(add):
@@ -397,7 +397,7 @@ def main(argv=None):
     try:
         _check_paths(opts)
         report = load_report(opts.render) if opts.render else run(opts, command)
-        if opts.merge_into and not opts.render:
+        if opts.merge_into:
             report = merge_into(opts.merge_into, report)
     except GluonCNNsError as e:
         print("%s: error: %s" % (PROG, e), file=sys.stderr)

@@ -169,11 +169,13 @@ def test_a_library_section_merges_into_a_saved_report(tmp_path):
         original = json.load(f)
     saved.write_text(json.dumps(original))
     benchmark.merge_into(str(saved), {"command": "python scripts/benchmark.py --library-path "
-                                                 "resnet18", "library_path": section})
+                                                 "resnet18", "library_path": section,
+                                      "machine": {"cores": 2}})
     merged = json.loads(saved.read_text())
     assert {k: v for k, v in merged.items() if k not in ("library_path", "targets")} == {
-        k: v for k, v in original.items() if k != "targets"}
+        k: v for k, v in original.items() if k not in ("library_path", "targets")}
     assert merged["library_path"]["nets"][0]["ours_ratio"]["median"] == 2.0
+    # Its load of 1.0 on 2 cores is a quiet machine: the row names no busy one.
     assert {"what": "resnet18 plain user script vs PyTorch eager", "target": 1.3,
             "measured": 2.0, "met": True} in merged["targets"]
     text = render(merged, markdown=True)
@@ -197,3 +199,14 @@ def test_utils_train_judges_by_the_last_net_built():
             "gluon.Trainer(net.collect_params(), 'sgd'), mx.cpu(), 1)")
     _, _, err = _run(code)
     assert NOTICE not in err
+
+
+def test_a_library_target_measured_on_a_busy_machine_says_so():
+    from tools.benchmark.library import library_targets
+    section = {"load_average": [[1.0, 1.0, 1.0], [2.5, 1.0, 1.0]], "nets": [
+        {"net": "resnet18", "target": 1.3, "ours_ratio": {"median": 2.0}, "met": True}]}
+    (row,) = library_targets(section, {"cores": 2})
+    assert row["what"].endswith("on a busy machine (load 2.5 on 2 cores; the target is for "
+                                "a quiet one)")
+    (row,) = library_targets(section, {"cores": 4})
+    assert row["what"] == "resnet18 plain user script vs PyTorch eager"

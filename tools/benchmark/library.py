@@ -123,10 +123,24 @@ def bench_library(names, opts, say=lambda *_: None):
             "nets": [_record(name, specs[name], runs[name]) for name in names]}
 
 
-def library_targets(section):
+def busy_text(section, machine):
+    """``" on a busy machine (...)"`` when the 1-minute load reached the cores of the
+    measuring ``machine`` (a merged section carries its own) at the start or the end,
+    else ``""``: the targets are for a quiet machine."""
+    machine = section.get("machine", machine) or {}
+    loads = [load[0] for load in section.get("load_average", []) if load]
+    cores = machine.get("cores")
+    if not cores or not loads or max(loads) < cores:
+        return ""
+    return " on a busy machine (load %.1f on %d cores; the target is for a quiet one)" % (
+        max(loads), cores)
+
+
+def library_targets(section, machine=None):
     """Target rows: the plain user script's training step / PyTorch eager's."""
-    return [{"what": "%s plain user script vs PyTorch eager" % r["net"], "target": r["target"],
-             "measured": r["ours_ratio"]["median"], "met": r["met"]}
+    busy = busy_text(section or {}, machine)
+    return [{"what": "%s plain user script vs PyTorch eager%s" % (r["net"], busy),
+             "target": r["target"], "measured": r["ours_ratio"]["median"], "met": r["met"]}
             for r in (section or {}).get("nets", [])]
 
 
@@ -135,7 +149,7 @@ def _threads_text(side):
     return "/".join(map(str, counts))
 
 
-def library_lines(section, table):
+def library_lines(section, table, machine=None):
     """The section's lines; ``table(header, rows)`` renders a table."""
     if "skipped" in section:
         return ["skipped: %s" % section["skipped"]]
@@ -158,6 +172,8 @@ def library_lines(section, table):
             "eager at its defaults; %d rounds from %s, the sides alternating in fresh "
             "processes; ratios are the medians (min-max) of the per-round ratios. Threads: "
             "the OpenMP threads MXNet was loaded with, torch.get_num_threads(). Load average "
-            "%s at the start, %s at the end: the machine was shared with other sessions."
+            "%s at the start, %s at the end: the machine was shared with other sessions%s."
             % (section["torch"], section["rounds"], section["started"],
-               "/".join("%.2f" % x for x in load[0]), "/".join("%.2f" % x for x in load[1]))]
+               "/".join("%.2f" % x for x in load[0]), "/".join("%.2f" % x for x in load[1]),
+               busy_text(section, machine).replace(" on a busy machine", ", measured on a "
+                                                   "busy machine"))]

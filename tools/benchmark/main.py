@@ -351,7 +351,7 @@ def targets(report):
                              "met": v["met"]})
     return (rows + thread_targets(report.get("threads")) + peer_targets(report.get("peer"))
             + loader_targets(report.get("loader"))
-            + library_targets(report.get("library_path")))
+            + library_targets(report.get("library_path"), report.get("machine")))
 
 
 def load_report(path):
@@ -372,12 +372,13 @@ MERGED = ("threads", "peer", "loader", "library_path")
 
 def merge_into(path, report):
     """The report saved in ``path`` with the sections of :data:`MERGED` that ``report``
-    measured (each keeps this run's command), written back to ``path`` as a whole."""
+    measured (each keeps the command and machine of its run), written back to ``path``."""
     from gluon_cnns.io import write_json
     saved = load_report(path)
     for section in MERGED:
         if report.get(section):
-            saved[section] = dict(report[section], command=report["command"])
+            saved[section] = dict(report[section], command=report["command"],
+                                  machine=report["machine"])
     saved["targets"] = targets(saved)
     write_json(path, saved)
     return saved

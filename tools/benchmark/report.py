@@ -394,7 +394,8 @@ def render(report, markdown=False):
     if report.get("library_path"):
         out.append(heading("Library path: a plain user script vs PyTorch eager"))
         out.extend(library_lines(report["library_path"],
-                                 lambda header, rows: _table(header, rows, markdown)))
+                                 lambda header, rows: _table(header, rows, markdown),
+                                 report.get("machine")))
     if report.get("loader"):
         out.append(heading("Own-image loader"))
         out.append(_table(*_loader_rows(report["loader"]), markdown))

@@ -29,15 +29,11 @@ alone when ``OMP_NUM_THREADS`` or ``MXNET_OMP_MAX_THREADS`` is set, the waiting
 when ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` is. Once MXNet is imported the
 environment has been read: :func:`configure` then changes nothing.
 
-``import gluon_cnns`` applies the policy for an unknown net (all physical cores)
-when MXNet is not loaded yet (:func:`apply_at_import`), so that a plain script or
-notebook that imports the package before ``mxnet`` gets every core; ``GLUON_CNNS_THREADS=off``
-turns that off. What the package set is recorded in ``GLUON_CNNS_THREADS_SET``:
-a later :func:`configure` (a command-line tool's per-net choice, here or in a child
-process) replaces it, while a variable the user set still wins. Where MXNet was
-loaded first, the first ``get_model`` or ``utils.train`` says once, in one line,
-how many cores MXNet uses and how to give it the others (:func:`first_use`); a first
-``get_model`` before ``import mxnet`` chooses for its net.
+``import gluon_cnns`` sets the policy for an unknown net (all cores) if MXNet is not
+loaded yet (:func:`apply_at_import`; ``GLUON_CNNS_THREADS=off`` turns it off), marked
+as the package's own, which a later :func:`configure` replaces; the first ``get_model``
+refines it for its net, or, with MXNet loaded first, says once in one line how many
+cores MXNet uses and how to fix it (:func:`first_use`).
 
 Every reader takes its files as arguments (defaults: the real ``/proc`` and
 ``/sys``), so that tests can hand it fabricated ones. docs/SPEED_NOTES.md
@@ -80,9 +76,8 @@ PROC_CGROUP = "/proc/self/cgroup"
 CGROUP_ROOT = "/sys/fs/cgroup"
 
 _applied = {}  # what the last configure() set, for describe_threads()
-# "chosen": a caller chose the threads before MXNet was loaded (configure(), leave());
-# "work": the net of the last get_model (utils.train judges by it); "said": the line of
-# first_use(), once per process.
+# "chosen": a caller chose before MXNet was loaded (configure(), leave()); "work": the
+# last get_model's net (utils.train judges by it); "said": first_use()'s one line.
 _state = {}
 
 
@@ -340,12 +335,12 @@ def policy_on(environ=None, warn=None):
     if value in ("", "on"):
         return True
     if value != "off":
-        (warn or _warn)("warning: %s=%r is neither on nor off: taken as off (import "
+        (warn or _say)("warning: %s=%r is neither on nor off: taken as off (import "
                         "gluon_cnns sets no thread variable)" % (POLICY_VAR, environ[POLICY_VAR]))
     return False
 
 
-def _warn(line):
+def _say(line):
     print(line, file=sys.stderr)
 
 
@@ -405,7 +400,7 @@ def first_use(work=None, warn=None):
     _state["said"] = ("warning: MXNet is using %d of %s cores: import gluon_cnns before mxnet, "
                       "or set %s=%s before Python starts (%s=off silences this)"
                       % (running, wanted, THREADS_VAR, wanted, POLICY_VAR))
-    (warn or _warn)(_state["said"])
+    (warn or _say)(_state["said"])
     return _state["said"]
 
 

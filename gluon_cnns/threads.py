@@ -29,6 +29,12 @@ alone when ``OMP_NUM_THREADS`` or ``MXNET_OMP_MAX_THREADS`` is set, the waiting
 when ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` is. Once MXNet is imported the
 environment has been read: :func:`configure` then changes nothing.
 
+``import gluon_cnns`` sets the policy for an unknown net (all cores) if MXNet is not
+loaded yet (:func:`apply_at_import`; ``GLUON_CNNS_THREADS=off`` turns it off), marked
+as the package's own, which a later :func:`configure` replaces; the first ``get_model``
+refines it for its net, or, with MXNet loaded first, says once in one line how many
+cores MXNet uses and how to fix it (:func:`first_use`).
+
 Every reader takes its files as arguments (defaults: the real ``/proc`` and
 ``/sys``), so that tests can hand it fabricated ones. docs/SPEED_NOTES.md
 ("Threads") has the measurements behind the numbers.
@@ -55,6 +61,13 @@ THREADS_VAR, WAIT_VAR = "OMP_NUM_THREADS", "GOMP_SPINCOUNT"
 USER_THREAD_VARS = (THREADS_VAR, "MXNET_OMP_MAX_THREADS")
 USER_WAIT_VARS = ("OMP_WAIT_POLICY", WAIT_VAR)
 
+# "off": ``import gluon_cnns`` leaves the thread variables alone and says nothing.
+POLICY_VAR = "GLUON_CNNS_THREADS"
+# "OMP_NUM_THREADS=2 GOMP_SPINCOUNT=10000": what the package itself put in the
+# environment, so that a later configure() (here or in a child process, which inherits
+# both) tells the package's own choice from the user's.
+SET_VAR = "GLUON_CNNS_THREADS_SET"
+
 # Set by horovodrun / mpirun: how many processes of the job share this machine.
 LOCAL_SIZE_VARS = ("HOROVOD_LOCAL_SIZE", "OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS")
 
@@ -63,6 +76,9 @@ PROC_CGROUP = "/proc/self/cgroup"
 CGROUP_ROOT = "/sys/fs/cgroup"
 
 _applied = {}  # what the last configure() set, for describe_threads()
+# "chosen": a caller chose before MXNet was loaded (configure(), leave()); "work": the
+# last get_model's net (utils.train judges by it); "said": first_use()'s one line.
+_state = {}
 
 
 # ---------------------------------------------------------------- reading the machine
@@ -232,7 +248,7 @@ def plan(work=None, environ=None, cores=None):
     physical cores (default :func:`available_cores`), shared by the local
     processes of a horovodrun/mpirun job (:data:`LOCAL_SIZE_VARS`).
     """
-    environ = os.environ if environ is None else environ
+    environ = users_environ(os.environ if environ is None else environ)
     chosen = {}
     if not any(name in environ for name in USER_THREAD_VARS):
         cores = available_cores() if cores is None else cores
@@ -242,6 +258,40 @@ def plan(work=None, environ=None, cores=None):
     if threads > 1 and not any(name in environ for name in USER_WAIT_VARS):
         chosen[WAIT_VAR] = str(SPIN_COUNT)
     return chosen
+
+
+def set_by_package(environ):
+    """``{name: value}`` of the variables of ``environ`` that the package set
+    (:data:`SET_VAR`) and that still hold the value it gave them."""
+    recorded = dict(item.partition("=")[::2] for item in environ.get(SET_VAR, "").split())
+    return {name: value for name, value in recorded.items() if environ.get(name) == value}
+
+
+def users_environ(environ):
+    """``environ`` without the variables the package set: what the user chose."""
+    own = set_by_package(environ)
+    return {name: value for name, value in environ.items() if name not in own}
+
+
+def _take_back(environ):
+    """Remove from ``environ`` what the package set, and its record."""
+    for name in set_by_package(environ):
+        del environ[name]
+    environ.pop(SET_VAR, None)
+
+
+def _apply(work, environ, record):
+    """Replace what the package set in ``environ`` by the policy for ``work``; with
+    ``record``, mark it as the package's own choice (:data:`SET_VAR`), which a later
+    :func:`configure` replaces; unmarked, it passes to child processes as given."""
+    _take_back(environ)
+    chosen = plan(work, environ)
+    environ.update(chosen)
+    if chosen and record:
+        environ[SET_VAR] = " ".join("%s=%s" % item for item in sorted(chosen.items()))
+    _applied.clear()
+    _applied.update(chosen)
+    return dict(chosen)
 
 
 def configure(work=None, environ=None):
@@ -260,11 +310,98 @@ def configure(work=None, environ=None):
         return {}
     from .envcheck import check_environment  # UsageError for what MXNet would choke on
     check_environment(environ)
-    chosen = plan(work, environ)
-    environ.update(chosen)
+    if environ is os.environ:
+        _state["chosen"] = True
+    return _apply(work, environ, record=False)
+
+
+def leave(environ=None):
+    """Before MXNet is imported: take back what the package set, leaving MXNet's own
+    count (a tool that chooses no policy); the user's variables stay."""
+    environ = os.environ if environ is None else environ
+    if "mxnet" in sys.modules:
+        return
+    _take_back(environ)
     _applied.clear()
-    _applied.update(chosen)
-    return dict(chosen)
+    if environ is os.environ:
+        _state["chosen"] = True
+
+
+def policy_on(environ=None, warn=None):
+    """Whether :data:`POLICY_VAR` lets the package choose threads: unset, ``on`` or
+    ``off``; any other value is one line to ``warn`` and counts as ``off``."""
+    environ = os.environ if environ is None else environ
+    value = environ.get(POLICY_VAR, "").strip().lower()
+    if value in ("", "on"):
+        return True
+    if value != "off":
+        (warn or _say)("warning: %s=%r is neither on nor off: taken as off (import "
+                        "gluon_cnns sets no thread variable)" % (POLICY_VAR, environ[POLICY_VAR]))
+    return False
+
+
+def _say(line):
+    print(line, file=sys.stderr)
+
+
+def apply_at_import(environ=None, warn=None):
+    """From ``import gluon_cnns``: the policy for an unknown net (all physical cores), unless
+    MXNet is loaded already or :data:`POLICY_VAR` is ``off``; returns what was set."""
+    environ = os.environ if environ is None else environ
+    if "mxnet" in sys.modules or not policy_on(environ, warn):
+        return {}
+    return _apply(None, environ, record=True)
+
+
+def _libgomp():
+    """The libgomp this process loaded (MXNet's), found in /proc/self/maps, or None."""
+    import ctypes
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as maps:
+            for line in maps:
+                path = line.split()[-1]
+                if os.path.basename(path).startswith("libgomp"):
+                    return ctypes.CDLL(path)
+    except OSError:
+        pass
+    return None
+
+
+def loaded_threads():
+    """The OpenMP threads of the MXNet loaded in this process, read without changing it.
+
+    Loading ``libmxnet.so`` sets the main thread's OpenMP count to its ceiling
+    (``src/engine/openmp.cc``), the count its engine workers start with, so that
+    libgomp's ``omp_get_max_threads()`` there tells it; any other thread, or a
+    process without libgomp, falls back on MXNet's rule (:func:`effective_threads`).
+    """
+    import threading
+    gomp = _libgomp() if threading.current_thread() is threading.main_thread() else None
+    return int(gomp.omp_get_max_threads()) if gomp is not None else effective_threads()
+
+
+def first_use(work=None, warn=None):
+    """From ``get_model`` and ``utils.train``, unless a caller chose (:func:`configure`):
+    before MXNet is loaded, the import's choice becomes ``work``'s (one thread for a small
+    net); once it is, if it runs fewer threads than the policy gives ``work``, one line,
+    once per process, naming both counts and the fix. Returns that line, or None."""
+    if "said" in _state or "chosen" in _state or not policy_on(warn=lambda _line: None):
+        return None
+    if work is None:
+        work = _state.get("work")
+    _state["work"] = work
+    if "mxnet" not in sys.modules:
+        _apply(work, os.environ, record=True)  # MXNet is loaded next, with these
+        return None
+    wanted = plan(work).get(THREADS_VAR)
+    running = loaded_threads() if wanted is not None else None
+    if running is None or running >= int(wanted):
+        return None
+    _state["said"] = ("warning: MXNet is using %d of %s cores: import gluon_cnns before mxnet, "
+                      "or set %s=%s before Python starts (%s=off silences this)"
+                      % (running, wanted, THREADS_VAR, wanted, POLICY_VAR))
+    (warn or _say)(_state["said"])
+    return _state["said"]
 
 
 def applied():
@@ -304,7 +441,7 @@ def describe_threads(contexts=(), environ=None):
 def worker_env(local_workers, environ=None, cores=None):
     """``{"OMP_NUM_THREADS": ...}`` for each of ``local_workers`` processes sharing this
     machine's cores (at least 1 each); ``{}`` when the user set the thread count."""
-    environ = os.environ if environ is None else environ
+    environ = users_environ(os.environ if environ is None else environ)
     if any(name in environ for name in USER_THREAD_VARS):
         return {}
     cores = available_cores() if cores is None else cores

@@ -27,7 +27,7 @@ def fashion_mnist_dir():
 SLOW_MODULES = {
     "test_benchmark", "test_cli_predict", "test_cli_train", "test_d2l_path",
     "test_distributed", "test_docs", "test_hosts", "test_export", "test_gluon_citizen", "test_horovod",
-    "test_hostile_round3", "test_own_images", "test_own_images_hostile",
+    "test_hostile_round3", "test_library_threads", "test_own_images", "test_own_images_hostile",
     "test_own_images_im2rec", "test_own_images_predict", "test_owned_paths", "test_pack",
     "test_predictor", "test_profile_paths", "test_reproduce_hostile", "test_reproduction",
     "test_resume", "test_run_folder", "test_threads", "test_viz_maps", "test_viz_report",

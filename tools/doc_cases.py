@@ -69,6 +69,11 @@ NOT_RUN = {
     "resnet20_cifar,densenet --peer-python /tmp/torch-venv/bin/python --peer-rounds 2":
         "needs PyTorch in its own virtualenv (GluonCV 0.10 refuses to import beside torch 2), "
         "which this environment does not have",
+    "python scripts/benchmark.py --net none --library-path resnet18,resnet20_cifar,lenet_bn "
+    "--peer-python /tmp/torch-venv/bin/python --repeat 3 --warmup 1 --min-time 0.5 "
+    "--peer-rounds 4":
+        "needs PyTorch in its own virtualenv (GluonCV 0.10 refuses to import beside torch 2), "
+        "which this environment does not have",
     "python3 -m venv /tmp/torch-venv":
         "makes the PyTorch virtualenv of the peer column (see the benchmark command after it)",
     "/tmp/torch-venv/bin/pip install "

@@ -56,10 +56,10 @@ def configure_threads(prog, work=None, cpus=None, policy=True):
     before MXNet is imported (gluon_cnns.envcheck, gluon_cnns.threads); None, or the exit
     code 2 after printing the one line of a refused value."""
     from ..envcheck import check_cpu_contexts, check_environment
-    from ..threads import configure
+    from ..threads import configure, leave
     try:
         check_cpu_contexts(cpus)
-        configure(work) if policy else check_environment()
+        configure(work) if policy else (leave(), check_environment())
     except UsageError as e:
         return report(prog, e)
     return None

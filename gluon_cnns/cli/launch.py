@@ -40,7 +40,7 @@ import threading
 import time
 
 from ..errors import UsageError
-from ..threads import worker_env
+from ..threads import SET_VAR, worker_env
 from .launch_args import (MAX_PROCESSES, PROG, build_parser, check_capacity,  # noqa: F401
                           parse_args, read_hostfile)
 
@@ -184,7 +184,9 @@ def plan(args, command):
         if args.hostfile is None:
             env.update(DMLC_NODE_HOST=host_ip, PORT=str(ports[i]))
             if role == "worker":  # the local workers share this machine's cores
-                env.update(worker_env(args.num_workers, dict(os.environ, **common)))
+                threads = worker_env(args.num_workers, dict(os.environ, **common))
+                if threads:  # the launcher's count, which the worker keeps as given
+                    env.update(threads, **{SET_VAR: ""})
             nodes.append(Node("%s %d" % (role, index), list(command), env))
         else:
             host, ssh_port = hosts[i % len(hosts)]

@@ -12,7 +12,7 @@ import mxnet as mx
 from mxnet import gluon
 
 from ..data.quick import cap_epochs
-from ..threads import describe_threads
+from ..threads import describe_threads, first_use
 from ..models.base import param_contexts
 from .devices import as_contexts, split
 from .engine import Engine, EpochProgress, batches, correct_count, total
@@ -98,6 +98,7 @@ def train(train_data, test_data, net, loss, trainer, ctx, num_epochs, *,
                         "a %s as its third argument, net; for d2l's order (net, train_iter, "
                         "test_iter, batch_size, trainer, ctx, num_epochs) call train_ch5"
                         % type(net).__name__)
+    first_use()  # a net built without get_model
     ctxs = as_contexts(ctx)
     engine = Engine(net, loss, trainer, ctxs, nan_policy, seed, tricks)
     ema = tricks.ema if tricks else None

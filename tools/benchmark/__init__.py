@@ -17,8 +17,10 @@ Then, optionally: end-to-end training of N batches with our loader and loop
 against the tutorials' own loop (``--e2e-nets``); int8/bf16 inference of a net
 trained in the run (``--dtype``); bf16 against fp32 training (``--bf16-train``);
 a per-operator profile of a training step (``--profile``); whether the own-image
-loader keeps up with training (``--loader resnet18``). ``--render FILE``
-re-prints (and with ``--markdown`` rewrites) a report saved by ``--json``.
+loader keeps up with training (``--loader resnet18``); a plain user script
+against PyTorch (``--library-path``). ``--render FILE`` re-prints (and with
+``--markdown`` rewrites) a report saved by ``--json``; ``--merge-into FILE`` puts
+the measured sections into one.
 
 Timing: every figure is the median of ``--repeat`` samples (min-max shown),
 after ``--warmup`` untimed ones; a sample repeats the call until it lasts
@@ -28,5 +30,6 @@ the machine may be shared.
 One module per suite: ``machine`` (machine info, GEMM limit), ``timing``,
 ``nets`` (per-net figures, GluonCV twins), ``end_to_end`` (our loop against the
 tutorial's), ``lowp`` (int8/bf16), ``profile``, ``loader`` (own-image loader),
+``threads`` (the thread matrix), ``peer`` and ``library`` (against PyTorch),
 ``report`` (text and Markdown) and ``main`` (command line).
 """

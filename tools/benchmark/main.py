@@ -12,6 +12,7 @@ from gluon_cnns.errors import GluonCNNsError
 from . import __doc__ as _PACKAGE_DOC
 from .argtypes import name_list, non_negative_int, per_net_dir, per_net_int, positive_int_list
 from .end_to_end import E2E_TARGET_NETS, add_compute_floor, bench_e2e
+from .library import LIBRARY_NETS, bench_library, library_targets
 from .loader import bench_loader, check_loader_args, loader_targets
 from .lowp import bench_bf16_training, bench_lowp, check_run, judge_lowp
 from .machine import gemm_limit, load_average, machine_info, resolve_ctx
@@ -116,6 +117,13 @@ def _add_thread_flags(add):
         help="the Python that runs PyTorch (default: this one)")
     add("--peer-rounds", type=positive_int, default=2, metavar="N",
         help="alternating rounds of ours / PyTorch processes (default: 2)")
+    add("--library-path", type=name_list, default=[], metavar="A,B",
+        help="a plain user script's training step against PyTorch's, for these nets (%s), "
+             "when torch is importable by --peer-python" % ",".join(LIBRARY_NETS))
+    add("--merge-into", metavar="JSON",
+        help="put the thread, peer, loader and library-path sections this run measured (or "
+             "--render read) into the report saved in JSON by --json, keeping its other "
+             "sections; --markdown then renders that report")
 
 
 def _add_loader_flags(add):
@@ -213,6 +221,10 @@ def _check_args(opts):
         raise GluonCNNsError("--threads-machine takes quiet and/or busy, got %s" % ", ".join(bad))
     _check_names(opts.loader, "--loader")
     check_loader_args(opts)
+    bad = [n for n in opts.library_path if n not in LIBRARY_NETS]
+    if bad:
+        raise GluonCNNsError("--library-path: no comparison of %s; choose from %s"
+                             % (", ".join(bad), ",".join(LIBRARY_NETS)))
     bad = [n for n in opts.peer if n not in PEER_NETS]
     if bad:
         raise GluonCNNsError("--peer: no PyTorch twin of %s; choose from %s"
@@ -226,7 +238,10 @@ def _check_args(opts):
 def _check_paths(opts):
     """Every path flag, checked before anything is measured (a bad output path would
     otherwise fail only after the whole run)."""
-    for flag, path in (("--json", opts.json), ("--markdown", opts.markdown)):
+    if opts.merge_into is not None:
+        load_report(opts.merge_into)  # one line now, not after the run, if it is no report
+    for flag, path in (("--json", opts.json), ("--markdown", opts.markdown),
+                       ("--merge-into", opts.merge_into)):
         if path is not None:
             check_output_file(path, flag)
     if opts.data_dir is not None:
@@ -251,7 +266,8 @@ def _new_report(opts, command, ctx):
             "machine": machine_info(), "ctx": str(ctx),
             "settings": json.loads(json.dumps(settings, default=str)),
             "nets": [], "e2e": [], "low_precision": [], "bf16_training": [], "profiles": {},
-            "threads": None, "peer": None, "loader": None, "notes": [], "section_seconds": {}}
+            "threads": None, "peer": None, "loader": None, "library_path": None, "notes": [],
+            "section_seconds": {}}
 
 
 def run(opts, command):
@@ -301,6 +317,9 @@ def run(opts, command):
                                   _say)
     if opts.peer:
         report["peer"] = timed("peer", "PyTorch peer column", bench_peer, opts.peer, opts, _say)
+    if opts.library_path:
+        report["library_path"] = timed("library_path", "library path", bench_library,
+                                       opts.library_path, opts, _say)
     if opts.loader:
         report["loader"] = timed("loader", "own-image loader", bench_loader, opts.loader[0], ctx,
                                  opts, _say)
@@ -331,7 +350,8 @@ def targets(report):
                              "accuracy_judged": r.get("accuracy_judged", True),
                              "met": v["met"]})
     return (rows + thread_targets(report.get("threads")) + peer_targets(report.get("peer"))
-            + loader_targets(report.get("loader")))
+            + loader_targets(report.get("loader"))
+            + library_targets(report.get("library_path"), report.get("machine")))
 
 
 def load_report(path):
@@ -345,6 +365,23 @@ def load_report(path):
     report["low_precision"] = [judge_lowp(r) for r in report.get("low_precision", [])]
     report["targets"] = targets(report)
     return report
+
+
+MERGED = ("threads", "peer", "loader", "library_path")
+
+
+def merge_into(path, report):
+    """The report saved in ``path`` with the sections of :data:`MERGED` that ``report``
+    measured (each keeps the command and machine of its run), written back to ``path``."""
+    from gluon_cnns.io import write_json
+    saved = load_report(path)
+    for section in MERGED:
+        if report.get(section):
+            saved[section] = dict(report[section], command=report["command"],
+                                  machine=report["machine"])
+    saved["targets"] = targets(saved)
+    write_json(path, saved)
+    return saved
 
 
 def main(argv=None):
@@ -361,6 +398,8 @@ def main(argv=None):
     try:
         _check_paths(opts)
         report = load_report(opts.render) if opts.render else run(opts, command)
+        if opts.merge_into:
+            report = merge_into(opts.merge_into, report)
     except GluonCNNsError as e:
         print("%s: error: %s" % (PROG, e), file=sys.stderr)
         return 2

@@ -1,4 +1,5 @@
 """The report: the figures of a run (or of a saved --json file) as text or Markdown tables."""
+from .library import library_lines
 from .lowp import MAX_ACCURACY_LOSS
 from .nets import TRAIN_FLOPS_FACTOR
 
@@ -390,6 +391,11 @@ def render(report, markdown=False):
             out.append(("* " if markdown else "- ") + "PyTorch %s under %s; %d alternating "
                        "rounds of fresh processes, each figure the median of the rounds' "
                        "medians" % (peer["torch"], peer["python"], peer["rounds"]))
+    if report.get("library_path"):
+        out.append(heading("Library path: a plain user script vs PyTorch eager"))
+        out.extend(library_lines(report["library_path"],
+                                 lambda header, rows: _table(header, rows, markdown),
+                                 report.get("machine")))
     if report.get("loader"):
         out.append(heading("Own-image loader"))
         out.append(_table(*_loader_rows(report["loader"]), markdown))

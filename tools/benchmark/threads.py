@@ -27,7 +27,7 @@ import sys
 import time
 
 from gluon_cnns.errors import GluonCNNsError
-from gluon_cnns.threads import (SPIN_COUNT, USER_THREAD_VARS, USER_WAIT_VARS, available_cores,
+from gluon_cnns.threads import (SET_VAR, SPIN_COUNT, USER_THREAD_VARS, USER_WAIT_VARS, available_cores,
                                 threads_for, work_mflops)
 
 from .argtypes import for_net
@@ -47,7 +47,7 @@ _THREADS_LINE = re.compile(r"^training on cpu\(0\), (\d+) threads?$", re.M)
 _EPOCH_TIME = re.compile(r"^epoch 1, .* time (\d+\.\d) sec$", re.M)
 # Every variable of a policy: removed from a run's environment before its cell's are set.
 THREAD_VARS = USER_THREAD_VARS + USER_WAIT_VARS + ("MXNET_CPU_WORKER_NTHREADS",
-                                                   "MXNET_USE_OPERATOR_TUNING")
+                                                   "MXNET_USE_OPERATOR_TUNING", SET_VAR)
 
 
 def thread_free_env(extra=None):

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from tools.scaling_model import efficiency, fit, server_bytes, step_time, traffic
+from tools.scaling_model import fit, predict, server_bytes, step_time, traffic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = sys.executable
@@ -22,23 +22,25 @@ PY = sys.executable
 
 def test_the_fit_recovers_known_coefficients_from_noisy_steps():
     rng = np.random.RandomState(0)
-    per_byte, per_message = 1.3, 2.5e-4
+    per_byte, host_per_byte, per_message = 1.3, 4e-9, 2.5e-4
     rows = []
     for bytes_, messages in ((4e7, 152), (2.4e7, 232), (1.9e8, 32), (6e5, 16)):
         for rate in (1e9, 2.5e9, 5e9):
             compute = rng.uniform(0.2, 0.8)
-            comm = per_byte * 8 * bytes_ / rate + per_message * messages
+            comm = (per_byte * 8 * bytes_ / rate + host_per_byte * bytes_
+                    + per_message * messages)
             rows.append({"bytes": bytes_, "messages": messages, "rate": rate,
                          "compute": compute, "step": compute + comm + rng.normal(0, 1e-4)})
     model = fit(rows)
     assert model["per_byte"] == pytest.approx(per_byte, rel=1e-3)
+    assert model["host_per_byte"] == pytest.approx(host_per_byte, rel=1e-2)
     assert model["per_message"] == pytest.approx(per_message, rel=0.05)
     assert model["r2"] > 0.999
     assert max(abs(r) for r in model["residuals"]) < 5e-4
     # The model's prediction is the same formula.
     flow = {"bytes": 1e8, "messages": 100}
     assert step_time(model, 0.5, flow, 1e10) == pytest.approx(
-        0.5 + per_byte * 0.08 + per_message * 100, rel=1e-3)
+        0.5 + per_byte * 0.08 + host_per_byte * 1e8 + per_message * 100, rel=1e-3)
 
 
 def test_ring_and_parameter_server_traffic_follow_their_formulas():
@@ -65,10 +67,10 @@ def test_ring_and_parameter_server_traffic_follow_their_formulas():
 
 
 def test_efficiency_of_one_server_falls_with_the_nodes_and_of_the_ring_hardly():
-    model = {"per_byte": 1.0, "per_message": 0.0}
+    model = {"per_byte": 1.0, "host_per_byte": 0.0, "per_message": 0.0}
     sizes = [1_000_000] * 4
-    ring = [efficiency(model, 0.1, sizes, "horovod", n, 1e10) for n in (8, 128)]
-    single = [efficiency(model, 0.1, sizes, "dist_sync", n, 1e10, servers=1, colocated=False)
+    ring = [predict(model, 0.1, sizes, "horovod", n, 1e10)[0] for n in (8, 128)]
+    single = [predict(model, 0.1, sizes, "dist_sync", n, 1e10, servers=1, colocated=False)[0]
               for n in (8, 128)]
     for n, e in zip((8, 128), ring):   # 16 MB in a ring: 2(N-1)/N x 16 MB per link
         assert e == pytest.approx(0.1 / (0.1 + 2 * (n - 1) / n * 16e6 * 8 / 1e10))
@@ -126,3 +128,26 @@ def test_ps_lite_messages_and_server_bytes_per_step_are_what_ps_lite_sends(tmp_p
         # Which id serves which key range is ps-lite's choice: compare the loads as a set.
         assert sorted((after[s] - before.get(s, 0)) / 2 for s in after) == sorted(load)
     assert expected["payload"] == 2 * 4 * sum(sizes) == 2 * sum(load)
+
+
+def test_a_shaped_two_host_run_of_each_engine_records_its_step(netns_hosts, tmp_path):
+    """tbf at 1 Gbit/s on both directions of each host's link: a TCP stream between the
+    hosts is held below it (unshaped, it reaches several Gbit/s here), and a 2-host lenet
+    step of each engine is timed and recorded with its derived traffic."""
+    from argparse import Namespace
+    from tools.scaling import link_rate, run_job, shape, summarize
+    cluster = netns_hosts(2)
+    shape(cluster, 1.0)
+    rate = link_rate(cluster, 40)
+    assert 0.6e9 < rate < 1.0e9, rate
+    args = Namespace(steps=3, warmup=1)
+    for engine in ("dist_sync", "horovod"):
+        ranks = run_job(cluster, args, "lenet", engine, 2, str(tmp_path))
+        assert [r["rank"] for r in ranks] == [0, 1] and ranks[0]["workers"] == 2
+        record = summarize(ranks, engine, 2, 1.0, rate)
+        assert record["steps"] == 3 and record["step"] >= record["compute"] > 0
+        assert record["images_per_s"] == pytest.approx(2 * 16 / record["step"])
+        sizes = ranks[0]["sizes"]
+        assert record["parameters"] == sum(sizes) and record["payload"] == 8 * sum(sizes)
+        assert record["bytes"] == 4 * sum(sizes)   # 2 hosts: all B bytes each way
+        assert record["messages"] == traffic(sizes, engine, 2)["messages"] > 0

@@ -33,7 +33,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from tools.scaling_model import ENGINES, efficiency, fit, traffic  # noqa: E402
+from tools.scaling_model import ENGINES, traffic  # noqa: E402
 
 PY = sys.executable
 WORKER = os.path.join(ROOT, "tools", "scaling_worker.py")
@@ -124,6 +124,7 @@ def summarize(ranks, engine, nhosts, gbit, measured_rate):
     per_rank = [[c + m for c, m in zip(r["compute"], r["comm"])] for r in ranks]
     steps = [max(s) for s in zip(*per_rank)]
     compute = [max(cs) for cs in zip(*[r["compute"] for r in ranks])]
+    cpu = [max(cs) for cs in zip(*[r["cpu"] for r in ranks])]
     first = ranks[0]
     step = statistics.median(steps)
     flow = (traffic(first["sizes"], engine, nhosts) if engine in ENGINES
@@ -134,17 +135,19 @@ def summarize(ranks, engine, nhosts, gbit, measured_rate):
             "parameters": sum(first["sizes"]), "keys": len(first["sizes"]),
             "sizes": first["sizes"],
             "steps": len(steps), "step": step, "compute": statistics.median(compute),
-            "comm": step - statistics.median(compute),
+            "comm": step - statistics.median(compute), "cpu": statistics.median(cpu),
             "images_per_s": nhosts * first["batch"] / step, **flow}
 
 
 def measure_net(args, net, records, link):
-    """Every rate and setup of one net on two fresh hosts, taken in turns."""
+    """Every rate and setup of one net, taken in turns; two fresh hosts for each rate,
+    released in between (other users of the machine wait for them)."""
     import tempfile
     from tools.netns_hosts import hosts
     setups = [("none", 1)] + [(e, n) for e in args.engines for n in (1, 2)]
-    with hosts(2) as cluster, tempfile.TemporaryDirectory(dir=ROOT, prefix=".scaling-") as tmp:
-        for gbit in args.rates:
+    for gbit in args.rates:
+        with hosts(2) as cluster, tempfile.TemporaryDirectory(dir=ROOT,
+                                                              prefix=".scaling-") as tmp:
             shape(cluster, gbit)
             rate = link_rate(cluster, 50 if args.quick else int(200 * min(gbit or 4, 4)))
             link.append({"net": net, "rate_gbit": gbit, "tcp_bits_per_s": rate})

@@ -108,13 +108,17 @@ def fit(rows):
     """Fit the communication time of measured 2-host steps of one engine.
 
     ``rows``: dicts with ``step``, ``compute`` (seconds), ``bytes``, ``messages`` and
-    ``rate`` (bits/s). Returns ``{"per_byte", "per_message", "r2", "residuals"}``:
-    comm = per_byte x 8 bytes / rate + per_message x messages, in seconds.
+    ``rate`` (bits/s). Returns ``{"per_byte", "host_per_byte", "per_message", "r2",
+    "residuals"}``: comm = per_byte x 8 bytes / rate + host_per_byte x bytes +
+    per_message x messages, in seconds. The bandwidth of the model is thus
+    1 / (per_byte x 8 / rate + host_per_byte): the link's rate, and what the hosts
+    can copy, sum and hand to the kernel per second, which no link rate removes.
     """
-    X = [[8.0 * r["bytes"] / r["rate"], r["messages"]] for r in rows]
+    X = [[8.0 * r["bytes"] / r["rate"], r["bytes"], r["messages"]] for r in rows]
     y = [r["step"] - r["compute"] for r in rows]
     coef, residuals, r2 = least_squares(X, y)
-    return {"per_byte": float(coef[0]), "per_message": float(coef[1]), "r2": r2,
+    return {"per_byte": float(coef[0]), "host_per_byte": float(coef[1]),
+            "per_message": float(coef[2]), "r2": r2,
             "residuals": [float(v) for v in residuals]}
 
 
@@ -122,10 +126,17 @@ def step_time(model, compute, flow, rate):
     """The model's step time: ``compute`` + the fitted cost of ``flow`` (from
     ``traffic``) on links of ``rate`` bits/s."""
     return (compute + model["per_byte"] * 8.0 * flow["bytes"] / rate
-            + model["per_message"] * flow["messages"])
+            + model["host_per_byte"] * flow["bytes"] + model["per_message"] * flow["messages"])
 
 
-def efficiency(model, compute, sizes, engine, nodes, rate, servers=None, colocated=True):
-    """Images/s of ``nodes`` nodes over ``nodes`` x one node's (no communication)."""
+def predict(model, compute, sizes, engine, nodes, rate, servers=None, colocated=True,
+            messages_of=None):
+    """``(efficiency, comm)`` of ``nodes`` nodes on links of ``rate`` bits/s: images/s
+    over ``nodes`` x one node's without communication, and the seconds of
+    communication per step, for a step of ``compute`` seconds. ``messages_of``: count
+    the messages of that many nodes instead (a per-message cost that does not grow)."""
     flow = traffic(sizes, engine, nodes, servers, colocated)
-    return compute / step_time(model, compute, flow, rate)
+    if messages_of:
+        flow["messages"] = traffic(sizes, engine, messages_of, servers, colocated)["messages"]
+    comm = step_time(model, 0.0, flow, rate)
+    return compute / (compute + comm), comm

@@ -44,15 +44,16 @@ def trainable_sizes(net):
 
 
 def timed_steps(net, trainer, batch, side, steps):
-    """``(compute, comm)`` seconds of each of ``steps`` steps on one synthetic batch."""
+    """``(compute, comm, cpu)`` seconds of each of ``steps`` steps on one synthetic batch;
+    ``cpu`` is the process's CPU time over the step (all its threads)."""
     import mxnet as mx
     from mxnet import autograd, gluon
     X = mx.nd.random.uniform(shape=(batch, 1, side, side))
     y = mx.nd.array([i % 10 for i in range(batch)])
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
-    compute, comm = [], []
+    compute, comm, cpu = [], [], []
     for _ in range(steps):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         with autograd.record():
             loss = loss_fn(net(X), y)
         loss.backward()
@@ -66,7 +67,8 @@ def timed_steps(net, trainer, batch, side, steps):
         t3 = time.perf_counter()
         compute.append((t1 - t0) + (t3 - t2))
         comm.append(t2 - t1)
-    return compute, comm
+        cpu.append(time.process_time() - c0)
+    return compute, comm, cpu
 
 
 def main(argv=None):
@@ -85,12 +87,12 @@ def main(argv=None):
     trainer = cluster.trainer(net.collect_params(), "sgd", {"learning_rate": 0.01})
     cluster.sync_parameters(net, trainer, (1, 1, args.side, args.side), mx.cpu())
     timed_steps(net, trainer, cluster.batch_size, args.side, args.warmup)
-    compute, comm = timed_steps(net, trainer, cluster.batch_size, args.side, args.steps)
+    compute, comm, cpu = timed_steps(net, trainer, cluster.batch_size, args.side, args.steps)
     write_json(args.out.format(rank=cluster.rank), {
         "net": args.net, "side": args.side, "batch": cluster.batch_size,
         "kvstore": args.kvstore, "rank": cluster.rank, "workers": cluster.num_workers,
         "threads": os.environ.get("OMP_NUM_THREADS"), "sizes": trainable_sizes(net),
-        "compute": compute, "comm": comm})
+        "compute": compute, "comm": comm, "cpu": cpu})
     return 0
 
 

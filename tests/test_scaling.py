@@ -56,6 +56,8 @@ def test_ring_and_parameter_server_traffic_follow_their_formulas():
     load, messages = server_bytes(sizes, 4)
     assert sum(load) == total and messages == 4 + 1 + 1 + 4
     assert load[1] == 4 * (750_000 + 10 + 500_000) and load[2] == 4 * (750_000 + 20 + 500_000)
+    # The hash shows with 8 servers: key 1 -> 9973 % 8 = 5, key 2 -> 19946 % 8 = 2.
+    assert server_bytes([10, 20, 30], 8)[0] == [40, 0, 120, 0, 0, 80, 0, 0]
     one = traffic(sizes, "dist_sync", 8, servers=1, colocated=False)
     assert one["bytes"] == 8 * total and one["messages"] == len(sizes)
     spread = traffic(sizes, "dist_sync", 4, servers=4)

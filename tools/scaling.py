@@ -146,8 +146,8 @@ def measure_net(args, net, records, link):
     from tools.netns_hosts import hosts
     setups = [("none", 1)] + [(e, n) for e in args.engines for n in (1, 2)]
     for gbit in args.rates:
-        with hosts(2) as cluster, tempfile.TemporaryDirectory(dir=ROOT,
-                                                              prefix=".scaling-") as tmp:
+        # The hosts share this machine's file system, /tmp included.
+        with hosts(2) as cluster, tempfile.TemporaryDirectory(prefix="scaling-") as tmp:
             shape(cluster, gbit)
             rate = link_rate(cluster, 50 if args.quick else int(200 * min(gbit or 4, 4)))
             link.append({"net": net, "rate_gbit": gbit, "tcp_bits_per_s": rate})

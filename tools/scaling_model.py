@@ -104,7 +104,7 @@ def least_squares(X, y):
     return coef, residuals, r2
 
 
-def fit(rows):
+def fit(rows, host=True):
     """Fit the communication time of measured 2-host steps of one engine.
 
     ``rows``: dicts with ``step``, ``compute`` (seconds), ``bytes``, ``messages`` and
@@ -113,8 +113,10 @@ def fit(rows):
     per_message x messages, in seconds. The bandwidth of the model is thus
     1 / (per_byte x 8 / rate + host_per_byte): the link's rate, and what the hosts
     can copy, sum and hand to the kernel per second, which no link rate removes.
+    ``host=False`` fits the model without that term (``host_per_byte`` 0).
     """
-    X = [[8.0 * r["bytes"] / r["rate"], r["bytes"], r["messages"]] for r in rows]
+    X = [[8.0 * r["bytes"] / r["rate"], r["bytes"] if host else 0.0, r["messages"]]
+         for r in rows]
     y = [r["step"] - r["compute"] for r in rows]
     coef, residuals, r2 = least_squares(X, y)
     return {"per_byte": float(coef[0]), "host_per_byte": float(coef[1]),

@@ -80,6 +80,18 @@ def test_efficiency_of_one_server_falls_with_the_nodes_and_of_the_ring_hardly():
         assert e == pytest.approx(0.1 / (0.1 + n * 16e6 * 8 / 1e10))
 
 
+@pytest.mark.parametrize("text", ['[1]', '{"runs": [{"net": "lenet"}]}', None])
+def test_report_of_a_file_that_is_no_measurement_is_one_line(tmp_path, text):
+    path = tmp_path / "scaling.json"
+    if text is not None:
+        path.write_text(text)
+    done = subprocess.run([PY, os.path.join(ROOT, "tools", "scaling.py"), "report", str(path)],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith(
+        "scaling: %s is not a measurement of tools/scaling.py measure: " % path), done.stderr
+
+
 def _sent_by_worker_0(tmp_path, steps):
     """``(requests, sizes)`` of a 2-worker, 2-server lenet job of ``steps`` steps:
     worker 0's data messages as (sent?, server id, value bytes), and the key sizes."""

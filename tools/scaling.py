@@ -216,8 +216,14 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.what == "report":
+        from gluon_cnns.errors import error_line
         from tools.scaling_report import report
-        return report(args.json)
+        try:
+            return report(args.json)
+        except (OSError, ValueError, KeyError, TypeError) as e:  # unreadable, or not ours
+            print("scaling: %s is not a measurement of tools/scaling.py measure: %s"
+                  % (args.json, error_line(e)), file=sys.stderr)
+            return 2
     from tools.netns_hosts import HarnessError
     try:
         return measure(args)

@@ -25,7 +25,8 @@ Horovod 0.28.1 with Gloo):
 * **Horovod** ring allreduce: each rank sends and receives 2(N-1)/N x B bytes;
   the gradients ready in one cycle (all of them: the step waits for the
   backward pass) are fused into buffers of at most ``HOROVOD_FUSION_THRESHOLD``
-  bytes (128 MiB), and the ring sends 2(N-1) messages per buffer (reduce-scatter, then all-gather; Patarasuk & Yuan 2009).
+  bytes (128 MiB), and the ring sends 2(N-1) messages per buffer
+  (reduce-scatter, then all-gather; Patarasuk & Yuan 2009).
 """
 import numpy as np
 

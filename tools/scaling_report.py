@@ -36,7 +36,8 @@ def _rate(r):
 def measured_table(data):
     runs = data["runs"]
     lines = ["| net (input, batch per process) | link Gbit/s shaped (TCP measured) | no comm, "
-             "1 process (step s, CPU s) | ps-lite 1 host | ps-lite 2 hosts | 2 vs 1 | Horovod 1 host | "
+             "1 process (step s, CPU s) | ps-lite 1 host | ps-lite 2 hosts | 2 vs 1 | "
+             "Horovod 1 host | "
              "Horovod 2 hosts | 2 vs 1 |", "|---" * 9 + "|"]
     for alone in _rows(runs, engine="none"):
         cells = ["%s (%d px, %d)" % (alone["net"], alone["side"], alone["batch"]),
@@ -138,8 +139,8 @@ def report(path):
     models = fits(data)
     for title, lines in (("Measured images/s", measured_table(data)),
                          ("Traffic and time per 2-host step", traffic_table(data)),
-                         ("Fit: comm = per byte x 8 bytes / rate + host per byte x bytes + per message x "
-                          "messages",
+                         ("Fit: comm = per byte x 8 bytes / rate + host per byte x bytes "
+                          "+ per message x messages",
                           fit_table(models)),
                          ("Predicted efficiency, images/s of N nodes / N x one node (comm per "
                           "step), as fitted: hosts that move bytes as these did",

@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -151,6 +152,7 @@ def test_a_shaped_two_host_run_of_each_engine_records_its_step(netns_hosts, tmp_
     from argparse import Namespace
     from tools.scaling import link_rate, run_job, shape, summarize
     cluster = netns_hosts(2)
+    started = time.monotonic()
     shape(cluster, 1.0)
     rate = link_rate(cluster, 40)
     assert 0.6e9 < rate < 1.0e9, rate
@@ -165,3 +167,4 @@ def test_a_shaped_two_host_run_of_each_engine_records_its_step(netns_hosts, tmp_
         assert record["parameters"] == sum(sizes) and record["payload"] == 8 * sum(sizes)
         assert record["bytes"] == 4 * sum(sizes)   # 2 hosts: all B bytes each way
         assert record["messages"] == traffic(sizes, engine, 2)["messages"] > 0
+    print("shaped 2-host runs of both engines: %.0f s on the hosts" % (time.monotonic() - started))

@@ -30,7 +30,7 @@ SLOW_MODULES = {
     "test_hostile_round3", "test_library_threads", "test_own_images", "test_own_images_hostile",
     "test_own_images_im2rec", "test_own_images_predict", "test_owned_paths", "test_pack",
     "test_predictor", "test_profile_paths", "test_reproduce_hostile", "test_reproduction",
-    "test_resume", "test_run_folder", "test_threads", "test_viz_maps", "test_viz_report",
+    "test_resume", "test_run_folder", "test_scaling", "test_threads", "test_viz_maps", "test_viz_report",
 }
 # In the tests run for every net of the zoo, a net whose tutorial input is larger than
 # CIFAR's 3x32x32 costs seconds per case; the quick tier keeps the small ones.

@@ -74,6 +74,13 @@ NOT_RUN = {
     "--peer-rounds 4":
         "needs PyTorch in its own virtualenv (GluonCV 0.10 refuses to import beside torch 2), "
         "which this environment does not have",
+    "python tools/scaling.py measure --out docs/scaling.json":
+        "the scaling measurement: builds namespace hosts (root, the machine-wide host lock) "
+        "and trains 3 nets x 3 link rates x 5 setups, about half an hour here; "
+        "tests/test_scaling.py runs the same path on lenet",
+    "python tools/scaling.py measure --quick --out /tmp/scaling-quick.json":
+        "builds namespace hosts (root, the machine-wide host lock) for about a minute; "
+        "tests/test_scaling.py runs the same shaped 2-host path on lenet",
     "python3 -m venv /tmp/torch-venv":
         "makes the PyTorch virtualenv of the peer column (see the benchmark command after it)",
     "/tmp/torch-venv/bin/pip install "

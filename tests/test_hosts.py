@@ -235,3 +235,67 @@ def test_a_host_without_sshd_ends_the_job_at_once_naming_it(netns_hosts, tmp_pat
         "gluon-cnns-launch: worker 0 on %s: the ssh connection was lost (host down, unreachable "
         "or its sshd gone); stopped all processes" % cluster.addresses[1]), err
     assert _wait_until_gone(cluster, 20) == {}
+
+
+# Long enough epochs (64 steps) for a host to fail well inside the second one.
+RESUME_TRAIN = ["--net", "lenet", "--data-dir", DATA, "--limit-train", "4096", "--limit-test",
+                "256", "--batch-size", "64", "--epochs", "3", "--lr", "0.05", "--momentum", "0.9",
+                "--seed", str(SEED), "--no-tensorboard"]
+
+
+def _dist_job(cluster, hostfile, train):
+    return Launch(["-n", "2", "-s", "1", "-H", hostfile, "--host-ip", cluster.here,
+                   "--workdir", ROOT, "--timeout", "120", "--", PY, TRAIN] + train
+                  + ["--kvstore", "dist_sync"], env=dict(cluster.env, OMP_NUM_THREADS="1"))
+
+
+def _finish(job, timeout):
+    try:
+        return job.finish(timeout=timeout)
+    finally:
+        job.cleanup()
+
+
+def _wait_for_file(path, seconds):
+    deadline = time.monotonic() + seconds
+    while not os.path.exists(path):
+        assert time.monotonic() < deadline, "no %s after %g s" % (path, seconds)
+        time.sleep(0.05)
+
+
+def test_resume_after_a_killed_host_continues_exactly(netns_hosts, tmp_path):
+    """A host dies in epoch 2; the same command with --resume, on the host left, ends
+    with the parameters of the uninterrupted run, bit for bit."""
+    cluster = netns_hosts(2)
+    both = cluster.hostfile(str(tmp_path / "hosts"))
+    dump = str(tmp_path / "{name}-rank{{rank}}.params")
+    code, out, err = _finish(_dist_job(cluster, both, RESUME_TRAIN + [
+        "--dump-params", dump.format(name="whole")]), timeout=150)
+    assert code == 0, "\n".join(out) + err
+
+    train = RESUME_TRAIN + ["--save-dir", str(tmp_path / "run"),
+                            "--dump-params", dump.format(name="resumed")]
+    job = _dist_job(cluster, both, train)
+    try:
+        job.wait_for(r"^\[worker \d\] epoch 1, ", timeout=90)
+        _wait_for_file(str(tmp_path / "run" / "checkpoint.json"), 30)  # rank 0's, epoch 1
+        _kill_host(cluster, 1)
+        code, out, err = job.finish(timeout=30)
+    finally:
+        job.cleanup()
+    assert code == 255, "\n".join(out) + err
+    assert err.strip().splitlines()[-1].startswith("gluon-cnns-launch: "), err
+    assert not any(l.startswith("[worker 0] epoch 3") for l in out), out
+    assert _wait_until_gone(cluster, 20) == {}
+
+    survivor = cluster.hostfile(str(tmp_path / "survivor"), indices=[0])
+    code, out, err = _finish(_dist_job(cluster, survivor, train + ["--resume"]), timeout=150)
+    assert code == 0, "\n".join(out) + err
+    resumed_from = [l for l in out if "resuming from" in l]
+    assert len(resumed_from) == 1 and re.search(r"after epoch [12]\b", resumed_from[0]), out
+    for rank in (0, 1):
+        whole = load_params(dump.format(name="whole").format(rank=rank))
+        resumed = load_params(dump.format(name="resumed").format(rank=rank))
+        assert sorted(whole) == sorted(resumed)
+        for name in whole:
+            np.testing.assert_array_equal(resumed[name], whole[name], err_msg=name)

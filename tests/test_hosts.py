@@ -299,3 +299,45 @@ def test_resume_after_a_killed_host_continues_exactly(netns_hosts, tmp_path):
         assert sorted(whole) == sorted(resumed)
         for name in whole:
             np.testing.assert_array_equal(resumed[name], whole[name], err_msg=name)
+
+
+def _horovodrun_on_host0(cluster, train, np_=2):
+    """``horovodrun -np 2 -H gcnh0:1,gcnh1:1 --gloo`` started on host 0 over ssh, in the
+    background (a Launch: its output lines collected)."""
+    hosts = ",".join("%s:1" % name for name in cluster.namespaces)
+    remote = "cd %s; export PATH=%s OMP_NUM_THREADS=1; exec %s -np %d -H %s --gloo " \
+             "--network-interface eth0 sh -c %s 2>&1" % (
+                 shlex.quote(ROOT), shlex.quote(cluster.env["PATH"]),
+                 shlex.quote(os.path.join(os.path.dirname(PY), "horovodrun")), np_, hosts,
+                 shlex.quote("exec " + shlex.join([PY, TRAIN] + train)))
+    return Launch([cluster.addresses[0], remote], env=cluster.env, launcher=("ssh",))
+
+
+@pytest.mark.parametrize("failure, why", [
+    (_kill_host, r"does not take ssh connections \(Connection refused\)"),
+    (_cut_link, r"does not answer \(down, or its link cut\)"),
+])
+def test_a_failed_host_ends_a_horovod_job_in_seconds_naming_it(netns_hosts, failure, why):
+    cluster = netns_hosts(2)
+    job = _horovodrun_on_host0(cluster, ["--net", "lenet", "--data-dir", DATA, "--limit-train",
+                                         "8192", "--limit-test", "256", "--epochs", "50",
+                                         "--kvstore", "horovod"])
+    try:
+        job.wait_for(r"^\[1\]<stdout>:training on", timeout=90)
+        time.sleep(1)
+        failed_at = time.monotonic()
+        failure(cluster, 1)
+        code, out, err = job.finish(timeout=40)
+        ended_after = time.monotonic() - failed_at
+    finally:
+        job.cleanup()
+    print("%s on host 1: horovodrun ended %.1f s later" % (failure.__name__, ended_after))
+    assert code != 0 and ended_after < 20, (code, ended_after, out)
+    # Rank 0, on the host left, ends with one line naming the lost host and why.
+    ours = [l for l in out if "horovod: rank" in l and "lost its peers" in l]
+    assert len(ours) == 1, "\n".join(out)
+    assert re.match(r"\[0\]<stderr>:gluon-cnns-train: horovod: rank 0 on gcnh0 lost its peers: "
+                    r"gcnh1 %s; stopping$" % why, ours[0]), ours[0]
+    assert not any(l.startswith("[0]<stderr>:Traceback") for l in out), "\n".join(out)
+    assert _wait_until_gone(cluster, 20) == {}
+    print("nothing left %.1f s after the failure" % (time.monotonic() - failed_at))

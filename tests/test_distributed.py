@@ -513,7 +513,14 @@ def test_hostfile_job_runs_over_ssh(tmp_path):
         timeout=90, env=env)
     assert code == 0, "\n".join(out) + err
     calls = [json.loads(l) for l in log.read_text().splitlines()]
-    assert len(calls) == 3  # 1 server + 2 workers; the scheduler runs locally
+    # First the launcher's check of each host, then 1 server + 2 workers (the scheduler
+    # runs locally).
+    checks = [c for c in calls if "watchdog" not in c[-1]]
+    assert sorted(c[c.index("BatchMode=yes") - 1:-1] for c in checks) == [
+        ["-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-p", "2222", "127.0.0.1"],
+        ["-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "127.0.0.1"]]
+    calls = [c for c in calls if "watchdog" in c[-1]]
+    assert len(calls) == 3
     hosts = [c[c.index("ServerAliveCountMax=3") + 1:] for c in calls]
     assert sorted(h[:3] if h[0] == "-p" else h[:1] for h in hosts) == [
         ["-p", "2222", "127.0.0.1"], ["127.0.0.1"], ["127.0.0.1"]]

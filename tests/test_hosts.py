@@ -230,11 +230,13 @@ def test_a_host_without_sshd_ends_the_job_at_once_naming_it(netns_hosts, tmp_pat
     finally:
         job.cleanup()
     assert time.monotonic() - started < 15
-    assert code == 255, "\n".join(out) + err
-    assert err.splitlines()[-1] == (
-        "gluon-cnns-launch: worker 0 on %s: the ssh connection was lost (host down, unreachable "
-        "or its sshd gone); stopped all processes" % cluster.addresses[1]), err
-    assert _wait_until_gone(cluster, 20) == {}
+    # The launcher's check of the hosts finds it before anything starts.
+    assert code == 2 and out == [], "\n".join(out) + err
+    assert err.splitlines() == [
+        "gluon-cnns-launch: error: cannot reach %s over ssh (ssh: connect to host %s port 22: "
+        "Connection refused); check the hostfile, that the host is up and that its sshd lets "
+        "this user in without a password (see --help)" % ((cluster.addresses[1],) * 2)], err
+    assert _job_processes(cluster) == {}
 
 
 # Long enough epochs (64 steps) for a host to fail well inside the second one.
@@ -341,3 +343,43 @@ def test_a_failed_host_ends_a_horovod_job_in_seconds_naming_it(netns_hosts, fail
     assert not any(l.startswith("[0]<stderr>:Traceback") for l in out), "\n".join(out)
     assert _wait_until_gone(cluster, 20) == {}
     print("nothing left %.1f s after the failure" % (time.monotonic() - failed_at))
+
+
+def test_bad_host_input_is_one_line_before_anything_starts(netns_hosts, tmp_path):
+    """Each mistake: exit 2, one line naming the host and the fix, no process started."""
+    cluster = netns_hosts(2)
+    good = cluster.hostfile(str(tmp_path / "hosts"))
+    unreachable = str(tmp_path / "unreachable")
+    with open(unreachable, "w") as f:
+        f.write("%s\n%s.99\n" % (cluster.addresses[0], cluster.here.rsplit(".", 1)[0]))
+    ours = [PY, TRAIN, "--net", "lenet", "--kvstore", "dist_sync"]
+    b = re.escape(cluster.addresses[1])
+    cases = [
+        (unreachable, [], ours, r"cannot reach 10\.231\.0\.99 over ssh \(ssh: connect to host "
+                                r"10\.231\.0\.99 port 22: .+\); check the hostfile"),
+        (good, [], ["/no/such/python"] + ours[1:],
+         r"no /no/such/python on 10\.231\.0\.2: every host needs the same Python environment"),
+        (good, [], ["/usr/bin/python3"] + ours[1:],  # Debian's Python, without MXNet
+         r"/usr/bin/python3 on 10\.231\.0\.2 cannot import mxnet: install the package's"),
+        (good, ["--env", "DMLC_INTERFACE=eth9"], ours,
+         r"DMLC_INTERFACE=eth9 names no network interface on 10\.231\.0\.2 \(it has eth0, lo\)"),
+        (good, ["--workdir", "/no/such/folder"], ours,
+         r"no folder /no/such/folder on 10\.231\.0\.2 \(--workdir\)"),
+    ]
+    with open(str(tmp_path / "twice"), "w") as f:  # the same host under another line
+        f.write("%s\n%s:22\n" % (cluster.addresses[1], cluster.addresses[1]))
+    cases.append((str(tmp_path / "twice"), [], ours,
+                  r"the hostfile names the same host twice \(%s and %s, ssh port 22\)" % (b, b)))
+    for hostfile, flags, command, expected in cases:
+        started = time.monotonic()
+        job = Launch(["-n", "2", "-s", "1", "-H", hostfile, "--host-ip", cluster.here]
+                     + (flags if "--workdir" in flags else flags + ["--workdir", ROOT])
+                     + ["--timeout", "60", "--"] + command,
+                     env=dict(cluster.env, OMP_NUM_THREADS="1"))
+        code, out, err = _finish(job, timeout=40)
+        assert code == 2 and out == [], (expected, out, err)
+        lines = err.splitlines()
+        assert len(lines) == 1 and re.match(r"gluon-cnns-launch: error: %s.*\(see --help\)$"
+                                            % expected, lines[0]), (expected, err)
+        assert time.monotonic() - started < 20
+        assert _job_processes(cluster) == {}

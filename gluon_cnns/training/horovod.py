@@ -230,6 +230,7 @@ def setup_horovod(batch_size, gpus=None, cpus=None):
         if (count or 1) > 1:
             raise DistributedError("--kvstore horovod trains on one device per rank; drop --%s "
                                    "N and start N ranks per host (horovodrun -H host:N)" % flag)
+    _check_interface(os.environ.get("HOROVOD_GLOO_IFACE"))
     fail_at = failure_injection(os.environ.get(FAIL_ENV))
     size = os.environ.get("HOROVOD_SIZE")
     if size:  # checked before joining, as Horovod's own size below
@@ -240,6 +241,15 @@ def setup_horovod(batch_size, gpus=None, cpus=None):
     _job.update(rank=cluster.rank, hosts=_gather_hosts(hvd))
     print(cluster.describe(), flush=True)
     return cluster
+
+
+def _check_interface(name, where="/sys/class/net"):
+    """Refuse an interface for Gloo (horovodrun --network-interface, HOROVOD_GLOO_IFACE)
+    that this host does not have: Gloo would fail at hvd.init() with a C++ error."""
+    if name and os.path.isdir(where) and not os.path.exists(os.path.join(where, name)):
+        raise DistributedError("HOROVOD_GLOO_IFACE=%s names no network interface on %s (it "
+                               "has %s); pass horovodrun --network-interface one of those"
+                               % (name, _this_host(), ", ".join(sorted(os.listdir(where)))))
 
 
 def _gather_hosts(hvd):

@@ -28,7 +28,8 @@ With it the scheduler runs here and servers, then workers, go round-robin over
 the hosts, each started as ``ssh -o StrictHostKeyChecking=no [-p PORT] HOST
 'cd WORKDIR; export DMLC_...; COMMAND'`` like dmlc's ssh tracker, COMMAND under a
 watchdog that stops it when its ssh session ends (see WATCHDOG); a host that stops
-answering ends the job with a line naming it.
+answering ends the job with a line naming it. The hosts are checked first, over ssh
+(``launch_hosts``): a bad one is a usage error before anything starts.
 """
 import os
 import shlex

@@ -363,6 +363,8 @@ def test_bad_host_input_is_one_line_before_anything_starts(netns_hosts, tmp_path
          r"/usr/bin/python3 on 10\.231\.0\.2 cannot import mxnet: install the package's"),
         (good, ["--env", "DMLC_INTERFACE=eth9"], ours,
          r"DMLC_INTERFACE=eth9 names no network interface on 10\.231\.0\.2 \(it has eth0, lo\)"),
+        (good, [], [PY, "/no/such/train.py"],
+         r"no /no/such/train\.py on 10\.231\.0\.2: every host needs the repository"),
         (good, ["--workdir", "/no/such/folder"], ours,
          r"no folder /no/such/folder on 10\.231\.0\.2 \(--workdir\)"),
     ]

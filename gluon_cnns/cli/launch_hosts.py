@@ -26,11 +26,11 @@ from ..errors import UsageError
 CONNECT_TIMEOUT_S, PROBE_TIMEOUT_S = 5, 30
 SSH_FAILED = 255  # ssh's own exit code: no connection, or it was lost
 _MARK = "gluon-cnns-probe:"
-# Run by COMMAND's Python on a host: the modules the package needs, looked up, not imported
-# (finding them is enough here, and importing MXNet would take seconds). argv: the folders
-# a script puts first on sys.path (scripts/*.py: the repository).
-_FIND_MODULES = ("import importlib.util as u, sys; sys.path[:0] = sys.argv[1:]; "
-                 "m = [n for n in ('mxnet', 'gluon_cnns') if u.find_spec(n) is None]; "
+# Run by COMMAND's Python on a host: the modules it needs, looked up, not imported (finding
+# them is enough here, and importing MXNet would take seconds). argv: the modules (comma-
+# separated), then the folders a script puts first on sys.path (scripts/*.py: the repository).
+_FIND_MODULES = ("import importlib.util as u, sys; sys.path[:0] = sys.argv[2:]; "
+                 "m = [n for n in sys.argv[1].split(',') if u.find_spec(n) is None]; "
                  "m and print(%r, 'modules', *m); sys.exit(3 if m else 0)" % _MARK)
 
 
@@ -128,6 +128,9 @@ def _explain(host, kind, rest, workdir, env, command):
     if kind == "program":
         return ("no %s on %s: every host needs the same Python environment at the same path "
                 "(give the interpreter's full path)" % (command[0], host))
+    if kind == "script":
+        return ("no %s on %s: every host needs the repository at the same path"
+                % (os.path.join(workdir, command[1]), host))
     if kind == "interface":
         return ("DMLC_INTERFACE=%s names no network interface on %s (it has %s); unset it or "
                 "name one of those" % (env["DMLC_INTERFACE"], host, ", ".join(rest.split())))
@@ -147,9 +150,24 @@ def probe_script(workdir, env, command):
         lines.append("[ -e /sys/class/net/%s ] || { echo %s interface $(ls /sys/class/net); "
                      "exit 3; }" % (q(os.path.basename(iface)), _MARK))
     if os.path.basename(command[0]).startswith("python"):
-        script_root = []  # scripts/train.py puts the repository first on sys.path
-        if len(command) > 1 and command[1].endswith(".py"):
-            script_root = [os.path.dirname(os.path.dirname(os.path.join(workdir, command[1])))]
-        lines.append(" ".join(q(a) for a in [command[0], "-c", _FIND_MODULES] + script_root)
-                     + " || exit 3")
+        lines += _python_checks(workdir, command)
     return "; ".join(lines)
+
+
+def _python_checks(workdir, command):
+    """For a Python COMMAND: its script is there, and its Python finds MXNet (and this
+    package, for the package's own scripts and modules)."""
+    q = shlex.quote
+    modules, script_root, lines = ["mxnet"], [], []
+    if len(command) > 1 and command[1].endswith(".py"):
+        script = os.path.join(workdir, command[1])
+        lines.append("[ -f %s ] || { echo %s script; exit 3; }" % (q(script), _MARK))
+        root = os.path.dirname(os.path.dirname(script))  # scripts/x.py: the repository
+        if os.path.isdir(os.path.join(root, "gluon_cnns")):  # the same paths everywhere
+            modules.append("gluon_cnns")
+            script_root = [root]
+    elif command[1:3] and command[1] == "-m" and command[2].startswith("gluon_cnns"):
+        modules.append("gluon_cnns")
+    lines.append(" ".join(q(a) for a in [command[0], "-c", _FIND_MODULES, ",".join(modules)]
+                          + script_root) + " || exit 3")
+    return lines

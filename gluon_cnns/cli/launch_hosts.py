@@ -9,8 +9,9 @@ launcher checks the hostfile first and reports the first problem as one line
   127.0.0.1, or 127.0.0.1 and ``--host-ip``), with the same ssh port;
 * a loopback address next to other hosts, which could not reach it;
 * over ssh, once per host and all hosts at once (:func:`probe_hosts`): a host
-  that does not answer, no ``--workdir`` there, no COMMAND's program there, a
-  Python there that cannot find ``mxnet`` or ``gluon_cnns``, and a
+  that does not answer, no ``--workdir`` there, no COMMAND's program (or, for
+  ``python SCRIPT``, no SCRIPT) there, a Python there that cannot find ``mxnet``
+  (or ``gluon_cnns``, for the package's scripts and modules), and a
   ``DMLC_INTERFACE`` naming no network interface there.
 """
 import ipaddress

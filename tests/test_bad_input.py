@@ -68,6 +68,11 @@ def place(tmp_path_factory):
     (run / "checkpoint.json").write_text(json.dumps(entry))
     paths["lenet_run"] = str(run)
 
+    # Hostfiles that name this machine twice, and 127.0.0.1 next to other hosts.
+    (base / "twice").write_text("localhost\n127.0.0.1\n")
+    (base / "loopback-and-others").write_text("127.0.0.1\n10.0.0.2\n")
+    paths["twice"], paths["mixed"] = str(base / "twice"), str(base / "loopback-and-others")
+
     # A run whose checkpoint.json is not JSON.
     corrupt = base / "corrupt-run"
     corrupt.mkdir()
@@ -324,6 +329,10 @@ def test_command_exits_2_with_one_line(place, capsys, prog, main, case, argv, fr
     ("launch.py", ["-n", "25000", "-s", "1", "--", "true"], "one launcher starts at most 4096"),
     ("launch.py", ["-n", "1", "-H", "{fifo}", "--", "true"],
      "cannot read --hostfile {fifo}: it is a named pipe, not a file of hosts"),
+    ("launch.py", ["-n", "2", "-H", "{twice}", "--", "true"],
+     "the hostfile names this machine twice (localhost and 127.0.0.1, ssh port 22)"),
+    ("launch.py", ["-n", "2", "-H", "{mixed}", "--host-ip", "10.0.0.1", "--", "true"],
+     "the hostfile lists 127.0.0.1 next to other hosts, which cannot reach it"),
     ("benchmark.py", QUICK_BENCH + ["--peer", "lenet_bn", "--peer-python", "{tmp}/no-python"],
      "--peer-python {tmp}/no-python does not exist"),
 ])

@@ -510,6 +510,33 @@ def test_ssh_command_line_follows_dmlc():
     assert time.monotonic() - started < 10
 
 
+def test_the_host_check_asks_for_mxnet_and_for_the_package_where_the_command_needs_it(
+        tmp_path):
+    """The check a launcher runs on each host, run here with bash."""
+    from gluon_cnns.cli.launch_hosts import probe_script
+    (tmp_path / "loop.py").write_text("import mxnet\n")
+    train = os.path.join(ROOT, "scripts", "train.py")
+
+    def check(command, env=None):
+        done = subprocess.run(["bash", "-c", probe_script(str(tmp_path), env or {}, command)],
+                              capture_output=True, text=True, timeout=60, env={
+                                  k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+        return done.returncode, done.stdout.strip()
+
+    assert check([PY, "loop.py"]) == (0, "")   # a plain MXNet script: no package needed
+    assert check([PY, train]) == (0, "")
+    assert check(["sh", "-c", "true"]) == (0, "")
+    # Debian's Python has neither; the package's scripts find the package in the repository.
+    assert check(["/usr/bin/python3", "loop.py"]) == (3, "gluon-cnns-probe: modules mxnet")
+    assert check(["/usr/bin/python3", train]) == (3, "gluon-cnns-probe: modules mxnet")
+    assert check(["/usr/bin/python3", "-m", "gluon_cnns.cli.train"]) == (
+        3, "gluon-cnns-probe: modules mxnet gluon_cnns")
+    assert check([PY, "gone.py"]) == (3, "gluon-cnns-probe: script")
+    assert check(["/no/python", "loop.py"]) == (3, "gluon-cnns-probe: program")
+    code, said = check([PY, "loop.py"], {"DMLC_INTERFACE": "eth9"})
+    assert code == 3 and said.startswith("gluon-cnns-probe: interface ") and " lo" in said, said
+
+
 def test_hostfile_parsing(tmp_path):
     (tmp_path / "hosts").write_text("10.0.0.1\n# a comment\n\n10.0.0.2:2222  # spare\n")
     assert read_hostfile(str(tmp_path / "hosts")) == [("10.0.0.1", None), ("10.0.0.2", "2222")]
@@ -556,7 +583,14 @@ def test_hostfile_job_runs_over_ssh(tmp_path):
         timeout=90, env=env)
     assert code == 0, "\n".join(out) + err
     calls = [json.loads(l) for l in log.read_text().splitlines()]
-    assert len(calls) == 3  # 1 server + 2 workers; the scheduler runs locally
+    # First the launcher's check of each host, then 1 server + 2 workers (the scheduler
+    # runs locally).
+    checks = [c for c in calls if "watchdog" not in c[-1]]
+    assert sorted(c[c.index("BatchMode=yes") - 1:-1] for c in checks) == [
+        ["-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-p", "2222", "127.0.0.1"],
+        ["-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "127.0.0.1"]]
+    calls = [c for c in calls if "watchdog" in c[-1]]
+    assert len(calls) == 3
     hosts = [c[c.index("ServerAliveCountMax=3") + 1:] for c in calls]
     assert sorted(h[:3] if h[0] == "-p" else h[:1] for h in hosts) == [
         ["-p", "2222", "127.0.0.1"], ["127.0.0.1"], ["127.0.0.1"]]

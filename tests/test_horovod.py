@@ -206,7 +206,7 @@ def test_missing_horovod_is_one_line():
 
 
 HVD_ENV = ("HOROVOD_RANK", "HOROVOD_SIZE", "OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK",
-           "GLUON_CNNS_FAIL_AT_BATCH")
+           "GLUON_CNNS_FAIL_AT_BATCH", "HOROVOD_GLOO_IFACE")
 
 
 @pytest.mark.parametrize("argv, env, fragment", [
@@ -215,6 +215,8 @@ HVD_ENV = ("HOROVOD_RANK", "HOROVOD_SIZE", "OMPI_COMM_WORLD_RANK", "PMI_RANK", "
     (["--batch-size", "64"], {"HOROVOD_RANK": "0", "HOROVOD_SIZE": "3"},
      "does not split evenly across 3 workers"),
     ([], {"HOROVOD_RANK": "0", "GLUON_CNNS_FAIL_AT_BATCH": "x"}, "must be BATCH:RANK"),
+    ([], {"HOROVOD_RANK": "0", "HOROVOD_GLOO_IFACE": "eth9"},
+     "HOROVOD_GLOO_IFACE=eth9 names no network interface on "),
 ])
 def test_horovod_mistakes_are_one_line(monkeypatch, capsys, argv, env, fragment):
     """All caught before hvd.init(): nothing joins a job."""

@@ -230,8 +230,158 @@ def test_a_host_without_sshd_ends_the_job_at_once_naming_it(netns_hosts, tmp_pat
     finally:
         job.cleanup()
     assert time.monotonic() - started < 15
+    # The launcher's check of the hosts finds it before anything starts.
+    assert code == 2 and out == [], "\n".join(out) + err
+    assert err.splitlines() == [
+        "gluon-cnns-launch: error: cannot reach %s over ssh (ssh: connect to host %s port 22: "
+        "Connection refused); check the hostfile, that the host is up and that its sshd lets "
+        "this user in without a password (see --help)" % ((cluster.addresses[1],) * 2)], err
+    assert _job_processes(cluster) == {}
+
+
+# Long enough epochs (64 steps) for a host to fail well inside the second one.
+RESUME_TRAIN = ["--net", "lenet", "--data-dir", DATA, "--limit-train", "4096", "--limit-test",
+                "256", "--batch-size", "64", "--epochs", "3", "--lr", "0.05", "--momentum", "0.9",
+                "--seed", str(SEED), "--no-tensorboard"]
+
+
+def _dist_job(cluster, hostfile, train):
+    return Launch(["-n", "2", "-s", "1", "-H", hostfile, "--host-ip", cluster.here,
+                   "--workdir", ROOT, "--timeout", "120", "--", PY, TRAIN] + train
+                  + ["--kvstore", "dist_sync"], env=dict(cluster.env, OMP_NUM_THREADS="1"))
+
+
+def _finish(job, timeout):
+    try:
+        return job.finish(timeout=timeout)
+    finally:
+        job.cleanup()
+
+
+def _wait_for_file(path, seconds):
+    deadline = time.monotonic() + seconds
+    while not os.path.exists(path):
+        assert time.monotonic() < deadline, "no %s after %g s" % (path, seconds)
+        time.sleep(0.05)
+
+
+def test_resume_after_a_killed_host_continues_exactly(netns_hosts, tmp_path):
+    """A host dies in epoch 2; the same command with --resume, on the host left, ends
+    with the parameters of the uninterrupted run, bit for bit."""
+    cluster = netns_hosts(2)
+    both = cluster.hostfile(str(tmp_path / "hosts"))
+    dump = str(tmp_path / "{name}-rank{{rank}}.params")
+    code, out, err = _finish(_dist_job(cluster, both, RESUME_TRAIN + [
+        "--dump-params", dump.format(name="whole")]), timeout=150)
+    assert code == 0, "\n".join(out) + err
+
+    train = RESUME_TRAIN + ["--save-dir", str(tmp_path / "run"),
+                            "--dump-params", dump.format(name="resumed")]
+    job = _dist_job(cluster, both, train)
+    try:
+        job.wait_for(r"^\[worker \d\] epoch 1, ", timeout=90)
+        _wait_for_file(str(tmp_path / "run" / "checkpoint.json"), 30)  # rank 0's, epoch 1
+        _kill_host(cluster, 1)
+        code, out, err = job.finish(timeout=30)
+    finally:
+        job.cleanup()
     assert code == 255, "\n".join(out) + err
-    assert err.splitlines()[-1] == (
-        "gluon-cnns-launch: worker 0 on %s: the ssh connection was lost (host down, unreachable "
-        "or its sshd gone); stopped all processes" % cluster.addresses[1]), err
+    assert err.strip().splitlines()[-1].startswith("gluon-cnns-launch: "), err
+    assert not any(l.startswith("[worker 0] epoch 3") for l in out), out
     assert _wait_until_gone(cluster, 20) == {}
+
+    survivor = cluster.hostfile(str(tmp_path / "survivor"), indices=[0])
+    code, out, err = _finish(_dist_job(cluster, survivor, train + ["--resume"]), timeout=150)
+    assert code == 0, "\n".join(out) + err
+    resumed_from = [l for l in out if "resuming from" in l]
+    assert len(resumed_from) == 1 and re.search(r"after epoch [12]\b", resumed_from[0]), out
+    for rank in (0, 1):
+        whole = load_params(dump.format(name="whole").format(rank=rank))
+        resumed = load_params(dump.format(name="resumed").format(rank=rank))
+        assert sorted(whole) == sorted(resumed)
+        for name in whole:
+            np.testing.assert_array_equal(resumed[name], whole[name], err_msg=name)
+
+
+def _horovodrun_on_host0(cluster, train, np_=2):
+    """``horovodrun -np 2 -H gcnh0:1,gcnh1:1 --gloo`` started on host 0 over ssh, in the
+    background (a Launch: its output lines collected)."""
+    hosts = ",".join("%s:1" % name for name in cluster.namespaces)
+    remote = "cd %s; export PATH=%s OMP_NUM_THREADS=1; exec %s -np %d -H %s --gloo " \
+             "--network-interface eth0 sh -c %s 2>&1" % (
+                 shlex.quote(ROOT), shlex.quote(cluster.env["PATH"]),
+                 shlex.quote(os.path.join(os.path.dirname(PY), "horovodrun")), np_, hosts,
+                 shlex.quote("exec " + shlex.join([PY, TRAIN] + train)))
+    return Launch([cluster.addresses[0], remote], env=cluster.env, launcher=("ssh",))
+
+
+@pytest.mark.parametrize("failure, why", [
+    (_kill_host, r"does not take ssh connections \(Connection refused\)"),
+    (_cut_link, r"does not answer \(down, or its link cut\)"),
+])
+def test_a_failed_host_ends_a_horovod_job_in_seconds_naming_it(netns_hosts, failure, why):
+    cluster = netns_hosts(2)
+    job = _horovodrun_on_host0(cluster, ["--net", "lenet", "--data-dir", DATA, "--limit-train",
+                                         "8192", "--limit-test", "256", "--epochs", "50",
+                                         "--kvstore", "horovod"])
+    try:
+        job.wait_for(r"^\[1\]<stdout>:training on", timeout=90)
+        time.sleep(1)
+        failed_at = time.monotonic()
+        failure(cluster, 1)
+        code, out, err = job.finish(timeout=40)
+        ended_after = time.monotonic() - failed_at
+    finally:
+        job.cleanup()
+    print("%s on host 1: horovodrun ended %.1f s later" % (failure.__name__, ended_after))
+    assert code != 0 and ended_after < 20, (code, ended_after, out)
+    # Rank 0, on the host left, ends with one line naming the lost host and why.
+    ours = [l for l in out if "horovod: rank" in l and "lost its peers" in l]
+    assert len(ours) == 1, "\n".join(out)
+    assert re.match(r"\[0\]<stderr>:gluon-cnns-train: horovod: rank 0 on gcnh0 lost its peers: "
+                    r"gcnh1 %s; stopping$" % why, ours[0]), ours[0]
+    assert not any(l.startswith("[0]<stderr>:Traceback") for l in out), "\n".join(out)
+    assert _wait_until_gone(cluster, 20) == {}
+    print("nothing left %.1f s after the failure" % (time.monotonic() - failed_at))
+
+
+def test_bad_host_input_is_one_line_before_anything_starts(netns_hosts, tmp_path):
+    """Each mistake: exit 2, one line naming the host and the fix, no process started."""
+    cluster = netns_hosts(2)
+    good = cluster.hostfile(str(tmp_path / "hosts"))
+    unreachable = str(tmp_path / "unreachable")
+    with open(unreachable, "w") as f:
+        f.write("%s\n%s.99\n" % (cluster.addresses[0], cluster.here.rsplit(".", 1)[0]))
+    ours = [PY, TRAIN, "--net", "lenet", "--kvstore", "dist_sync"]
+    b = re.escape(cluster.addresses[1])
+    cases = [
+        (unreachable, [], ours, r"cannot reach 10\.231\.0\.99 over ssh \(ssh: connect to host "
+                                r"10\.231\.0\.99 port 22: .+\); check the hostfile"),
+        (good, [], ["/no/such/python"] + ours[1:],
+         r"no /no/such/python on 10\.231\.0\.2: every host needs the same Python environment"),
+        (good, [], ["/usr/bin/python3"] + ours[1:],  # Debian's Python, without MXNet
+         r"/usr/bin/python3 on 10\.231\.0\.2 cannot import mxnet: install the package's"),
+        (good, ["--env", "DMLC_INTERFACE=eth9"], ours,
+         r"DMLC_INTERFACE=eth9 names no network interface on 10\.231\.0\.2 \(it has eth0, lo\)"),
+        (good, [], [PY, "/no/such/train.py"],
+         r"no /no/such/train\.py on 10\.231\.0\.2: every host needs the repository"),
+        (good, ["--workdir", "/no/such/folder"], ours,
+         r"no folder /no/such/folder on 10\.231\.0\.2 \(--workdir\)"),
+    ]
+    with open(str(tmp_path / "twice"), "w") as f:  # the same host under another line
+        f.write("%s\n%s:22\n" % (cluster.addresses[1], cluster.addresses[1]))
+    cases.append((str(tmp_path / "twice"), [], ours,
+                  r"the hostfile names the same host twice \(%s and %s, ssh port 22\)" % (b, b)))
+    for hostfile, flags, command, expected in cases:
+        started = time.monotonic()
+        job = Launch(["-n", "2", "-s", "1", "-H", hostfile, "--host-ip", cluster.here]
+                     + (flags if "--workdir" in flags else flags + ["--workdir", ROOT])
+                     + ["--timeout", "60", "--"] + command,
+                     env=dict(cluster.env, OMP_NUM_THREADS="1"))
+        code, out, err = _finish(job, timeout=40)
+        assert code == 2 and out == [], (expected, out, err)
+        lines = err.splitlines()
+        assert len(lines) == 1 and re.match(r"gluon-cnns-launch: error: %s.*\(see --help\)$"
+                                            % expected, lines[0]), (expected, err)
+        assert time.monotonic() - started < 20
+        assert _job_processes(cluster) == {}

@@ -28,7 +28,8 @@ With it the scheduler runs here and servers, then workers, go round-robin over
 the hosts, each started as ``ssh -o StrictHostKeyChecking=no [-p PORT] HOST
 'cd WORKDIR; export DMLC_...; COMMAND'`` like dmlc's ssh tracker, COMMAND under a
 watchdog that stops it when its ssh session ends (see WATCHDOG); a host that stops
-answering ends the job with a line naming it.
+answering ends the job with a line naming it. The hosts are checked first, over ssh
+(``launch_hosts``): a bad one is a usage error before anything starts.
 """
 import os
 import shlex
@@ -41,6 +42,7 @@ import time
 
 from ..errors import UsageError
 from ..threads import SET_VAR, worker_env
+from .launch_hosts import check_hosts, probe_hosts
 from .launch_args import (MAX_PROCESSES, PROG, build_parser, check_capacity,  # noqa: F401
                           parse_args, read_hostfile)
 
@@ -168,11 +170,14 @@ def plan(args, command):
     else:
         hosts = read_hostfile(args.hostfile)
         host_ip = args.host_ip or _this_host_ip()
+        check_hosts(hosts, host_ip)
         try:
             root_port = args.port or free_ports(host_ip, 1)[0]
         except OSError as e:
             raise UsageError("the scheduler cannot listen on %s (%s); pass this machine's "
                              "address as --host-ip" % (host_ip, e.strerror or e))
+        probe_hosts(hosts, args.workdir or os.getcwd(), _remote_env(common), command,
+                    SSH_OPTIONS)
     dmlc = {"DMLC_PS_ROOT_URI": host_ip, "DMLC_PS_ROOT_PORT": str(root_port),
             "DMLC_NUM_SERVER": str(args.num_servers), "DMLC_NUM_WORKER": str(args.num_workers)}
     nodes = [Node("scheduler", list(command),
@@ -191,11 +196,17 @@ def plan(args, command):
         else:
             host, ssh_port = hosts[i % len(hosts)]
             env["DMLC_NODE_HOST"] = host
-            remote_env = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}
-            remote_env.update(env)
-            argv = ssh_command(host, ssh_port, args.workdir or os.getcwd(), remote_env, command)
+            argv = ssh_command(host, ssh_port, args.workdir or os.getcwd(), _remote_env(env),
+                               command)
             nodes.append(Node("%s %d" % (role, index), argv, {}, host))
     return nodes
+
+
+def _remote_env(env):
+    """What a remote process gets: _PASSED_ENV as set here, then ``env``."""
+    remote = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}
+    remote.update(env)
+    return remote
 
 
 def _this_host_ip():

@@ -328,6 +328,20 @@ def _print_models():
         print("%s  %s" % (name.ljust(width), model_spec(name).description))
 
 
+def _exit_if_horovod_lost_a_peer(error):
+    """A Horovod rank whose job lost a peer: one line, and out at once (exit 1), before
+    MXNet's exit handler reports the same shutdown again with its own traceback."""
+    if "horovod" not in sys.modules:
+        return
+    from ..training.horovod import lost_peer_line
+    line = lost_peer_line(error)
+    if line:
+        import os
+        print("%s: %s" % (PROG, line), file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(1)
+
+
 def main(argv=None):
     """Entry point of ``gluon-cnns-train``; returns the exit code."""
     args, code = parse(build_parser(), argv)
@@ -355,7 +369,8 @@ def main(argv=None):
         hint = "; continue with --resume" if args.save_dir else ""
         print("%s: interrupted%s" % (PROG, hint), file=sys.stderr)
         return 130
-    except Exception:  # a bug: its traceback; a failed dist worker leaves at once, not hanging
+    except Exception as e:  # a bug: its traceback; a failed dist worker leaves at once
+        _exit_if_horovod_lost_a_peer(e)
         from ..training.distributed import exit_failed_worker
         exit_failed_worker(1, show_traceback=True)
         raise

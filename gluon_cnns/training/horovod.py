@@ -38,6 +38,14 @@ dist_sync, every rank making the same number of steps) with batch B / W.
   others' pending allreduces fail instead of waiting. ``GLUON_CNNS_FAIL_AT_BATCH
   =N:RANK`` makes rank RANK raise at its N-th batch (counted from 1 in this
   process), to test this.
+* **A host lost.** A killed rank's peers see its connections reset at once; a
+  host cut off sends nothing, and Gloo waits ``HOROVOD_GLOO_TIMEOUT_SECONDS``
+  (30 s by default in Horovod) before it fails the pending collective. Horovod's
+  background loop exchanges a message every few milliseconds whatever Python
+  does, so only a dead or unreachable peer can make it wait that long: the rank
+  sets GLOO_TIMEOUT_S unless the user chose a value. The surviving ranks then
+  end with one line (:func:`lost_peer_line`) naming the host that no longer
+  answers, and horovodrun stops the job.
 """
 import os
 import sys
@@ -52,6 +60,14 @@ LAUNCHER_ENV = ("HOROVOD_RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK")
 FAIL_ENV = "GLUON_CNNS_FAIL_AT_BATCH"
 # The attribute of the optimizer (saved with the trainer states) naming the job's size.
 _RANKS_ATTR = "horovod_num_workers"
+# How long Gloo waits on a silent peer (HOROVOD_GLOO_TIMEOUT_SECONDS, unless set): the
+# time a cut-off host takes to end the job. Rendezvous at start waits as long for the
+# slowest rank to arrive, so it must cover the spread of the ranks' start-up times.
+GLOO_TIMEOUT_ENV, GLOO_TIMEOUT_S = "HOROVOD_GLOO_TIMEOUT_SECONDS", 10
+# The port a peer host answers on while it is up: horovodrun reached it over ssh.
+_SSH_PORT, _PROBE_S = 22, 2.0
+# This rank and every rank's host, gathered when the job starts (for lost_peer_line).
+_job = {}
 
 
 class InjectedFailure(RuntimeError):
@@ -214,11 +230,80 @@ def setup_horovod(batch_size, gpus=None, cpus=None):
         if (count or 1) > 1:
             raise DistributedError("--kvstore horovod trains on one device per rank; drop --%s "
                                    "N and start N ranks per host (horovodrun -H host:N)" % flag)
+    _check_interface(os.environ.get("HOROVOD_GLOO_IFACE"))
     fail_at = failure_injection(os.environ.get(FAIL_ENV))
     size = os.environ.get("HOROVOD_SIZE")
     if size:  # checked before joining, as Horovod's own size below
         local_batch_size(batch_size, int(size))
+    os.environ.setdefault(GLOO_TIMEOUT_ENV, str(GLOO_TIMEOUT_S))  # read by hvd.init()
     hvd.init()
     cluster = HorovodCluster(hvd, local_batch_size(batch_size, hvd.size()), fail_at)
+    _job.update(rank=cluster.rank, hosts=_gather_hosts(hvd))
     print(cluster.describe(), flush=True)
     return cluster
+
+
+def _check_interface(name, where="/sys/class/net"):
+    """Refuse an interface for Gloo (horovodrun --network-interface, HOROVOD_GLOO_IFACE)
+    that this host does not have: Gloo would fail at hvd.init() with a C++ error."""
+    if name and os.path.isdir(where) and not os.path.exists(os.path.join(where, name)):
+        raise DistributedError("HOROVOD_GLOO_IFACE=%s names no network interface on %s (it "
+                               "has %s); pass horovodrun --network-interface one of those"
+                               % (name, _this_host(), ", ".join(sorted(os.listdir(where)))))
+
+
+def _gather_hosts(hvd):
+    """Every rank's host name, in rank order (one allgather of fixed-size byte rows)."""
+    import mxnet as mx
+    import numpy as np
+    row = np.zeros((1, 256), dtype=np.int32)
+    name = _this_host().encode()[:256]
+    row[0, :len(name)] = list(name)
+    rows = hvd.allgather(mx.nd.array(row, dtype="int32"), name="gluon_cnns.hosts").asnumpy()
+    return [bytes(int(c) for c in r if c).decode(errors="replace") for r in rows]
+
+
+def _this_host():
+    import socket
+    return os.environ.get("HOROVOD_HOSTNAME") or socket.gethostname()
+
+
+def lost_peer_line(error):
+    """The one line for a rank whose job lost a peer (``error`` says Horovod shut down
+    under this rank), naming the hosts that no longer answer; None for any other error."""
+    if not _job or "Horovod has been shut down" not in str(error):
+        return None
+    here = _job["hosts"][_job["rank"]]
+    peers = sorted(set(_job["hosts"]) - {here})
+    silent = _silent_hosts(peers)
+    if silent:
+        what = "; ".join("%s %s" % pair for pair in silent)
+    elif peers:
+        what = "a rank on %s ended (the hosts still answer: see that rank's lines)" % (
+            " or ".join([here] + peers))
+    else:
+        what = "another rank on this host ended (see its lines)"
+    return "horovod: rank %d on %s lost its peers: %s; stopping" % (_job["rank"], here, what)
+
+
+def _silent_hosts(hosts):
+    """[(host, why)] of the ``hosts`` whose ssh port does not accept a connection within
+    _PROBE_S (probed together)."""
+    import socket
+    import threading
+    found = {}
+
+    def probe(host):
+        try:
+            socket.create_connection((host, _SSH_PORT), timeout=_PROBE_S).close()
+        except socket.timeout:
+            found[host] = "does not answer (down, or its link cut)"
+        except OSError as e:  # refused: up, but its sshd is gone with its processes
+            found[host] = "does not take ssh connections (%s)" % (e.strerror or e)
+
+    threads = [threading.Thread(target=probe, args=(h,), daemon=True) for h in hosts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(_PROBE_S + 1)
+    return [(h, found[h]) for h in hosts if h in found]

@@ -50,11 +50,30 @@ def _large_net(item):
     return channels * height * width > QUICK_INPUT_VALUES
 
 
+# ---------------------------------------------------------------- two processes
+# pytest.ini runs the suite on two pytest-xdist workers (`-n 2 --dist loadgroup`): most
+# tests use one core or wait on their subprocesses. A test goes to whichever worker is
+# free, except that the tests sharing a module-scoped fixture (a trained run, a pack, the
+# docs checker) run on one worker, which builds it once, and the tests holding the
+# machine-wide namespace-host lock run on one worker (on the other they would only wait).
+def _xdist_group(item, module):
+    if "netns_hosts" in item.fixturenames:
+        return "netns_hosts"
+    definitions = item._fixtureinfo.name2fixturedefs.values()
+    if any(d[-1].scope == "module" for d in definitions):
+        return module
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1]
         if module in SLOW_MODULES or _large_net(item):
             item.add_marker(pytest.mark.slow)
+        group = _xdist_group(item, module)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 # ---------------------------------------------------------------- namespace hosts

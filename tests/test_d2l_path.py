@@ -160,6 +160,11 @@ def _largest_change(after, before):
     return max(float((a - b).abs().max().asscalar()) for a, b in zip(after, before))
 
 
+# The negative controls show that the comparison can fail. Its tolerance is the same for
+# every net, so one net with Dropout carries them.
+CONTROL_NET = "vgg11_small"
+
+
 @pytest.mark.parametrize("name", sorted(NETS))
 def test_a_run_ends_where_d2ls_code_path_ends(name, real_fashion_dir):  # noqa: F811
     limit = NETS[name][3]
@@ -171,9 +176,11 @@ def test_a_run_ends_where_d2ls_code_path_ends(name, real_fashion_dir):  # noqa: 
     # Hybridized vs imperative kernels sum in other orders: float noise, well under 1%.
     apart = _largest_change(ours, run_d2l(name, initial, order, seed=7))
     assert apart < 0.01 * moved, (apart, moved)
-    # The check can fail: stepping the short batch with its own size is a real difference.
-    other = _largest_change(ours, run_d2l(name, initial, order, seed=7, short_step=True))
-    assert other > 0.05 * moved, (other, moved)
-    if _draws_random_numbers(net):  # Dropout: other masks are a real difference too
+    if name == CONTROL_NET:
+        # Stepping the short batch with its own size is a real difference.
+        other = _largest_change(ours, run_d2l(name, initial, order, seed=7, short_step=True))
+        assert other > 0.05 * moved, (other, moved)
+        # Other Dropout masks are one too: the same masks are what make the paths agree.
+        assert _draws_random_numbers(net)
         masks = _largest_change(ours, run_d2l(name, initial, order, seed=8))
         assert masks > 0.05 * moved, (masks, moved)

@@ -15,7 +15,8 @@ from gluon_cnns.cli import pack
 from gluon_cnns.data import pack_writer
 from gluon_cnns.data.decode import load_image, read_image, to_pixels
 from gluon_cnns.data.image_folder import scan_folder
-from gluon_cnns.data.image_pack import GluonPack, im2rec_prefix, pack_paths, scan_pack
+from gluon_cnns.data.image_pack import (GluonPack, Im2recPack, im2rec_prefix, listed_class_names,
+                                        pack_paths, scan_pack)
 from gluon_cnns.errors import DataError
 from image_folders import CLASS_FOLDERS, write_image_folder
 
@@ -305,16 +306,17 @@ def test_a_truncated_pack_file_is_named_as_partly_written(packed, tmp_path):
 
 
 def test_an_index_naming_a_key_twice_is_refused_whatever_the_offsets(packed, tmp_path):
-    """An im2rec pack (no pack.json): key 0 listed at record 0's and at record 1's offset."""
+    """An im2rec pack (no pack.json): key 1 listed at record 1's and at record 2's offset
+    (no key equals an offset, so a check of the offsets would not notice)."""
     target = shutil.copytree(packed, str(tmp_path / "copy"))
     os.remove(os.path.join(target, "pack.json"))
     idx = os.path.join(target, "train.idx")
     with open(idx) as f:
         lines = f.read().splitlines()
-    lines[1] = "0\t" + lines[1].split("\t")[1]
+    lines[2] = "1\t" + lines[2].split("\t")[1]
     with open(idx, "w") as f:
         f.write("\n".join(lines) + "\n")
-    with pytest.raises(DataError, match="train.idx names record 0 twice"):
+    with pytest.raises(DataError, match="train.idx names record 1 twice"):
         scan_pack(target)
 
 
@@ -336,6 +338,7 @@ def test_an_im2rec_prefix_is_named_or_found_in_its_folder_and_two_packs_are_one_
     _touch(_touch(root, "mine_train.rec"), "notes.txt")
     mine = os.path.join(root, "mine")
     assert im2rec_prefix(mine) == mine and im2rec_prefix(root) == mine
+    assert Im2recPack.recognizes(root) and not Im2recPack.recognizes(str(tmp_path / "none"))
     _touch(root, "other_train.rec")
     with pytest.raises(DataError) as info:
         im2rec_prefix(root)
@@ -348,3 +351,15 @@ def test_val_split_is_refused_for_a_pack_which_has_its_own(packed):
     with pytest.raises(DataError, match="^--val-split applies to an image folder; a pack has "
                                         "its own val.rec$"):
         GluonPack.scan(packed, val_split=0.2)
+
+
+def test_im2rec_lists_name_the_classes_after_their_folders(tmp_path):
+    """``index<TAB>label<TAB>class/file`` lines, as ``im2rec.py --list --recursive`` writes."""
+    prefix = str(tmp_path / "mine")
+    for split, rows in (("train", [(0, "Bag/a.png"), (1, "Coat/b.png"), (0, "Bag/c.png")]),
+                        ("val", [(1, "Coat/d.png")])):
+        with open(prefix + "_%s.lst" % split, "w") as f:
+            f.writelines("%d\t%d.000000\t%s\n" % (i, label, path)
+                         for i, (label, path) in enumerate(rows))
+    assert listed_class_names(prefix, 2) == ["Bag", "Coat"]
+    assert listed_class_names(prefix, 3) is None  # a label no list names: numbered

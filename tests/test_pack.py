@@ -354,12 +354,18 @@ def test_val_split_is_refused_for_a_pack_which_has_its_own(packed):
 
 
 def test_im2rec_lists_name_the_classes_after_their_folders(tmp_path):
-    """``index<TAB>label<TAB>class/file`` lines, as ``im2rec.py --list --recursive`` writes."""
+    """``index<TAB>label<TAB>class/file`` lines, as ``im2rec.py --list --recursive`` writes;
+    numbered classes unless each label has one folder of its own."""
     prefix = str(tmp_path / "mine")
-    for split, rows in (("train", [(0, "Bag/a.png"), (1, "Coat/b.png"), (0, "Bag/c.png")]),
-                        ("val", [(1, "Coat/d.png")])):
-        with open(prefix + "_%s.lst" % split, "w") as f:
-            f.writelines("%d\t%d.000000\t%s\n" % (i, label, path)
-                         for i, (label, path) in enumerate(rows))
+
+    def lists(train, val):
+        for split, rows in (("train", train), ("val", val)):
+            with open(prefix + "_%s.lst" % split, "w") as f:
+                f.writelines("%d\t%d.000000\t%s\n" % (i, label, path)
+                             for i, (label, path) in enumerate(rows))
+
+    lists([(0, "Bag/a.png"), (1, "Coat/b.png"), (0, "Bag/c.png")], [(1, "Coat/d.png")])
     assert listed_class_names(prefix, 2) == ["Bag", "Coat"]
-    assert listed_class_names(prefix, 3) is None  # a label no list names: numbered
+    assert listed_class_names(prefix, 3) is None  # a label no list names
+    lists([(0, "Bag/a.png"), (1, "Bag/b.png")], [(1, "Bag/d.png")])  # two labels, one folder
+    assert listed_class_names(prefix, 2) is None

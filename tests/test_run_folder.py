@@ -244,3 +244,12 @@ def test_a_lock_file_that_is_a_link_or_pipe_is_refused_and_its_target_kept(tmp_p
     line = one_error_line(proc)
     assert "cannot lock" in line and ".lock" in line
     assert victim.read_text() == "important"
+
+
+def test_a_checkpoint_is_named_by_the_epoch_it_is_in():
+    """Epochs count from 1 in messages and file names alike: the checkpoint 3 batches into
+    the first epoch is "epoch 1 batch 3" (docs/CHECKPOINTS.md's example), the end of the
+    second is "epoch 2"."""
+    from gluon_cnns.artifacts.rundir import describe, stem
+    assert [(stem(e, b), describe({"epoch": e, "batch": b})) for e, b in ((0, 3), (2, 0))] == [
+        ("epoch-0001-batch-000003", "epoch 1 batch 3"), ("epoch-0002", "epoch 2")]

@@ -156,20 +156,22 @@ def run_module(name, python, work, timeout, minutes):
     repo = os.path.join(work, "repo")
     config, session = os.path.join(work, name + ".toml"), os.path.join(work, name + ".sqlite")
     command = "%s -m pytest -x -q -p no:cacheprovider %s" % (python, tests)
-    with open(config, "w") as f:
-        f.write(CONFIG.format(module=module, timeout=timeout,
-                              test_command=command.replace('"', '\\"'),
-                              excluded="[%s]" % ", ".join('"%s"' % e.replace("\\", "\\\\")
-                                                          for e in EXCLUDED_OPERATORS)))
     bin_dir = os.path.dirname(sys.executable)
     env = dict(os.environ, PYTHONPATH=repo, OMP_NUM_THREADS="1")
     started = time.time()
+    seconds = baseline(command, repo, env)
+    # A loaded machine can slow the tests several times over: a mutant is a hang only
+    # when it takes far longer than the unmutated tests did.
+    with open(config, "w") as f:
+        f.write(CONFIG.format(module=module, timeout=max(timeout, 3 * seconds),
+                              test_command=command.replace('"', '\\"'),
+                              excluded="[%s]" % ", ".join('"%s"' % e.replace("\\", "\\\\")
+                                                          for e in EXCLUDED_OPERATORS)))
     for step in (["cosmic-ray", "init", config, session],
                  ["cr-filter-operators", session, config]):
         subprocess.run([os.path.join(bin_dir, step[0])] + step[1:], cwd=repo, env=env,
                        check=True)
     # As many mutants as the module's share of the time allows, its tests' time each.
-    seconds = baseline(command, repo, env)
     scope, kept = skip(session, names and line_ranges(os.path.join(repo, module), names),
                        max(1, int(minutes * 60 / (seconds + 1))))
     subprocess.run([os.path.join(bin_dir, "cosmic-ray"), "exec", config, session], cwd=repo,
@@ -205,7 +207,8 @@ def main(argv=None):
                         help="the project's Python, which runs the tests (default: python "
                              "on PATH)")
     parser.add_argument("--timeout", type=float, default=300.0,
-                        help="seconds one mutant's tests may take (a hang is reported)")
+                        help="seconds one mutant's tests may take, at least 3 times the "
+                             "unmutated tests' time (a hang is reported)")
     parser.add_argument("--minutes", type=float, default=50.0,
                         help="the time for all the chosen modules together (default 50): "
                              "each gets an equal share, and runs as many of its mutants, "

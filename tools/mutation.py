@@ -107,25 +107,33 @@ def line_ranges(path, names):
     return [found[n] for n in names]
 
 
-def skip(session, ranges, keep, seed=0):
-    """Mark as skipped the mutants outside ``ranges`` (None: the whole file), then all but
-    a seeded random ``keep`` of the rest (cosmic-ray's own filters skip by operator or by
-    pragma only). Returns (mutants in scope, mutants kept)."""
+def skip(session, ranges, seed=0):
+    """Mark every mutant as skipped (cosmic-ray's own filters skip by operator or by pragma
+    only); return the mutants inside ``ranges`` (None: the whole file) in a seeded random
+    order, the order in which :func:`unskip` hands them out."""
     import random
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import WorkerOutcome, WorkResult
     with use_db(session, WorkDB.Mode.open) as db:
-        pending = list(db.pending_work_items)
-        inside = [i for i in pending if ranges is None or any(
+        # pending_work_items come in random order and job ids are random: sort by the
+        # mutation itself so that the seed alone decides the sample.
+        pending = sorted(db.pending_work_items, key=lambda i: (
+            i.mutations[0].start_pos, i.mutations[0].operator_name, i.mutations[0].occurrence))
+        inside = [i.job_id for i in pending if ranges is None or any(
             first <= i.mutations[0].start_pos[0] <= last for first, last in ranges)]
-        kept = set(i.job_id for i in random.Random(seed).sample(inside, min(keep, len(inside))))
-        scope = set(i.job_id for i in inside)
         for item in pending:
-            if item.job_id not in kept:
-                why = "not sampled" if item.job_id in scope else "outside the guarantee's code"
-                db.set_result(item.job_id, WorkResult(output=why,
-                                                      worker_outcome=WorkerOutcome.SKIPPED))
-    return len(inside), len(kept)
+            why = "not sampled" if item.job_id in inside else "outside the guarantee's code"
+            db.set_result(item.job_id, WorkResult(output=why,
+                                                  worker_outcome=WorkerOutcome.SKIPPED))
+    random.Random(seed).shuffle(inside)
+    return inside
+
+
+def unskip(session, job_ids):
+    """Make the skipped mutants ``job_ids`` pending again, for the next ``cosmic-ray exec``."""
+    import sqlite3
+    with sqlite3.connect(session) as db:
+        db.executemany("DELETE FROM work_results WHERE job_id = ?", [(j,) for j in job_ids])
 
 
 def results(session):
@@ -171,11 +179,17 @@ def run_module(name, python, work, timeout, minutes):
                  ["cr-filter-operators", session, config]):
         subprocess.run([os.path.join(bin_dir, step[0])] + step[1:], cwd=repo, env=env,
                        check=True)
-    # As many mutants as the module's share of the time allows, its tests' time each.
-    scope, kept = skip(session, names and line_ranges(os.path.join(repo, module), names),
-                       max(1, int(minutes * 60 / (seconds + 1))))
-    subprocess.run([os.path.join(bin_dir, "cosmic-ray"), "exec", config, session], cwd=repo,
-                   env=env, check=True)
+    # Rounds of as many mutants as the time left allows at the unmutated tests' pace; a
+    # killed mutant usually stops its tests early, so later rounds draw more of the sample.
+    order = skip(session, names and line_ranges(os.path.join(repo, module), names))
+    deadline, kept = started + minutes * 60, 0
+    while kept < len(order) and (kept == 0 or deadline - time.time() > seconds):
+        batch = order[kept:kept + max(1, int((deadline - time.time()) / (seconds + 1)))]
+        unskip(session, batch)
+        kept += len(batch)
+        subprocess.run([os.path.join(bin_dir, "cosmic-ray"), "exec", config, session],
+                       cwd=repo, env=env, check=True)
+    scope = len(order)
     counts, survivors = results(session)
     return {"name": name, "module": module, "scope": names, "tests": tests, "in_scope": scope,
             "sampled": kept, "counts": counts, "survivors": survivors,

@@ -43,7 +43,9 @@ MODULES = {
               "tests/test_resume.py -k 'random_moments or ctrl_c or checksummed'"),
     "resume": ("gluon_cnns/training/fit.py", ["_build", "_saver", "fit", "_resumed_records"],
                "tests/test_resume.py -k 'random_moments or ctrl_c'"),
-    "io": ("gluon_cnns/io.py", None, "tests/test_run_folder.py"),
+    "io": ("gluon_cnns/io.py", None,  # the JSON bounds, links refused, then the run folder
+           "tests/test_hostile_round3.py::test_read_json_checks_size_depth_and_type "
+           "tests/test_owned_paths.py tests/test_run_folder.py"),
     "freeze": ("gluon_cnns/training/finetune.py", ["transfer_features", "freeze_features"],
                "tests/test_own_images.py -k 'finetun or frozen or transfer'"),
     "distributed": ("gluon_cnns/training/distributed.py", None,

@@ -233,6 +233,11 @@ def test_bad_arguments_raise_export_errors_and_write_nothing(tmp_path):
     uninitialized = gluon_cnns.get_model("lenet")
     with pytest.raises(ExportError, match="initialize or load"):
         export_model(uninitialized, prefix, (1, 1, 28, 28))
+    class_maps = nn.HybridSequential()  # a plain Gluon net ending in (batch, 10, 8, 8) maps
+    class_maps.add(nn.Conv2D(10, 1))
+    class_maps.initialize()
+    with pytest.raises(ExportError, match="must return one \\(batch, classes\\) array"):
+        export_model(class_maps, prefix, (1, 1, 8, 8))
     assert _listing(tmp_path) == []
 
 

@@ -57,7 +57,9 @@ MODULES = {
                   "tests/test_nan_guard.py"),
     "nan_stop": ("gluon_cnns/training/engine.py",  # stop: the first bad batch named
                  ["EpochProgress", "Engine"], "tests/test_nan_guard.py tests/test_resume.py"),
-    "export": ("gluon_cnns/inference/export.py", None, "tests/test_export.py"),
+    "export": ("gluon_cnns/inference/export.py", None,  # two nets' numbers, not every net's
+               "tests/test_export.py -k 'not (onnx_matches_gluon or reproduces_the_net or "
+               "bn_nets_export) or lenet_bn or resnet20_cifar'"),
     "pack": ("gluon_cnns/data/image_pack.py", None, "tests/test_pack.py"),
     "threads": ("gluon_cnns/threads.py", None, "tests/test_threads.py"),
 }

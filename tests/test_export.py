@@ -503,3 +503,24 @@ def test_load_checkpoint_net_checks_classes(tmp_path):
     # config.json's fields are type-checked when it is read (training/records.py).
     with pytest.raises(ExportError, match="'classes' is 'ten', not a positive whole number"):
         load_checkpoint_net(str(tmp_path))
+
+
+def test_center_crop_is_recorded_for_a_square_input_and_refused_for_another(tmp_path):
+    net, _ = make_net("lenet")
+    files = export_model(net, str(tmp_path / "m"), (1, 1, 28, 28), formats="symbol",
+                         center_crop=0.875)
+    with open(files["meta"]) as f:
+        assert json.load(f)["center_crop"] == 0.875
+    with pytest.raises(ExportError, match=r"center_crop needs a square input \(H == W\), got "
+                                          r"input_shape \(1, 1, 28, 32\)"):
+        export_model(net, str(tmp_path / "wide"), (1, 1, 28, 32), center_crop=0.875)
+
+
+def test_an_export_leaves_no_descriptor_open(tmp_path):
+    """The staging folder's lock is released: an export in a loop does not run out of files."""
+    net, _ = make_net("lenet")
+    export_model(net, str(tmp_path / "m"), (1, 1, 28, 28), formats="symbol")  # warm-up
+    before = len(os.listdir("/proc/self/fd"))
+    for n in range(3):
+        export_model(net, str(tmp_path / "m"), (1, 1, 28, 28), formats="symbol")
+    assert len(os.listdir("/proc/self/fd")) == before

@@ -524,3 +524,16 @@ def test_an_export_leaves_no_descriptor_open(tmp_path):
     for n in range(3):
         export_model(net, str(tmp_path / "m"), (1, 1, 28, 28), formats="symbol")
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_an_export_of_more_classes_than_small_ints_is_accepted(tmp_path):
+    """300 outputs and 300 names (own image folders may hold up to 100,000 classes):
+    beyond the 256 ints CPython caches, two equal counts are not the same object."""
+    net = nn.HybridSequential()
+    net.add(nn.Dense(300))
+    net.initialize()
+    names = ["class %d" % i for i in range(300)]
+    files = export_model(net, str(tmp_path / "m"), (1, 1, 4, 4), formats="symbol",
+                         class_names=names)
+    with open(files["meta"]) as f:
+        assert json.load(f)["class_names"] == names

@@ -224,10 +224,13 @@ def test_bad_arguments_raise_export_errors_and_write_nothing(tmp_path):
         export_model(net, prefix, (1, 1, 8, 8))
     with pytest.raises(ExportError, match="10 outputs but 3 class names"):
         export_model(net, prefix, (1, 1, 28, 28), class_names=["a", "b", "c"])
+    with pytest.raises(ExportError, match="10 outputs but 11 class names"):
+        export_model(net, prefix, (1, 1, 28, 28), class_names=list("abcdefghijk"))
     with pytest.raises(ExportError, match="unknown export format"):
         export_model(net, prefix, (1, 1, 28, 28), formats="tflite")
-    with pytest.raises(ExportError, match="input_shape"):
-        export_model(net, prefix, (28, 28))
+    for shape in ((28, 28), (1, 1, 1, 28, 28)):
+        with pytest.raises(ExportError, match=r"input_shape must be \(N, C, H, W\) or \(C, H, "):
+            export_model(net, prefix, shape)
     with pytest.raises(ExportError, match="per channel"):
         export_model(net, prefix, (1, 1, 28, 28), normalization=((0.1, 0.2), (1, 1)))
     uninitialized = gluon_cnns.get_model("lenet")

@@ -258,3 +258,12 @@ def test_a_checkpoint_is_named_by_the_epoch_it_is_in():
     from gluon_cnns.artifacts.rundir import describe, stem
     assert [(stem(e, b), describe({"epoch": e, "batch": b})) for e, b in ((0, 3), (2, 0))] == [
         ("epoch-0001-batch-000003", "epoch 1 batch 3"), ("epoch-0002", "epoch 2")]
+
+
+def test_files_written_atomically_get_the_mode_open_gives(tmp_path):
+    """mkstemp's temporary file is the owner's alone; the file a run leaves is not."""
+    from gluon_cnns.io import atomic_write
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    written = atomic_write(str(tmp_path / "atomic.txt"), lambda tmp: open(tmp, "w").write("x"))
+    assert oct(os.stat(written).st_mode & 0o777) == oct(plain.stat().st_mode & 0o777)

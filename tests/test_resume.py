@@ -336,3 +336,12 @@ def test_ctrl_c_during_an_epochs_evaluation_stops_once_the_epoch_is_saved(tmp_pa
     saver(records[2])  # the last epoch: saved, and the run ends as it would have
     with open(os.path.join(str(tmp_path), "log.jsonl")) as f:
         assert [json.loads(line)["epoch"] for line in f] == [1, 3]  # each epoch's own line
+
+
+def test_ctrl_c_handlers_of_the_caller_are_back_after_training():
+    """Training from Python (a notebook) takes Ctrl-C and SIGTERM over only while it runs."""
+    from gluon_cnns.training.saver import CtrlC
+    before = [signal.getsignal(s) for s in CtrlC.SIGNALS]
+    with CtrlC() as ctrl_c:
+        assert [signal.getsignal(s) for s in CtrlC.SIGNALS] == [ctrl_c._handle] * 2
+    assert [signal.getsignal(s) for s in CtrlC.SIGNALS] == before

@@ -9,6 +9,7 @@ given number of OpenMP threads, and every process here gets the same environment
 import json
 import os
 import random
+import resource
 import signal
 import subprocess
 import sys
@@ -335,7 +336,10 @@ def test_ctrl_c_during_an_epochs_evaluation_stops_once_the_epoch_is_saved(tmp_pa
         saver(records[0])
     saver(records[2])  # the last epoch: saved, and the run ends as it would have
     with open(os.path.join(str(tmp_path), "log.jsonl")) as f:
-        assert [json.loads(line)["epoch"] for line in f] == [1, 3]  # each epoch's own line
+        log = [json.loads(line) for line in f]
+    assert [r["epoch"] for r in log] == [1, 3]  # each epoch's own line
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+    assert all(0 < r["peak_rss_mib"] <= peak_mib for r in log)
 
 
 def test_ctrl_c_handlers_of_the_caller_are_back_after_training():

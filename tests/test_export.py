@@ -224,15 +224,23 @@ def test_bad_arguments_raise_export_errors_and_write_nothing(tmp_path):
         export_model(net, prefix, (1, 1, 8, 8))
     with pytest.raises(ExportError, match="10 outputs but 3 class names"):
         export_model(net, prefix, (1, 1, 28, 28), class_names=["a", "b", "c"])
+    with pytest.raises(ExportError, match="10 outputs but 11 class names"):
+        export_model(net, prefix, (1, 1, 28, 28), class_names=list("abcdefghijk"))
     with pytest.raises(ExportError, match="unknown export format"):
         export_model(net, prefix, (1, 1, 28, 28), formats="tflite")
-    with pytest.raises(ExportError, match="input_shape"):
-        export_model(net, prefix, (28, 28))
+    for shape in ((28, 28), (1, 1, 1, 28, 28)):
+        with pytest.raises(ExportError, match=r"input_shape must be \(N, C, H, W\) or \(C, H, "):
+            export_model(net, prefix, shape)
     with pytest.raises(ExportError, match="per channel"):
         export_model(net, prefix, (1, 1, 28, 28), normalization=((0.1, 0.2), (1, 1)))
     uninitialized = gluon_cnns.get_model("lenet")
     with pytest.raises(ExportError, match="initialize or load"):
         export_model(uninitialized, prefix, (1, 1, 28, 28))
+    class_maps = nn.HybridSequential()  # a plain Gluon net ending in (batch, 10, 8, 8) maps
+    class_maps.add(nn.Conv2D(10, 1))
+    class_maps.initialize()
+    with pytest.raises(ExportError, match="must return one \\(batch, classes\\) array"):
+        export_model(class_maps, prefix, (1, 1, 8, 8))
     assert _listing(tmp_path) == []
 
 
@@ -498,3 +506,37 @@ def test_load_checkpoint_net_checks_classes(tmp_path):
     # config.json's fields are type-checked when it is read (training/records.py).
     with pytest.raises(ExportError, match="'classes' is 'ten', not a positive whole number"):
         load_checkpoint_net(str(tmp_path))
+
+
+def test_center_crop_is_recorded_for_a_square_input_and_refused_for_another(tmp_path):
+    net, _ = make_net("lenet")
+    files = export_model(net, str(tmp_path / "m"), (1, 1, 28, 28), formats="symbol",
+                         center_crop=0.875)
+    with open(files["meta"]) as f:
+        assert json.load(f)["center_crop"] == 0.875
+    with pytest.raises(ExportError, match=r"center_crop needs a square input \(H == W\), got "
+                                          r"input_shape \(1, 1, 28, 32\)"):
+        export_model(net, str(tmp_path / "wide"), (1, 1, 28, 32), center_crop=0.875)
+
+
+def test_an_export_leaves_no_descriptor_open(tmp_path):
+    """The staging folder's lock is released: an export in a loop does not run out of files."""
+    net, _ = make_net("lenet")
+    export_model(net, str(tmp_path / "m"), (1, 1, 28, 28), formats="symbol")  # warm-up
+    before = len(os.listdir("/proc/self/fd"))
+    for n in range(3):
+        export_model(net, str(tmp_path / "m"), (1, 1, 28, 28), formats="symbol")
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_an_export_of_more_classes_than_small_ints_is_accepted(tmp_path):
+    """300 outputs and 300 names (own image folders may hold up to 100,000 classes):
+    beyond the 256 ints CPython caches, two equal counts are not the same object."""
+    net = nn.HybridSequential()
+    net.add(nn.Dense(300))
+    net.initialize()
+    names = ["class %d" % i for i in range(300)]
+    files = export_model(net, str(tmp_path / "m"), (1, 1, 4, 4), formats="symbol",
+                         class_names=names)
+    with open(files["meta"]) as f:
+        assert json.load(f)["class_names"] == names

@@ -15,7 +15,8 @@ from gluon_cnns.cli import pack
 from gluon_cnns.data import pack_writer
 from gluon_cnns.data.decode import load_image, read_image, to_pixels
 from gluon_cnns.data.image_folder import scan_folder
-from gluon_cnns.data.image_pack import pack_paths, scan_pack
+from gluon_cnns.data.image_pack import (GluonPack, Im2recPack, im2rec_prefix, listed_class_names,
+                                        pack_paths, scan_pack)
 from gluon_cnns.errors import DataError
 from image_folders import CLASS_FOLDERS, write_image_folder
 
@@ -28,6 +29,14 @@ def folder(tmp_path_factory):
     """train/<class>/ (6 a class) and val/<class>/ (2 a class): 60 + 20 images."""
     return write_image_folder(str(tmp_path_factory.mktemp("photos")), per_class=6,
                               val_per_class=2)
+
+
+@pytest.fixture(scope="module")
+def packed(folder, tmp_path_factory):
+    """``folder`` packed once; tests that damage it work on a copy."""
+    out = str(tmp_path_factory.mktemp("packed"))
+    assert pack.main([folder, "--out", out]) == 0
+    return out
 
 
 def _pack(capsys, *argv):
@@ -281,3 +290,82 @@ def test_the_script_runs_from_a_clone_with_one_line_and_exit_2(capsys, tmp_path)
     assert proc.stderr.splitlines() == [
         "pack: error: %s already holds a pack (train.rec, train.idx, val.rec, val.idx, "
         "pack.json); pass --overwrite to replace it" % root]
+
+
+def test_a_truncated_pack_file_is_named_as_partly_written(packed, tmp_path):
+    target = shutil.copytree(packed, str(tmp_path / "copy"))
+    rec = os.path.join(target, "val.rec")
+    size = os.path.getsize(rec)
+    with open(rec, "r+b") as f:
+        f.truncate(size - 100)
+    with pytest.raises(DataError) as info:
+        scan_pack(target)
+    assert str(info.value).startswith("%s is %d bytes, but %s says %d: the pack was only partly "
+                                      "written" % (rec, size - 100,
+                                                   os.path.join(target, "pack.json"), size))
+
+
+def test_an_index_naming_a_key_twice_is_refused_whatever_the_offsets(packed, tmp_path):
+    """An im2rec pack (no pack.json): key 1 listed at record 1's and at record 2's offset
+    (no key equals an offset, so a check of the offsets would not notice)."""
+    target = shutil.copytree(packed, str(tmp_path / "copy"))
+    os.remove(os.path.join(target, "pack.json"))
+    idx = os.path.join(target, "train.idx")
+    with open(idx) as f:
+        lines = f.read().splitlines()
+    lines[2] = "1\t" + lines[2].split("\t")[1]
+    with open(idx, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match="train.idx names record 1 twice"):
+        scan_pack(target)
+
+
+def test_a_label_beyond_the_named_classes_names_their_range(packed, tmp_path):
+    target = shutil.copytree(packed, str(tmp_path / "copy"))
+    meta_file = os.path.join(target, "pack.json")
+    with open(meta_file) as f:
+        meta = json.load(f)
+    meta["class_names"] = meta["class_names"][:-1]  # 9 names for labels 0..9
+    with open(meta_file, "w") as f:
+        json.dump(meta, f)
+    with pytest.raises(DataError, match=r"holds label 9.0; each record needs one class index "
+                                        r"in 0\.\.8$"):
+        scan_pack(target)
+
+
+def test_an_im2rec_prefix_is_named_or_found_in_its_folder_and_two_packs_are_one_line(tmp_path):
+    root = str(tmp_path)
+    _touch(_touch(root, "mine_train.rec"), "notes.txt")
+    mine = os.path.join(root, "mine")
+    assert im2rec_prefix(mine) == mine and im2rec_prefix(root) == mine
+    assert Im2recPack.recognizes(root) and not Im2recPack.recognizes(str(tmp_path / "none"))
+    _touch(root, "other_train.rec")
+    with pytest.raises(DataError) as info:
+        im2rec_prefix(root)
+    assert str(info.value) == ("%s holds 2 im2rec packs (mine_train.rec, other_train.rec); "
+                               "pass one as --data-dir %s" % (root, mine))
+
+
+def test_val_split_is_refused_for_a_pack_which_has_its_own(packed):
+    assert GluonPack.scan(packed).class_names == scan_pack(packed).class_names
+    with pytest.raises(DataError, match="^--val-split applies to an image folder; a pack has "
+                                        "its own val.rec$"):
+        GluonPack.scan(packed, val_split=0.2)
+
+
+def test_im2rec_lists_name_the_classes_after_their_folders(tmp_path):
+    """``index<TAB>label<TAB>class/file`` lines, as ``im2rec.py --list --recursive`` writes;
+    numbered classes unless each label has one folder of its own."""
+    prefix = str(tmp_path / "mine")
+
+    def lists(train, val):
+        for split, rows in (("train", train), ("val", val)):
+            with open(prefix + "_%s.lst" % split, "w") as f:
+                f.writelines("%d\t%d.000000\t%s\n" % (i, label, path)
+                             for i, (label, path) in enumerate(rows))
+
+    lists([(0, "Bag/a.png"), (1, "Coat/b.png"), (0, "Bag/c.png")], [(1, "Coat/d.png")])
+    assert listed_class_names(prefix, 2) == ["Bag", "Coat"]
+    assert listed_class_names(prefix, 3) is None  # a label no list names
+    lists([(0, "Bag/a.png"), (1, "Bag/b.png")], [(1, "Bag/d.png")])  # two labels, one folder
+    assert listed_class_names(prefix, 2) is None

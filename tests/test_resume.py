@@ -9,6 +9,7 @@ given number of OpenMP threads, and every process here gets the same environment
 import json
 import os
 import random
+import resource
 import signal
 import subprocess
 import sys
@@ -351,3 +352,37 @@ def test_batch_iterator_state_continues_a_pass():
     np.random.set_state(numpy_state)
     assert first + [y.asnumpy().tolist() for _, y in other] == full
     assert other.state() == {"order": None, "batch": 0}  # a finished pass
+
+
+def test_ctrl_c_during_an_epochs_evaluation_stops_once_the_epoch_is_saved(tmp_path):
+    """Ctrl-C after an epoch's last batch (while it is evaluated) stops the run as soon as
+    that epoch is saved, but for the last epoch, after which the run ends anyway."""
+    from gluon_cnns.training.saver import Checkpointer, CtrlC, TrainingInterrupted
+    net = nn.Dense(2)
+    net.initialize()
+    net(mx.nd.zeros((1, 3)))
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1})
+    ctrl_c = CtrlC()
+    ctrl_c.requested, ctrl_c.signum = True, signal.SIGINT
+    saver = Checkpointer(checkpoint.RunDir(str(tmp_path)), net, trainer, None, [],
+                         ctrl_c=ctrl_c, last_epoch=3, resume_command="RESUME")
+    records = [{"epoch": e, "loss": 1.0, "train_acc": 0.5, "test_acc": 0.5, "time": 1.0}
+               for e in (1, 2, 3)]
+    with pytest.raises(TrainingInterrupted, match="^saved a checkpoint at epoch 1 in .*; "
+                                                  "continue with: RESUME$"):
+        saver(records[0])
+    saver(records[2])  # the last epoch: saved, and the run ends as it would have
+    with open(os.path.join(str(tmp_path), "log.jsonl")) as f:
+        log = [json.loads(line) for line in f]
+    assert [r["epoch"] for r in log] == [1, 3]  # each epoch's own line
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+    assert all(0 < r["peak_rss_mib"] <= peak_mib for r in log)
+
+
+def test_ctrl_c_handlers_of_the_caller_are_back_after_training():
+    """Training from Python (a notebook) takes Ctrl-C and SIGTERM over only while it runs."""
+    from gluon_cnns.training.saver import CtrlC
+    before = [signal.getsignal(s) for s in CtrlC.SIGNALS]
+    with CtrlC() as ctrl_c:
+        assert [signal.getsignal(s) for s in CtrlC.SIGNALS] == [ctrl_c._handle] * 2
+    assert [signal.getsignal(s) for s in CtrlC.SIGNALS] == before

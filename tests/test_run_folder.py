@@ -84,14 +84,19 @@ def test_a_truncated_log_is_rebuilt_from_the_checkpoints_and_kept_aside(two_epoc
     assert len(open(log + ".1").read()) == 10
 
 
-def test_an_extra_log_line_after_the_checkpoint_is_not_doubled(two_epochs):
+def test_an_extra_log_line_after_the_checkpoint_is_not_doubled(two_epochs, capsys):
     # A crash between the log line and the index leaves a record the resumed run redoes.
     index = json.load(open(os.path.join(two_epochs, "checkpoint.json")))
     prev = index["previous"]
     with open(os.path.join(two_epochs, "checkpoint.json"), "w") as f:
         json.dump(dict(prev, format=2, previous=None), f)  # the index of epoch 1
+    capsys.readouterr()
     assert main(["--save-dir", two_epochs, "--resume", "--epochs", "2", "--quiet"]) == 0
     assert epochs_in_log(two_epochs) == [1, 2]
+    # A log that only ran ahead is kept aside without a warning: nothing was damaged.
+    with open(os.path.join(two_epochs, "log.jsonl.1")) as f:
+        assert [json.loads(line)["epoch"] for line in f] == [1, 2]
+    assert "did not match the checkpoint's records" not in capsys.readouterr().err
 
 
 def test_a_lost_best_params_is_written_again(two_epochs, capsys):
@@ -244,3 +249,21 @@ def test_a_lock_file_that_is_a_link_or_pipe_is_refused_and_its_target_kept(tmp_p
     line = one_error_line(proc)
     assert "cannot lock" in line and ".lock" in line
     assert victim.read_text() == "important"
+
+
+def test_a_checkpoint_is_named_by_the_epoch_it_is_in():
+    """Epochs count from 1 in messages and file names alike: the checkpoint 3 batches into
+    the first epoch is "epoch 1 batch 3" (docs/CHECKPOINTS.md's example), the end of the
+    second is "epoch 2"."""
+    from gluon_cnns.artifacts.rundir import describe, stem
+    assert [(stem(e, b), describe({"epoch": e, "batch": b})) for e, b in ((0, 3), (2, 0))] == [
+        ("epoch-0001-batch-000003", "epoch 1 batch 3"), ("epoch-0002", "epoch 2")]
+
+
+def test_files_written_atomically_get_the_mode_open_gives(tmp_path):
+    """mkstemp's temporary file is the owner's alone; the file a run leaves is not."""
+    from gluon_cnns.io import atomic_write
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    written = atomic_write(str(tmp_path / "atomic.txt"), lambda tmp: open(tmp, "w").write("x"))
+    assert oct(os.stat(written).st_mode & 0o777) == oct(plain.stat().st_mode & 0o777)

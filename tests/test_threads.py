@@ -141,6 +141,12 @@ def test_local_ranks_of_a_horovod_or_mpi_job_share_the_cores():
     assert plan(None, environ={"HOROVOD_LOCAL_SIZE": "2"}, cores=4)["OMP_NUM_THREADS"] == "2"
     assert plan(None, environ={"OMPI_COMM_WORLD_LOCAL_SIZE": "4"}, cores=2) == {
         "OMP_NUM_THREADS": "1"}
+    assert plan(None, environ={"MPI_LOCALNRANKS": "1"}, cores=4)["OMP_NUM_THREADS"] == "4"
+
+
+def test_the_cpus_are_those_of_the_affinity_mask():
+    """Not every CPU of the machine: those ``taskset`` or a scheduler left to the process."""
+    assert threads.allowed_cpus(lambda pid: {5, 7}) == {5, 7}
 
 
 def test_one_core_needs_no_waiting_policy():
@@ -201,6 +207,7 @@ def test_describe_threads_leaves_gpus_out():
 
 
 def test_local_workers_split_the_cores():
+    assert worker_env(1, environ={}, cores=4) == {"OMP_NUM_THREADS": "4"}
     assert worker_env(2, environ={}, cores=4) == {"OMP_NUM_THREADS": "2"}
     assert worker_env(3, environ={}, cores=4) == {"OMP_NUM_THREADS": "1"}
     assert worker_env(8, environ={}, cores=2) == {"OMP_NUM_THREADS": "1"}

@@ -117,13 +117,16 @@ def reorders(args):
         cmd = [sys.executable, "-m", "tools.benchmark.fused_add_relu", "--lib", args.lib,
                "--mode", "one-step"] + (["--fused"] if fused else [])
         out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
-        steady = out.split(MARK, 1)[1].splitlines()
-        prims = [line.split(",")[3] for line in steady if line.startswith(("dnnl_verbose,exec",
-                                                                            "mkldnn_verbose,exec"))]
+        steady = [line.split(",") for line in out.split(MARK, 1)[1].splitlines()
+                  if line.startswith(("dnnl_verbose,exec", "mkldnn_verbose,exec"))]
+        prims = [fields[3] for fields in steady]
         count = {p: prims.count(p) for p in sorted(set(prims))}
-        print(f"{'fused' if fused else 'stock'}: one steady step, oneDNN primitives {count}",
+        # Activations in oneDNN's blocked layout are aBcd<8|16>b (nChw8c/nChw16c);
+        # weights are ABcd...; a reorder touching aBcd..b moves a feature map.
+        maps = [f for f in steady if f[3] == "reorder" and re.search(r"\baBcd\d+b", f[6])]
+        print(f"{'fused' if fused else 'stock'}: one steady step, oneDNN primitives {count}; "
+              f"feature-map reorders {len(maps)}, {sum(float(f[-1]) for f in maps):.1f} ms",
               flush=True)
-
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])

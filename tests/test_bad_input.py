@@ -72,6 +72,10 @@ def place(tmp_path_factory):
     (base / "twice").write_text("localhost\n127.0.0.1\n")
     (base / "loopback-and-others").write_text("127.0.0.1\n10.0.0.2\n")
     paths["twice"], paths["mixed"] = str(base / "twice"), str(base / "loopback-and-others")
+    # Hosts ssh would read as an option, or that hold shell characters.
+    (base / "option-host").write_text("-oProxyCommand=touch\t{}\n".format(base / "pwned"))
+    (base / "shell-host").write_text("# hosts\r\n\r\na;touch${{IFS}}{}\r\n".format(base / "pwned"))
+    paths["option_host"], paths["shell_host"] = str(base / "option-host"), str(base / "shell-host")
 
     # A run whose checkpoint.json is not JSON.
     corrupt = base / "corrupt-run"
@@ -329,6 +333,10 @@ def test_command_exits_2_with_one_line(place, capsys, prog, main, case, argv, fr
     ("launch.py", ["-n", "25000", "-s", "1", "--", "true"], "one launcher starts at most 4096"),
     ("launch.py", ["-n", "1", "-H", "{fifo}", "--", "true"],
      "cannot read --hostfile {fifo}: it is a named pipe, not a file of hosts"),
+    ("launch.py", ["-n", "1", "-H", "{option_host}", "--", "true"],
+     "{option_host} line 1: expected [USER@]HOST or [USER@]HOST:SSH_PORT"),
+    ("launch.py", ["-n", "1", "-H", "{shell_host}", "--", "true"],
+     "{shell_host} line 3: expected [USER@]HOST"),
     ("launch.py", ["-n", "2", "-H", "{twice}", "--", "true"],
      "the hostfile names this machine twice (localhost and 127.0.0.1, ssh port 22)"),
     ("launch.py", ["-n", "2", "-H", "{mixed}", "--host-ip", "10.0.0.1", "--", "true"],

@@ -538,8 +538,10 @@ def test_the_host_check_asks_for_mxnet_and_for_the_package_where_the_command_nee
 
 
 def test_hostfile_parsing(tmp_path):
-    (tmp_path / "hosts").write_text("10.0.0.1\n# a comment\n\n10.0.0.2:2222  # spare\n")
-    assert read_hostfile(str(tmp_path / "hosts")) == [("10.0.0.1", None), ("10.0.0.2", "2222")]
+    (tmp_path / "hosts").write_bytes(b"10.0.0.1\n# a comment\n\n10.0.0.2:2222  # spare\r\n"
+                                     b"alice@node_3.example\r\n")
+    assert read_hostfile(str(tmp_path / "hosts")) == [("10.0.0.1", None), ("10.0.0.2", "2222"),
+                                                      ("alice@node_3.example", None)]
 
 
 FAKE_SSH = """#!%s

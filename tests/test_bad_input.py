@@ -192,6 +192,8 @@ TRAIN = [
      "--warmup-epochs 5 leaves no epoch of the 5 after the warm-up"),
     ("mixup off epoch without mixup", ["--net", "lenet", "--mixup-off-epoch", "2"],
      "--mixup-off-epoch turns mixup off for the last epochs, and mixup is not on"),
+    ("mixup off for every epoch", ["--net", "lenet", "--mixup", "0.2", "--mixup-off-epoch", "5"],
+     "--mixup-off-epoch 5 turns mixup off for all 5 epochs; give fewer, or drop --mixup"),
     ("negative mixup off epoch", ["--mixup-off-epoch", "-1"],
      "argument --mixup-off-epoch: must be a whole number >= 0"),
 ]

@@ -115,6 +115,9 @@ def _check_tricks(settings, given):
     if given.get("mixup_off_epoch") and not settings["mixup"]:
         raise UsageError("--mixup-off-epoch turns mixup off for the last epochs, and mixup is "
                          "not on; add --mixup ALPHA, e.g. --mixup 0.2")
+    if settings["mixup"] and (settings["mixup_off_epoch"] or 0) >= settings["epochs"]:
+        raise UsageError("--mixup-off-epoch %d turns mixup off for all %d epochs; give fewer, "
+                         "or drop --mixup" % (settings["mixup_off_epoch"], settings["epochs"]))
 
 
 def _check_images(settings, given):

@@ -220,6 +220,26 @@ def test_ema_follows_the_update_formula_and_is_applied_only_for_a_while():
 # ---------------------------------------------------------------- on your own images
 
 @pytest.mark.slow
+def test_a_run_folder_without_best_params_gives_its_weight_average(tmp_path):
+    # A run with --ema tests and saves the average; when best.params is gone, its newest
+    # epoch's average -- not the raw weights kept for --resume -- is the trained net.
+    from gluon_cnns import load_checkpoint_net
+    net = get_model("lenet")
+    net.initialize(mx.init.Xavier())
+    net(mx.nd.zeros((1, 1, 28, 28)))
+    net.save_parameters(str(tmp_path / "epoch-0002.params"))
+    ema = WeightEMA(net, 0.5)
+    ema.begin()
+    for average in ema.shadow:
+        average[:] = 0.25
+    ema.save(str(tmp_path / "epoch-0002.ema.params"))
+    (tmp_path / "config.json").write_text(json.dumps({"net": "lenet", "epochs": 2,
+                                                      "batch_size": 64}))
+    loaded, _ = load_checkpoint_net(str(tmp_path))
+    for param in loaded.collect_params().values():
+        assert (param.data().asnumpy() == 0.25).all(), param.name
+
+
 def test_mixup_and_smoothing_train_from_a_folder_and_its_pack_alike(tmp_path, capsys):
     """The tricks act on the batches, whatever reads them: a folder of images and its
     RecordIO pack train to the same figures and weights, and not to those of a plain run."""

@@ -330,7 +330,8 @@ class RunDir:
 
     def trained_params(self):
         """best.params if the run saved one (checked against the index), else its newest
-        epoch-NNNN.params."""
+        epoch-NNNN.params -- or, for a run with a weight EMA, that epoch's average
+        (epoch-NNNN.ema.params), which is what such a run tests and saves as its weights."""
         if os.path.isfile(self.file(BEST)):
             try:
                 index = read_json(self.file(CHECKPOINT))
@@ -346,7 +347,9 @@ class RunDir:
         if not epochs:
             raise CheckpointError("%s has no %s and no epoch-NNNN.params; train at least one "
                                   "epoch with --save-dir %s" % (self.path, BEST, self.path))
-        return self.file(max(epochs)[1])
+        newest = max(epochs)[1]
+        average = newest[:-len(".params")] + ".ema.params"
+        return self.file(average if os.path.isfile(self.file(average)) else newest)
 
     def save_curves(self, history):
         """Plot loss and train/test accuracy per epoch to curves.png (atomically)."""

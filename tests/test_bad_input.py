@@ -77,6 +77,21 @@ def place(tmp_path_factory):
     (base / "shell-host").write_text("# hosts\r\n\r\na;touch${{IFS}}{}\r\n".format(base / "pwned"))
     paths["option_host"], paths["shell_host"] = str(base / "option-host"), str(base / "shell-host")
 
+    # The lenet run with --ema: its checkpoint without the average, or with a named pipe
+    # in place of the average's file.
+    for name, change in (("no-average-run", "drop"), ("pipe-average-run", "pipe")):
+        folder = base / name
+        shutil.copytree(str(run), str(folder))
+        (folder / "config.json").write_text(json.dumps({"net": "lenet", "epochs": 1,
+                                                        "batch_size": 64, "ema": 0.9}))
+        if change == "drop":
+            (folder / "checkpoint.json").write_text(json.dumps(
+                {k: v for k, v in entry.items() if k != "ema"}))
+        else:
+            os.remove(str(folder / entry["ema"]))
+            os.mkfifo(str(folder / entry["ema"]))
+        paths[name.replace("-", "_")] = str(folder)
+
     # A run whose checkpoint.json is not JSON.
     corrupt = base / "corrupt-run"
     corrupt.mkdir()
@@ -167,6 +182,13 @@ TRAIN = [
      "'epoch' and 'batch' must be whole numbers"),
     ("resume with a malformed config", ["--resume", "--save-dir", "{bad_config_run}"],
      "'epochs' is '5', not a positive whole number"),
+    ("resume an --ema run without its average", ["--resume", "--save-dir", "{no_average_run}",
+                                                 "--epochs", "3"],
+     "cannot load the checkpoint in {no_average_run} (epoch 1 keeps no .ema.params; the "
+     "run uses --ema)"),
+    ("resume with a named pipe for the average", ["--resume", "--save-dir", "{pipe_average_run}",
+                                                  "--epochs", "3"],
+     "epoch-0001.ema.params is a named pipe, not a file; start a new --save-dir"),
     ("save dir a named pipe", ["--net", "lenet", "--save-dir", "{fifo}"],
      "--save-dir {fifo} is a named pipe, not a folder"),
     ("data dir a file", ["--net", "lenet", "--data-dir", "{a_file}"],

@@ -162,6 +162,11 @@ TRAIN = [
     ("step schedule without steps", ["--net", "lenet", "--lr-schedule", "step"], "--lr-steps"),
     ("lr steps decreasing", ["--lr-steps", "5,3"], "increasing"),
     ("unknown dataset", ["--dataset", "imagenet"], "argument --dataset: invalid choice"),
+    ("a last batch smaller than the devices", ["--net", "lenet", "--cpus", "2", "--batch-size",
+                                               "4", "--limit-train", "5", "--limit-test", "8",
+                                               "--epochs", "1"],
+     "training on 2 devices splits each batch among them, and 5 examples in batches of 4 "
+     "leave a batch of 1; give every batch at least 2 examples"),
     ("skip on several devices", ["--net", "lenet", "--cpus", "2", "--nan-policy", "skip"],
      "--nan-policy skip needs a single device"),
     ("gpus without gpus", ["--gpus", "2"], "--gpus 2 but only 0 usable GPU"),

@@ -22,8 +22,9 @@ import pytest
 import gluon_cnns
 from gluon_cnns import utils
 from gluon_cnns.errors import (CheckpointError, DataError, GluonCNNsError, InputTooSmallError,
-                               UnknownModelError)
+                               UnknownModelError, UsageError)
 from gluon_cnns.artifacts import rundir as checkpoint
+from gluon_cnns.cli.launch_hosts import check_hosts
 from gluon_cnns.data import BatchIterator, read_idx
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -425,6 +426,12 @@ def _restore_tampered(place):
 
 API = [
     # (id, call, exception type, fragment)
+    ("hostfile: this machine as user@localhost and 127.0.0.1",
+     lambda p: check_hosts([("alice@localhost", None), ("127.0.0.1", None)], "10.0.0.1"),
+     UsageError, "names this machine twice (alice@localhost and 127.0.0.1, ssh port 22)"),
+    ("hostfile: a host twice, once with its user",
+     lambda p: check_hosts([("10.0.0.2", "22"), ("bob@10.0.0.2", None)], "10.0.0.1"),
+     UsageError, "names the same host twice (10.0.0.2 and bob@10.0.0.2, ssh port 22)"),
     ("get_model unknown", lambda p: gluon_cnns.get_model("resnet19"), UnknownModelError,
      "resnet18"),
     ("model_spec unknown", lambda p: gluon_cnns.model_spec("vgg"), UnknownModelError, "vgg11"),

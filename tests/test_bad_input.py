@@ -77,6 +77,9 @@ def place(tmp_path_factory):
     (base / "option-host").write_text("-oProxyCommand=touch\t{}\n".format(base / "pwned"))
     (base / "shell-host").write_text("# hosts\r\n\r\na;touch${{IFS}}{}\r\n".format(base / "pwned"))
     paths["option_host"], paths["shell_host"] = str(base / "option-host"), str(base / "shell-host")
+    (base / "bad-port").write_text("10.0.0.2:99999\n")
+    (base / "unicode-port").write_text("10.0.0.2:\u00b2\n")
+    paths["bad_port"], paths["unicode_port"] = str(base / "bad-port"), str(base / "unicode-port")
 
     # The lenet run with --ema: its checkpoint without the average, or with a named pipe
     # in place of the average's file.
@@ -370,6 +373,10 @@ def test_command_exits_2_with_one_line(place, capsys, prog, main, case, argv, fr
      "{option_host} line 1: expected [USER@]HOST or [USER@]HOST:SSH_PORT"),
     ("launch.py", ["-n", "1", "-H", "{shell_host}", "--", "true"],
      "{shell_host} line 3: expected [USER@]HOST"),
+    ("launch.py", ["-n", "1", "-H", "{bad_port}", "--", "true"],
+     "and a port in 1..65535, got '10.0.0.2:99999'"),
+    ("launch.py", ["-n", "1", "-H", "{unicode_port}", "--", "true"],
+     "and a port in 1..65535, got '10.0.0.2:\u00b2'"),
     ("launch.py", ["-n", "2", "-H", "{twice}", "--", "true"],
      "the hostfile names this machine twice (localhost and 127.0.0.1, ssh port 22)"),
     ("launch.py", ["-n", "2", "-H", "{mixed}", "--host-ip", "10.0.0.1", "--", "true"],

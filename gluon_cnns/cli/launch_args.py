@@ -111,6 +111,7 @@ def _parse_env(item):
 # would be read by ssh as an option (-oProxyCommand=... runs a local command), and a space
 # or a shell character is no host name.
 _HOST = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9._-]*@)?[A-Za-z0-9_][A-Za-z0-9._-]*$")
+_PORT = re.compile(r"^[0-9]{1,5}$")  # ASCII digits: str.isdigit() also takes '²'
 
 
 def read_hostfile(path):
@@ -132,10 +133,10 @@ def read_hostfile(path):
         if not line:
             continue
         host, _, port = line.partition(":")
-        if not _HOST.match(host) or (port and not port.isdigit()):
+        if not _HOST.match(host) or (port and not (_PORT.match(port) and 0 < int(port) < 65536)):
             raise UsageError("%s line %d: expected [USER@]HOST or [USER@]HOST:SSH_PORT, a host "
-                             "of letters, digits, '.', '-' and '_' not starting with '-', got "
-                             "%r" % (path, number, line))
+                             "of letters, digits, '.', '-' and '_' not starting with '-' and a "
+                             "port in 1..65535, got %r" % (path, number, line))
         hosts.append((host, port or None))
     if not hosts:
         raise UsageError("--hostfile %s lists no hosts" % path)

@@ -186,6 +186,17 @@ def test_warmup_epochs_rise_linearly_from_zero_then_the_schedule_runs():
     assert [constant(u) for u in (1, 5, 6, 20)] == pytest.approx([0.08, 0.4, 0.4, 0.4])
 
 
+def test_a_warmup_trainer_starts_without_mxnets_overwritten_lr_line(capsys):
+    # MXNet's Optimizer prints a line when the schedule's base_lr is not --lr; with a
+    # warm-up the schedule is GluonCV's LRSequential, and the run's lr is its own.
+    net = gluon.nn.Dense(2)
+    net.initialize()
+    net(mx.nd.zeros((1, 3)))
+    for warmup in ({"warmup_epochs": 1}, {"warmup_iters": 2, "warmup_lr": 0.01}):
+        make_trainer(net, _settings(lr=0.4, epochs=4, **warmup), 5)
+    assert "overwritten" not in capsys.readouterr().out
+
+
 # ---------------------------------------------------------------- weight EMA
 
 def test_ema_follows_the_update_formula_and_is_applied_only_for_a_while():

@@ -264,7 +264,10 @@ def set_by_package(environ):
     """``{name: value}`` of the variables of ``environ`` that the package set
     (:data:`SET_VAR`) and that still hold the value it gave them."""
     recorded = dict(item.partition("=")[::2] for item in environ.get(SET_VAR, "").split())
-    return {name: value for name, value in recorded.items() if environ.get(name) == value}
+    # Only the package's own variables: a record inherited or written by hand that names
+    # another (PATH, HOME) must not make the import remove it.
+    return {name: value for name, value in recorded.items()
+            if name in (THREADS_VAR, WAIT_VAR) and environ.get(name) == value}
 
 
 def users_environ(environ):

@@ -22,8 +22,9 @@ import pytest
 import gluon_cnns
 from gluon_cnns import utils
 from gluon_cnns.errors import (CheckpointError, DataError, GluonCNNsError, InputTooSmallError,
-                               UnknownModelError)
+                               UnknownModelError, UsageError)
 from gluon_cnns.artifacts import rundir as checkpoint
+from gluon_cnns.cli.launch_hosts import check_hosts
 from gluon_cnns.data import BatchIterator, read_idx
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,6 +73,28 @@ def place(tmp_path_factory):
     (base / "twice").write_text("localhost\n127.0.0.1\n")
     (base / "loopback-and-others").write_text("127.0.0.1\n10.0.0.2\n")
     paths["twice"], paths["mixed"] = str(base / "twice"), str(base / "loopback-and-others")
+    # Hosts ssh would read as an option, or that hold shell characters.
+    (base / "option-host").write_text("-oProxyCommand=touch\t{}\n".format(base / "pwned"))
+    (base / "shell-host").write_text("# hosts\r\n\r\na;touch${{IFS}}{}\r\n".format(base / "pwned"))
+    paths["option_host"], paths["shell_host"] = str(base / "option-host"), str(base / "shell-host")
+    (base / "bad-port").write_text("10.0.0.2:99999\n")
+    (base / "unicode-port").write_text("10.0.0.2:\u00b2\n")
+    paths["bad_port"], paths["unicode_port"] = str(base / "bad-port"), str(base / "unicode-port")
+
+    # The lenet run with --ema: its checkpoint without the average, or with a named pipe
+    # in place of the average's file.
+    for name, change in (("no-average-run", "drop"), ("pipe-average-run", "pipe")):
+        folder = base / name
+        shutil.copytree(str(run), str(folder))
+        (folder / "config.json").write_text(json.dumps({"net": "lenet", "epochs": 1,
+                                                        "batch_size": 64, "ema": 0.9}))
+        if change == "drop":
+            (folder / "checkpoint.json").write_text(json.dumps(
+                {k: v for k, v in entry.items() if k != "ema"}))
+        else:
+            os.remove(str(folder / entry["ema"]))
+            os.mkfifo(str(folder / entry["ema"]))
+        paths[name.replace("-", "_")] = str(folder)
 
     # A run whose checkpoint.json is not JSON.
     corrupt = base / "corrupt-run"
@@ -143,6 +166,11 @@ TRAIN = [
     ("step schedule without steps", ["--net", "lenet", "--lr-schedule", "step"], "--lr-steps"),
     ("lr steps decreasing", ["--lr-steps", "5,3"], "increasing"),
     ("unknown dataset", ["--dataset", "imagenet"], "argument --dataset: invalid choice"),
+    ("a last batch smaller than the devices", ["--net", "lenet", "--cpus", "2", "--batch-size",
+                                               "4", "--limit-train", "5", "--limit-test", "8",
+                                               "--epochs", "1"],
+     "training on 2 devices splits each batch among them, and 5 examples in batches of 4 "
+     "leave a batch of 1; give every batch at least 2 examples"),
     ("skip on several devices", ["--net", "lenet", "--cpus", "2", "--nan-policy", "skip"],
      "--nan-policy skip needs a single device"),
     ("gpus without gpus", ["--gpus", "2"], "--gpus 2 but only 0 usable GPU"),
@@ -163,6 +191,13 @@ TRAIN = [
      "'epoch' and 'batch' must be whole numbers"),
     ("resume with a malformed config", ["--resume", "--save-dir", "{bad_config_run}"],
      "'epochs' is '5', not a positive whole number"),
+    ("resume an --ema run without its average", ["--resume", "--save-dir", "{no_average_run}",
+                                                 "--epochs", "3"],
+     "cannot load the checkpoint in {no_average_run} (epoch 1 keeps no .ema.params; the "
+     "run uses --ema)"),
+    ("resume with a named pipe for the average", ["--resume", "--save-dir", "{pipe_average_run}",
+                                                  "--epochs", "3"],
+     "epoch-0001.ema.params is a named pipe, not a file; start a new --save-dir"),
     ("save dir a named pipe", ["--net", "lenet", "--save-dir", "{fifo}"],
      "--save-dir {fifo} is a named pipe, not a folder"),
     ("data dir a file", ["--net", "lenet", "--data-dir", "{a_file}"],
@@ -188,6 +223,11 @@ TRAIN = [
      "--warmup-epochs 5 leaves no epoch of the 5 after the warm-up"),
     ("mixup off epoch without mixup", ["--net", "lenet", "--mixup-off-epoch", "2"],
      "--mixup-off-epoch turns mixup off for the last epochs, and mixup is not on"),
+    ("last gamma with finetune", ["--net", "resnet18", "--last-gamma", "--dataset", "folder",
+                                  "--data-dir", "{empty}", "--finetune", "{lenet_run}"],
+     "--finetune starts from the source net's trained ones; drop --last-gamma"),
+    ("mixup off for every epoch", ["--net", "lenet", "--mixup", "0.2", "--mixup-off-epoch", "5"],
+     "--mixup-off-epoch 5 turns mixup off for all 5 epochs; give fewer, or drop --mixup"),
     ("negative mixup off epoch", ["--mixup-off-epoch", "-1"],
      "argument --mixup-off-epoch: must be a whole number >= 0"),
 ]
@@ -329,6 +369,14 @@ def test_command_exits_2_with_one_line(place, capsys, prog, main, case, argv, fr
     ("launch.py", ["-n", "25000", "-s", "1", "--", "true"], "one launcher starts at most 4096"),
     ("launch.py", ["-n", "1", "-H", "{fifo}", "--", "true"],
      "cannot read --hostfile {fifo}: it is a named pipe, not a file of hosts"),
+    ("launch.py", ["-n", "1", "-H", "{option_host}", "--", "true"],
+     "{option_host} line 1: expected [USER@]HOST or [USER@]HOST:SSH_PORT"),
+    ("launch.py", ["-n", "1", "-H", "{shell_host}", "--", "true"],
+     "{shell_host} line 3: expected [USER@]HOST"),
+    ("launch.py", ["-n", "1", "-H", "{bad_port}", "--", "true"],
+     "and a port in 1..65535, got '10.0.0.2:99999'"),
+    ("launch.py", ["-n", "1", "-H", "{unicode_port}", "--", "true"],
+     "and a port in 1..65535, got '10.0.0.2:\u00b2'"),
     ("launch.py", ["-n", "2", "-H", "{twice}", "--", "true"],
      "the hostfile names this machine twice (localhost and 127.0.0.1, ssh port 22)"),
     ("launch.py", ["-n", "2", "-H", "{mixed}", "--host-ip", "10.0.0.1", "--", "true"],
@@ -385,6 +433,12 @@ def _restore_tampered(place):
 
 API = [
     # (id, call, exception type, fragment)
+    ("hostfile: this machine as user@localhost and 127.0.0.1",
+     lambda p: check_hosts([("alice@localhost", None), ("127.0.0.1", None)], "10.0.0.1"),
+     UsageError, "names this machine twice (alice@localhost and 127.0.0.1, ssh port 22)"),
+    ("hostfile: a host twice, once with its user",
+     lambda p: check_hosts([("10.0.0.2", "22"), ("bob@10.0.0.2", None)], "10.0.0.1"),
+     UsageError, "names the same host twice (10.0.0.2 and bob@10.0.0.2, ssh port 22)"),
     ("get_model unknown", lambda p: gluon_cnns.get_model("resnet19"), UnknownModelError,
      "resnet18"),
     ("model_spec unknown", lambda p: gluon_cnns.model_spec("vgg"), UnknownModelError, "vgg11"),

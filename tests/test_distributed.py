@@ -538,8 +538,10 @@ def test_the_host_check_asks_for_mxnet_and_for_the_package_where_the_command_nee
 
 
 def test_hostfile_parsing(tmp_path):
-    (tmp_path / "hosts").write_text("10.0.0.1\n# a comment\n\n10.0.0.2:2222  # spare\n")
-    assert read_hostfile(str(tmp_path / "hosts")) == [("10.0.0.1", None), ("10.0.0.2", "2222")]
+    (tmp_path / "hosts").write_bytes(b"10.0.0.1\n# a comment\n\n10.0.0.2:2222  # spare\r\n"
+                                     b"alice@node_3.example\r\n")
+    assert read_hostfile(str(tmp_path / "hosts")) == [("10.0.0.1", None), ("10.0.0.2", "2222"),
+                                                      ("alice@node_3.example", None)]
 
 
 FAKE_SSH = """#!%s
@@ -756,3 +758,15 @@ def test_a_worker_that_fails_mid_training_ends_the_job_at_once(tmp_path, error, 
             assert not os.path.exists("/proc/%d" % pid) or _is_zombie(pid), label
     finally:
         job.cleanup()
+
+
+def test_a_test_batch_smaller_than_the_devices_is_evaluated_on_the_first():
+    # MXNet cannot copy an empty part of a batch to a device: one example on two devices
+    # goes to the first, and counts as on one device.
+    from gluon_cnns.training.loop import evaluate_accuracy
+    net = get_model("lenet")
+    net.initialize(mx.init.Xavier(), ctx=[mx.cpu(0), mx.cpu(1)])
+    X = mx.nd.random.uniform(shape=(1, 1, 28, 28))
+    y = net(X.as_in_context(mx.cpu(0))).argmax(axis=1)  # the net's own answer: accuracy 1
+    batches = [(X, y), (mx.nd.concat(X, X, X, dim=0), mx.nd.concat(y, y, y, dim=0))]
+    assert evaluate_accuracy(batches, net, ctx=[mx.cpu(0), mx.cpu(1)]) == 1.0

@@ -81,8 +81,26 @@ def test_efficiency_of_one_server_falls_with_the_nodes_and_of_the_ring_hardly():
         assert e == pytest.approx(0.1 / (0.1 + n * 16e6 * 8 / 1e10))
 
 
-@pytest.mark.parametrize("text", ['[1]', '{"runs": [{"net": "lenet"}]}', None])
-def test_report_of_a_file_that_is_no_measurement_is_one_line(tmp_path, text):
+def _measured(**change):
+    """docs/scaling.json with ``change`` made to each of its runs."""
+    with open(os.path.join(ROOT, "docs", "scaling.json")) as f:
+        data = json.load(f)
+    for run in data["runs"]:
+        run.update(change)
+    return json.dumps(data)  # a float nan is written as NaN, which the reader takes
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ('[1]', ""), ('{"runs": [{"net": "lenet"}]}', ""), (None, ""),
+    ('{"runs": []}', "'runs' must be a non-empty list of runs"),
+    (_measured(step=0.0), "'step' must be a finite number > 0, got 0.0"),
+    (_measured(compute=float("nan")), "'compute' must be a finite number > 0, got nan"),
+    (_measured(cpu="1.2"), "'cpu' must be a finite number > 0, got '1.2'"),
+    (_measured(comm=-1.0), "'comm' must be a finite number >= 0, got -1.0"),
+    (_measured(hosts=True), "'hosts' must be a whole number >= 1, got True")],
+    ids=["list", "no figures", "missing", "no runs", "zero step", "nan compute", "text cpu",
+         "negative comm", "hosts true"])
+def test_report_of_a_file_that_is_no_measurement_is_one_line(tmp_path, text, fragment):
     path = tmp_path / "scaling.json"
     if text is not None:
         path.write_text(text)
@@ -91,6 +109,7 @@ def test_report_of_a_file_that_is_no_measurement_is_one_line(tmp_path, text):
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.count("\n") == 1 and done.stderr.startswith(
         "scaling: %s is not a measurement of tools/scaling.py measure: " % path), done.stderr
+    assert fragment in done.stderr
 
 
 def _sent_by_worker_0(tmp_path, steps):

@@ -324,3 +324,13 @@ def test_unknown_peer_net_is_refused(capsys):
     from tools.benchmark import main as benchmark
     assert benchmark.main(["--peer", "vgg11", "--net", "none"]) == 2
     assert "no PyTorch twin of vgg11" in capsys.readouterr().err
+
+
+def test_a_forged_record_takes_back_only_the_thread_variables():
+    # A record names what the import may remove; one naming PATH or HOME (inherited, or
+    # written by hand) must leave them, and still take back its own thread variable.
+    environ = {"PATH": "/bin", "HOME": "/root", "OMP_NUM_THREADS": "2",
+               threads.SET_VAR: "PATH=/bin HOME=/root OMP_NUM_THREADS=2"}
+    assert threads.set_by_package(environ) == {"OMP_NUM_THREADS": "2"}
+    threads._take_back(environ)  # pylint: disable=protected-access
+    assert environ == {"PATH": "/bin", "HOME": "/root"}

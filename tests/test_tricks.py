@@ -186,6 +186,17 @@ def test_warmup_epochs_rise_linearly_from_zero_then_the_schedule_runs():
     assert [constant(u) for u in (1, 5, 6, 20)] == pytest.approx([0.08, 0.4, 0.4, 0.4])
 
 
+def test_a_warmup_trainer_starts_without_mxnets_overwritten_lr_line(capsys):
+    # MXNet's Optimizer prints a line when the schedule's base_lr is not --lr; with a
+    # warm-up the schedule is GluonCV's LRSequential, and the run's lr is its own.
+    net = gluon.nn.Dense(2)
+    net.initialize()
+    net(mx.nd.zeros((1, 3)))
+    for warmup in ({"warmup_epochs": 1}, {"warmup_iters": 2, "warmup_lr": 0.01}):
+        make_trainer(net, _settings(lr=0.4, epochs=4, **warmup), 5)
+    assert "overwritten" not in capsys.readouterr().out
+
+
 # ---------------------------------------------------------------- weight EMA
 
 def test_ema_follows_the_update_formula_and_is_applied_only_for_a_while():
@@ -220,6 +231,26 @@ def test_ema_follows_the_update_formula_and_is_applied_only_for_a_while():
 # ---------------------------------------------------------------- on your own images
 
 @pytest.mark.slow
+def test_a_run_folder_without_best_params_gives_its_weight_average(tmp_path):
+    # A run with --ema tests and saves the average; when best.params is gone, its newest
+    # epoch's average -- not the raw weights kept for --resume -- is the trained net.
+    from gluon_cnns import load_checkpoint_net
+    net = get_model("lenet")
+    net.initialize(mx.init.Xavier())
+    net(mx.nd.zeros((1, 1, 28, 28)))
+    net.save_parameters(str(tmp_path / "epoch-0002.params"))
+    ema = WeightEMA(net, 0.5)
+    ema.begin()
+    for average in ema.shadow:
+        average[:] = 0.25
+    ema.save(str(tmp_path / "epoch-0002.ema.params"))
+    (tmp_path / "config.json").write_text(json.dumps({"net": "lenet", "epochs": 2,
+                                                      "batch_size": 64}))
+    loaded, _ = load_checkpoint_net(str(tmp_path))
+    for param in loaded.collect_params().values():
+        assert (param.data().asnumpy() == 0.25).all(), param.name
+
+
 def test_mixup_and_smoothing_train_from_a_folder_and_its_pack_alike(tmp_path, capsys):
     """The tricks act on the batches, whatever reads them: a folder of images and its
     RecordIO pack train to the same figures and weights, and not to those of a plain run."""

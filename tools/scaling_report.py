@@ -9,6 +9,7 @@ the wall-clock time of that step was longer. Each cell also gives the predicted
 communication time per step, so that another compute time (a GPU's) can be put
 in: efficiency = compute / (compute + comm).
 """
+import math
 import statistics
 
 from tools.scaling_model import fit, predict
@@ -22,6 +23,41 @@ LAYOUTS = (("Horovod, ring allreduce, 2(N-1) messages per buffer", "horovod",
             lambda n: None, True, 2),
            ("ps-lite, servers = workers (one beside each)", "dist_sync", lambda n: n, True, None),
            ("ps-lite, 1 server host", "dist_sync", lambda n: 1, False, None))
+
+
+# The figures of a run of ``measure``: times and the link's rate > 0, counts >= 0.
+_POSITIVE = ("step", "compute", "cpu", "rate_measured")
+_COUNTS = ("bytes", "messages", "keys", "parameters")
+
+
+def _number(v, low, strict):
+    return (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            and (v > low if strict else v >= low))
+
+
+def check_runs(data):
+    """ValueError naming the first run that is not one ``measure`` writes: the fit would
+    divide by its zero step or report its negative or text times as if measured."""
+    runs = data.get("runs") if isinstance(data, dict) else None
+    if not isinstance(runs, list) or not runs:
+        raise ValueError("'runs' must be a non-empty list of runs")
+    for i, r in enumerate(runs):
+        if not isinstance(r, dict) or not all(isinstance(r.get(k), str) for k in ("net",
+                                                                                  "engine")):
+            raise ValueError("run %d must be an object naming its 'net' and 'engine'" % i)
+        hosts = r.get("hosts")
+        if not (isinstance(hosts, int) and not isinstance(hosts, bool) and hosts >= 1):
+            raise ValueError("run %d (%s, %s): 'hosts' must be a whole number >= 1, got %r"
+                             % (i, r["net"], r["engine"], hosts))
+        bad = ([k for k in _POSITIVE if not _number(r.get(k), 0, True)]
+               + [k for k in ("comm",) + _COUNTS if not _number(r.get(k), 0, False)]
+               + [k for k in ("rate_gbit",) if r.get(k) is not None
+                  and not _number(r.get(k), 0, True)])
+        if bad:
+            raise ValueError("run %d (%s, %s): %r must be a finite number %s, got %r"
+                             % (i, r["net"], r["engine"], bad[0],
+                                "> 0" if bad[0] in _POSITIVE + ("rate_gbit",) else ">= 0",
+                                r.get(bad[0])))
 
 
 def _rows(runs, **where):
@@ -136,6 +172,7 @@ def prediction_table(data, models, host=True):
 def report(path):
     from gluon_cnns.io import read_json
     data = read_json(path)
+    check_runs(data)
     models = fits(data)
     for title, lines in (("Measured images/s", measured_table(data)),
                          ("Traffic and time per 2-host step", traffic_table(data)),

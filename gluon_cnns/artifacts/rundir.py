@@ -36,8 +36,8 @@ import stat
 import numpy as np
 
 from ..errors import CheckpointError, GluonCNNsError, error_line
-from ..io import (LockHeld, NotRegularFile, atomic_write, read_json, read_jsonl, release_lock,
-                  take_lock, write_json, write_jsonl)
+from ..io import (LockHeld, NotRegularFile, atomic_write, path_kind, read_json, read_jsonl,
+                  release_lock, take_lock, write_json, write_jsonl)
 from ..ownership import claim
 from .run_files import (_EPOCH_PARAMS, _OURS, _TEMPORARY, BEST, CHECKPOINT, CONFIG,  # noqa: F401
                         CURVES, LOCK, LOG, is_run_folder)
@@ -109,7 +109,8 @@ def verify(save_dir, entry):
             raise CheckpointError("no %r file named" % key)
         path = os.path.join(save_dir, name)
         if not os.path.isfile(path):
-            raise CheckpointError("%s is missing" % name)
+            kind = path_kind(path)
+            raise CheckpointError("%s is %s" % (name, kind and kind + ", not a file" or "missing"))
         expected = entry.get("sha256", {}).get(name)
         if expected is not None and sha256_file(path) != expected:
             raise CheckpointError("%s is damaged (its SHA-256 does not match the one recorded "
@@ -120,6 +121,8 @@ def restore(save_dir, entry, net, trainer, ctx=None, data_iter=None, ema=None):
     """Check ``entry``'s files, then load them into the net, the trainer, the generators,
     ``data_iter`` (whose next pass continues at the checkpoint's batch) and ``ema``."""
     verify(save_dir, entry)
+    if ema is not None and not entry.get("ema"):
+        raise CheckpointError("%s keeps no .ema.params; the run uses --ema" % describe(entry))
     # Before the trainer unpickles it: a file whose checksum was forged along with it
     # must not run code.
     check_trainer_states(os.path.join(save_dir, entry["trainer"]))
@@ -330,7 +333,7 @@ class RunDir:
 
     def trained_params(self):
         """best.params if the run saved one (checked against the index), else its newest
-        epoch-NNNN.params."""
+        epoch-NNNN.params (with --ema, its epoch-NNNN.ema.params: the run's weights)."""
         if os.path.isfile(self.file(BEST)):
             try:
                 index = read_json(self.file(CHECKPOINT))
@@ -346,7 +349,9 @@ class RunDir:
         if not epochs:
             raise CheckpointError("%s has no %s and no epoch-NNNN.params; train at least one "
                                   "epoch with --save-dir %s" % (self.path, BEST, self.path))
-        return self.file(max(epochs)[1])
+        newest = self.file(max(epochs)[1])
+        average = newest[:-len("params")] + "ema.params"
+        return average if os.path.isfile(average) else newest
 
     def save_curves(self, history):
         """Plot loss and train/test accuracy per epoch to curves.png (atomically)."""

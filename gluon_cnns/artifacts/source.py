@@ -59,9 +59,9 @@ def _load_export(path):
 def load_checkpoint_net(save_dir, ctx=None):
     """Rebuild the net of a training run's ``--save-dir``: returns ``(net, config)``.
 
-    The net is built with ``get_model(config["net"])`` and gets ``best.params``
-    (or the newest ``epoch-NNNN.params``) on ``ctx`` (default CPU); ``config``
-    is the run's ``config.json`` as a dict.
+    The net is built with ``get_model(config["net"])`` and gets ``best.params`` (or the
+    newest ``epoch-NNNN.params``; with ``--ema``, its ``.ema.params`` average) on ``ctx``
+    (default CPU); ``config`` is the run's ``config.json`` as a dict.
     """
     import mxnet as mx
     from ..models import get_model

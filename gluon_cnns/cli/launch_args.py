@@ -1,5 +1,6 @@
 """The command line of ``gluon-cnns-launch``: its flags, the hostfile, and what a job may ask."""
 import os
+import re
 
 from ..errors import UsageError
 from .common import OneLineParser
@@ -106,6 +107,13 @@ def _parse_env(item):
     return name, value
 
 
+# [USER@]NAME: what ssh takes as its destination. Nothing else: a host starting with "-"
+# would be read by ssh as an option (-oProxyCommand=... runs a local command), and a space
+# or a shell character is no host name.
+_HOST = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9._-]*@)?[A-Za-z0-9_][A-Za-z0-9._-]*$")
+_PORT = re.compile(r"^[0-9]{1,5}$")  # ASCII digits: str.isdigit() also takes '²'
+
+
 def read_hostfile(path):
     """[(host, ssh_port or None)] from a file of ``HOST`` or ``HOST:PORT`` lines ('#' comments)."""
     from ..io import NotRegularFile, open_regular
@@ -125,9 +133,10 @@ def read_hostfile(path):
         if not line:
             continue
         host, _, port = line.partition(":")
-        if not host or (port and not port.isdigit()) or " " in line:
-            raise UsageError("%s line %d: expected HOST or HOST:SSH_PORT, got %r"
-                             % (path, number, line))
+        if not _HOST.match(host) or (port and not (_PORT.match(port) and 0 < int(port) < 65536)):
+            raise UsageError("%s line %d: expected [USER@]HOST or [USER@]HOST:SSH_PORT, a host "
+                             "of letters, digits, '.', '-' and '_' not starting with '-' and a "
+                             "port in 1..65535, got %r" % (path, number, line))
         hosts.append((host, port or None))
     if not hosts:
         raise UsageError("--hostfile %s lists no hosts" % path)

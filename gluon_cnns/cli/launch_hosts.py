@@ -61,8 +61,9 @@ def check_hosts(hosts, host_ip):
 
 
 def _address(host):
+    """The IPv4 address of a hostfile's host (``user@`` left out: the same machine)."""
     try:
-        return socket.gethostbyname(host)
+        return socket.gethostbyname(host.rpartition("@")[2])
     except OSError:  # e.g. a name only ssh's configuration knows: ssh will tell
         return host
 

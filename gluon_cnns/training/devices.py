@@ -39,7 +39,10 @@ def as_contexts(ctx):
 
 
 def split(X, y, ctxs):
-    """Split a batch across the contexts (a plain copy when there is only one)."""
+    """Split a batch across the contexts (a plain copy when there is only one); a batch
+    smaller than the contexts goes to its first ones, one example each (MXNet cannot copy
+    an empty part; training refuses such a batch, ``training.fit.check_split``)."""
+    ctxs = ctxs[:X.shape[0]]
     Xs = gluon.utils.split_and_load(X, ctxs, even_split=False)
     ys = gluon.utils.split_and_load(y, ctxs, even_split=False)
     return Xs, ys

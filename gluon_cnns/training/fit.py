@@ -79,7 +79,21 @@ def _load(run):
                                           resize=s["resize"], root=s["data_dir"], ctx=data_ctx,
                                           limit_train=s["limit_train"],
                                           limit_test=s["limit_test"])
-    return run.cluster.shard(train_iter), test_iter
+    train_iter = run.cluster.shard(train_iter)
+    check_split(train_iter.num_examples, train_iter.batch_size, len(run.ctxs))
+    return train_iter, test_iter
+
+
+def check_split(examples, batch_size, devices):
+    """UsageError unless every batch gives each device an example: MXNet cannot hand a
+    device an empty part of a batch (``split_and_load``), and a device left out would add
+    its previous gradient again."""
+    smallest = min(batch_size, examples % batch_size or batch_size)
+    if devices > 1 and smallest < devices:
+        raise UsageError("training on %d devices splits each batch among them, and %d examples "
+                         "in batches of %d leave a batch of %d; give every batch at least %d "
+                         "examples (--batch-size, --limit-train)"
+                         % (devices, examples, batch_size, smallest, devices))
 
 
 def _image_batches(run, ctx):

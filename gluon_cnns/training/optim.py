@@ -49,7 +49,11 @@ def make_lr_scheduler(settings, batches_per_epoch):
         first = gcv.LRScheduler("linear", base_lr=0.0, target_lr=lr, niters=offset)
     else:
         first = gcv.LRScheduler("constant", base_lr=settings["warmup_lr"], niters=offset)
-    return gcv.LRSequential([first, main])
+    sequence = gcv.LRSequential([first, main])
+    # Unused by the sequence; MXNet's Optimizer prints "learning rate from lr_scheduler has
+    # been overwritten" when it differs from --lr, which the schedule is not.
+    sequence.base_lr = lr
+    return sequence
 
 
 def make_trainer(net, settings, batches_per_epoch, cluster=None):

@@ -115,6 +115,14 @@ def _check_tricks(settings, given):
     if given.get("mixup_off_epoch") and not settings["mixup"]:
         raise UsageError("--mixup-off-epoch turns mixup off for the last epochs, and mixup is "
                          "not on; add --mixup ALPHA, e.g. --mixup 0.2")
+    if settings["last_gamma"] and settings.get("finetune"):
+        # The source's trained features, last gammas included, replace the zeros.
+        raise UsageError("--last-gamma zero-initializes the residual blocks' last gammas, and "
+                         "--finetune starts from the source net's trained ones; drop "
+                         "--last-gamma")
+    if settings["mixup"] and (settings["mixup_off_epoch"] or 0) >= settings["epochs"]:
+        raise UsageError("--mixup-off-epoch %d turns mixup off for all %d epochs; give fewer, "
+                         "or drop --mixup" % (settings["mixup_off_epoch"], settings["epochs"]))
 
 
 def _check_images(settings, given):

@@ -146,24 +146,33 @@ def test_no_wd_leaves_exactly_those_parameters_undecayed_also_on_a_kvstore_serve
 
 @pytest.mark.parametrize("name, blocks", [("resnet18", 8), ("resnet20_cifar", 9)])
 def test_last_gammas_are_zero_and_the_rest_untouched(name, blocks):
-    def built(zero):
-        mx.random.seed(3)
-        net = get_model(name)
-        net.initialize(mx.init.Xavier())
-        if zero:
-            zero_last_gammas(net)
-        net(mx.nd.ones((1, 3 if "cifar" in name else 1, 32, 32)))
-        return net
-    plain, zeroed = built(False), built(True)
-    gammas = {g.name for g in last_gammas(zeroed)}
+    # One net, before and after: MXNet's threaded engine does not draw a seeded
+    # initialization of a deep net the same way twice in one process (plain Gluon's
+    # model-zoo resnet18_v1 too), so two builds cannot be compared.
+    shape = (1, 3 if "cifar" in name else 1, 32, 32)
+    net = get_model(name)
+    net.initialize(mx.init.Xavier())
+    net(mx.nd.ones(shape))
+    before = {p.name: p.data().asnumpy().copy() for p in net.collect_params().values()}
+    zero_last_gammas(net)
+    gammas = {g.name for g in last_gammas(net)}
     assert len(gammas) == blocks
     # In each block, the BatchNorm just before the addition: bn2 / the body's last.
     assert all(re.search(r"(residual|cifarbasicblock)\d+_batchnorm1_gamma$", g) for g in gammas)
-    for a, b in zip(plain.collect_params().values(), zeroed.collect_params().values()):
-        if b.name in gammas:
-            assert not b.data().asnumpy().any() and a.data().asnumpy().all()
+    for p in net.collect_params().values():
+        if p.name in gammas:
+            assert not p.data().asnumpy().any() and before[p.name].all()
         else:
-            assert np.array_equal(a.data().asnumpy(), b.data().asnumpy()), b.name
+            assert np.array_equal(before[p.name], p.data().asnumpy()), p.name
+    # Before the first forward pass (deferred shapes), as training calls it: the last
+    # gammas come out zero, every other gamma keeps its initial ones.
+    fresh = get_model(name)
+    fresh.initialize(mx.init.Xavier())
+    zero_last_gammas(fresh)
+    fresh(mx.nd.ones(shape))
+    for p in fresh.collect_params(".*gamma").values():
+        assert (p.data().asnumpy() == (0 if p.name.replace(fresh.prefix, net.prefix, 1)
+                                       in gammas else 1)).all(), p.name
 
 
 @pytest.mark.parametrize("name", ["lenet_bn", "resnet_mnist", "densenet"])

@@ -108,10 +108,14 @@ def test_every_kept_flag_is_taken_from_config_json_on_resume():
     marked = dict(saved, **{s.name: "saved-%s" % s.name for s in table.kept_flags()
                             if s.name not in ("net", "recipe", "dataset", "data_dir")})
     marked.update(lr_schedule="none", optimizer="sgd", lr_steps=[], lr_step_iters=[],
-                  warmup_iters=0, warmup_epochs=0, mean=None, std=None, freeze_features=None)
-    resumed = resolve_settings(parse([]), marked)
-    for spec in table.kept_flags():
-        assert resumed[spec.name] == marked[spec.name], spec.name
+                  warmup_iters=0, warmup_epochs=0, mean=None, std=None, freeze_features=None,
+                  epochs=10, mixup_off_epoch=2)  # numbers, not the recipe's: compared below
+    # --last-gamma and --finetune refuse each other: each is checked with the other off.
+    for off in ({"finetune": None}, {"last_gamma": False}):
+        run = dict(marked, **off)
+        resumed = resolve_settings(parse([]), run)
+        for spec in table.kept_flags():
+            assert resumed[spec.name] == run[spec.name], spec.name
 
 
 def test_config_json_of_a_real_run_passes_the_checks(tmp_path):

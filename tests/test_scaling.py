@@ -112,9 +112,21 @@ def test_report_of_a_file_that_is_no_measurement_is_one_line(tmp_path, text, fra
     assert fragment in done.stderr
 
 
-def _sent_by_worker_0(tmp_path, steps):
+def _sent_by_worker_0(tmp_path, steps, attempts=3):
     """``(requests, sizes)`` of a 2-worker, 2-server lenet job of ``steps`` steps:
-    worker 0's data messages as (sent?, server id, value bytes), and the key sizes."""
+    worker 0's data messages as (sent?, server id, value bytes), and the key sizes.
+    Every request has one reply, so a log with fewer of one than the other lost a line
+    (seen once in CI: 19 requests logged for 20): such a job is run again."""
+    for _ in range(attempts):
+        messages, sizes = _one_job(tmp_path, steps)
+        if sum(sent for sent, _, _ in messages) * 2 == len(messages):
+            return messages, sizes
+    raise AssertionError("worker 0 logged %d requests and %d replies in each of %d jobs"
+                         % (sum(sent for sent, _, _ in messages),
+                            sum(not sent for sent, _, _ in messages), attempts))
+
+
+def _one_job(tmp_path, steps):
     out = str(tmp_path / ("s%d-{rank}.json" % steps))
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
     done = subprocess.run(

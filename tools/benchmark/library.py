@@ -74,12 +74,8 @@ def _argv(side, spec, python):
 
 
 def _spec(name, opts):
-    from .nets import input_shape
-    from .peer import LR, MOMENTUM, _net_kwargs
-    return {"net": name, "shape": list(input_shape(name, LIBRARY_NETS[name])),
-            "kwargs": _net_kwargs(name), "lr": LR, "momentum": MOMENTUM,
-            "warmup": max(opts.warmup, 1), "repeat": opts.repeat, "min_time": opts.min_time,
-            "seed": opts.seed}
+    from .peer import worker_spec
+    return worker_spec(name, opts, LIBRARY_NETS[name])
 
 
 def _record(name, spec, runs):
@@ -104,11 +100,10 @@ def bench_library(names, opts, say=lambda *_: None):
     """The library-path section of ``names``: {command, torch, rounds, load, nets} or {skipped}."""
     import datetime
     from .machine import load_average
-    from .peer import run_result, torch_version
-    python = opts.peer_python or sys.executable
-    version = torch_version(python)
-    if version is None:
-        return {"python": python, "skipped": "torch is not importable by %s" % python}
+    from .peer import run_result, torch_or_skipped
+    python, version, skipped = torch_or_skipped(opts)
+    if skipped:
+        return skipped
     started, load = datetime.datetime.now().isoformat(timespec="seconds"), load_average()
     specs = {name: _spec(name, opts) for name in names}
     runs = {name: {side: [] for side in SIDES} for name in names}

@@ -106,8 +106,24 @@ def torch_version(python):
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
+def torch_or_skipped(opts):
+    """``(python, torch version, None)`` of the PyTorch side, or ``(python, None, section)``
+    with the report section that says why it was skipped."""
+    python = opts.peer_python or sys.executable
+    version = torch_version(python)
+    if version is None:
+        return python, None, {"python": python,
+                              "skipped": "torch is not importable by %s" % python}
+    return python, version, None
+
+
 def _spec(name, opts):
-    return {"net": name, "shape": list(input_shape(name, opts.batch_size.get(name))),
+    return worker_spec(name, opts, opts.batch_size.get(name))
+
+
+def worker_spec(name, opts, batch_size):
+    """What a timing worker of ``name`` builds and runs (both sides read the same)."""
+    return {"net": name, "shape": list(input_shape(name, batch_size)),
             "kwargs": _net_kwargs(name), "lr": LR, "momentum": MOMENTUM,
             "warmup": max(opts.warmup, 1), "repeat": opts.repeat, "min_time": opts.min_time,
             "seed": opts.seed}
@@ -156,10 +172,9 @@ def _peer_record(name, spec, runs):
 
 def bench_peer(names, opts, say=lambda *_: None):
     """The peer column of ``names``: a report section ({python, torch, nets} or {skipped})."""
-    python = opts.peer_python or sys.executable
-    version = torch_version(python)
-    if version is None:
-        return {"python": python, "skipped": "torch is not importable by %s" % python}
+    python, version, skipped = torch_or_skipped(opts)
+    if skipped:
+        return skipped
     specs = {name: _spec(name, opts) for name in names}
     runs = {name: {side: [] for side, _, _ in _sides(specs[name], python)} for name in names}
     for round_ in range(opts.peer_rounds):

@@ -62,3 +62,40 @@ def test_recipe_flag_chooses_the_defaults():
     assert given["epochs"] == 3
     with pytest.raises(GluonCNNsError, match="has no recipe 'article'; its recipes: paper"):
         resolve_settings(parse(["--net", "resnet20_cifar", "--recipe", "article"]))
+
+
+# d2l (MXNet edition): lr, batch size and resize of each chapter's training call, 5 epochs
+# of plain SGD (sec. 6.6 LeNet lr 0.9 with sigmoid; this zoo's lenet is the MXNet article's
+# ReLU net, lr 0.1; 7.5 BN-LeNet lr 1.0; 7.1 AlexNet 0.01, 224; 7.2 VGG 0.05, 224; 7.3 NiN
+# 0.1, 224; 7.4 GoogLeNet 0.1, 96; 7.6 ResNet 0.05, 96; 7.7 DenseNet 0.1, 96).
+BOOK = {"lenet": (0.1, 256, None), "lenet_bn": (1.0, 256, None), "alexnet": (0.01, 128, 224),
+        "vgg11_small": (0.05, 128, 224), "nin": (0.1, 128, 224), "googlenet": (0.1, 128, 96),
+        "resnet18": (0.05, 256, 96), "densenet": (0.1, 256, 96)}
+
+
+@pytest.mark.parametrize("name", sorted(BOOK) + ["resnet_mnist", "inception_mnist"])
+def test_the_book_recipe_stays_the_default_with_every_trick_off(name):
+    spec = gluon_cnns.model_spec(name)
+    book = spec.recipe
+    assert next(iter(spec.recipes)) == "tutorial"
+    lr, batch, resize = BOOK.get(name, (0.01, 64, None))   # the lecture: lr 0.01, batch 64
+    assert (book.lr, book.batch_size, book.resize, book.epochs) == (lr, batch, resize, 5)
+    assert (book.optimizer, book.wd, book.lr_schedule, book.warmup_epochs, book.warmup_iters,
+            book.label_smoothing, book.mixup, book.no_wd, book.last_gamma, book.ema) == (
+        "sgd", 0.0, "none", 0, 0, 0.0, 0.0, False, False, None)
+    assert book.momentum == (0.0 if name in BOOK else 0.5)
+
+
+@pytest.mark.parametrize("name", [n for n in gluon_cnns.list_models()
+                                  if "tricks" in gluon_cnns.model_spec(n).recipes])
+def test_the_tricks_recipe_is_the_book_budget_plus_tricks_only(name):
+    spec = gluon_cnns.model_spec(name)
+    book, tricks = spec.recipe._asdict(), spec.recipes["tricks"]._asdict()
+    changed = {k for k in book if book[k] != tricks[k]}
+    residual = name.startswith("resnet") and name != "resnet_mnist"   # zero-gamma needs BN
+    assert changed == {"lr_schedule", "label_smoothing"} | ({"last_gamma"} if residual else set())
+    assert (tricks["lr_schedule"], tricks["label_smoothing"]) == ("cosine", 0.1)
+    # Every fast recipe trains a net where its tricks apply (train.py refuses the others).
+    fast = spec.recipes["fast"]
+    settings = resolve_settings(build_parser().parse_args(["--net", name, "--recipe", "fast"]))
+    assert settings["epochs"] == fast.epochs < book["epochs"] or fast.resize < book["resize"]

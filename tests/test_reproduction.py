@@ -163,3 +163,75 @@ def test_sec_per_epoch_is_the_median_of_the_epochs_as_run():
     assert "Rows marked *reduced*" in text           # a reduced seed row brings it back
     # The spread of the full runs only: a reduced run's figure is not comparable.
     assert "| `lenet` | 2 full runs | | mean 0.850, range 0.800-0.900 | |" in text
+
+
+def test_reproduce_recipe_runs_apart_and_fills_the_beyond_the_book_table(tmp_path):
+    """--recipe fast trains the net's fast recipe into RUNS/NET-fast, under its own key;
+    the book's row stays as it was and "Beyond the book" sets the two side by side with
+    the CPU minutes both logged."""
+    runs, docs = tmp_path / "runs", tmp_path / "docs"
+
+    def reproduce(*extra):
+        proc = subprocess.run(
+            [sys.executable, os.path.join(ROOT, "scripts", "reproduce.py"), "--net",
+             "resnet_mnist", "--limit-train", "512", "--limit-test", "128", "--runs-dir",
+             str(runs), "--docs-dir", str(docs)] + list(extra),
+            cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads((docs / "results.json").read_text())
+
+    book = reproduce("--epochs", "1")["resnet_mnist"]
+    results = reproduce("--recipe", "fast")
+    fast = results["resnet_mnist+fast"]
+    assert results["resnet_mnist"] == book
+    config = json.loads((runs / "resnet_mnist-fast" / "config.json").read_text())
+    assert (config["recipe"], config["optimizer"], config["lr"]) == ("fast", "nag", 0.05)
+    assert fast["recipe"] == "fast" and "--recipe fast" in fast["command"]
+    log = [json.loads(l) for l in (runs / "resnet_mnist-fast" / "log.jsonl").open()]
+    assert fast["epoch_cpu_seconds"] == [r["cpu_time"] for r in log] and log[0]["cpu_time"] > 0
+    text = (docs / "RESULTS.md").read_text()
+    assert text.split("## Commands")[0].count("`resnet_mnist`") == 1   # the book's table
+    beyond = text.split("## Beyond the book")[1]
+    row = [l for l in beyond.splitlines() if l.startswith("| `resnet_mnist` |")]
+    cells = [c.strip() for c in row[0].split("|")[1:-1]]
+    book_min, fast_min = sum(book["epoch_cpu_seconds"]) / 60, sum(fast["epoch_cpu_seconds"]) / 60
+    assert cells[2:7] == ["%.3f (reduced)" % book["test_acc"], "%.1f" % book_min,
+                          "%.3f (reduced)" % fast["test_acc"], "%.1f" % fast_min,
+                          "%.2f" % (fast_min / book_min)]
+    assert (docs / "results" / "resnet_mnist-fast.png").exists()
+
+
+def test_reproduce_refuses_a_recipe_the_net_lacks(tmp_path):
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "reproduce.py"),
+                           "--net", "lenet_bn,resnet20_cifar", "--recipe", "fast",
+                           "--docs-dir", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "resnet20_cifar has no recipe 'fast'" in proc.stderr and "paper" in proc.stderr
+
+
+def test_beyond_the_book_compares_tricks_with_the_book_over_the_same_seeds():
+    from tools.results_table import render_markdown
+    row = {"net": "lenet_bn", "seed": 0, "dataset": "fashion-mnist", "epochs": 5,
+           "batch_size": 256, "optimizer": "sgd", "lr": 1.0, "train_loss": 0.5,
+           "train_acc": 0.8, "test_acc": 0.85, "sec_per_epoch": 7.0, "reduced": "",
+           "machine": "m", "context": "cpu(0)", "date": "2026-12-08", "command": "c",
+           "epoch_test_acc": [0.85], "plot": "results/lenet_bn.png", "threads": [1]}
+    results = {"lenet_bn": row,                                  # logged no CPU seconds
+               "lenet_bn@seed1": dict(row, seed=1, test_acc=0.87),
+               "lenet_bn@seed2": dict(row, seed=2, test_acc=0.95),   # no tricks run: left out
+               "lenet_bn+tricks": dict(row, recipe="tricks", test_acc=0.88),
+               "lenet_bn+tricks@seed1": dict(row, recipe="tricks", seed=1, test_acc=0.89),
+               "lenet_bn+fast": dict(row, recipe="fast", test_acc=0.882,
+                                     epoch_cpu_seconds=[6.0, 6.0])}
+    text = render_markdown(results)
+    cells = [c.strip() for c in text.split("## Beyond the book")[1].split(
+        "| `lenet_bn` |")[1].splitlines()[0].split("|")[:-1]]
+    assert cells[0] == "0.881"                      # the book's own figure
+    assert cells[1] == "mean 0.890 (seeds 0, 1, 2: 0.850, 0.870, 0.950)"
+    assert cells[2:6] == ["not logged", "0.882", "0.2", "-"]
+    # (0.88 - 0.85 + 0.89 - 0.87) / 2 = 2.5 points, seed 2 having no tricks run.
+    assert cells[6] == "mean 0.885 (seeds 0, 1: 0.880, 0.890); +2.5 points vs the book " \
+                       "recipe, same seeds"
+    assert text.split("## Commands")[0].count("| `lenet_bn` |") == 1
+    assert "lenet_bn+" not in text.split("## Beyond the book")[0]

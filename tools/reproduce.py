@@ -44,6 +44,10 @@ def build_parser():
     p.add_argument("--limit-train", type=positive_int, help="train on a subset: a reduced run")
     p.add_argument("--limit-test", type=positive_int, help="test on a subset: a reduced run")
     p.add_argument("--seed", type=seed_value, default=0, help="seed of every run (default 0)")
+    p.add_argument("--recipe", metavar="NAME",
+                   help="train with the net's recipe NAME instead of the book's (the first), "
+                        "e.g. fast or tricks (train.py --help lists them); its runs go in "
+                        "RUNS/NET-NAME and its rows in the \"Beyond the book\" table"),
     p.add_argument("--ctx", choices=("cpu", "gpu"), default="cpu")
     p.add_argument("--data-dir", help="dataset folder, passed to train.py")
     p.add_argument("--runs-dir", default=os.path.join(ROOT, "runs", "reproduce"),
@@ -71,7 +75,7 @@ def train_command(net, args):
     """The exact ``scripts/train.py`` command line of one run (recipe defaults + reductions)."""
     cmd = ["python", "scripts/train.py", "--net", net, "--seed", str(args.seed), "--quiet",
            "--ctx", args.ctx]
-    for flag, value in (("--epochs", args.epochs), ("--limit-train", args.limit_train),
+    for flag, value in (("--recipe", args.recipe), ("--epochs", args.epochs), ("--limit-train", args.limit_train),
                         ("--limit-test", args.limit_test), ("--data-dir", args.data_dir)):
         if value is not None:
             cmd += [flag, str(value)]
@@ -97,7 +101,7 @@ def _train(cmd, save_dir):
 def _reductions(net, config):
     """How a run was cut down from the net's recipe, e.g. "1 of 5 epochs, 6000 train images"."""
     from gluon_cnns.models import model_spec
-    recipe = model_spec(net).recipe
+    recipe = model_spec(net).recipe_named(config.get("recipe"))
     reduced = []
     if config["epochs"] < recipe.epochs:
         reduced.append("%d of %d epochs" % (config["epochs"], recipe.epochs))
@@ -190,9 +194,10 @@ def _check_same_run(net, save_dir, args):
     from gluon_cnns.models import Recipe, model_spec
     from gluon_cnns.artifacts.rundir import RunDir
     config = RunDir(save_dir).read_config()
-    recipe = model_spec(net).recipe
+    recipe = model_spec(net).recipe_named(args.recipe)
     wanted = dict((key, getattr(recipe, key)) for key in Recipe._fields)
-    wanted.update(net=net, seed=args.seed, limit_train=args.limit_train,
+    wanted.update(net=net, seed=args.seed, recipe=args.recipe or next(iter(
+        model_spec(net).recipes)), limit_train=args.limit_train,
                   limit_test=args.limit_test, epochs=args.epochs or recipe.epochs,
                   dtype="fp32", hybridize=True, finetune_source=None)
     for key, value in sorted(wanted.items()):
@@ -231,11 +236,11 @@ def run_one(net, args, warn):
     """Train, continue or read ``net``'s run folder; return its result row (or raise
     RuntimeError with the log tail)."""
     from gluon_cnns.io import release_lock
-    save_dir = os.path.join(args.runs_dir, net)
+    save_dir = run_folder(net, args)
     if args.read_only:  # reads only: a run in progress can be read while it trains
         return _read_or_train(net, save_dir, args, warn)
     os.makedirs(args.runs_dir, exist_ok=True)
-    lock = os.path.join(args.runs_dir, ".%s.reproduce.lock" % net)
+    lock = os.path.join(args.runs_dir, ".%s.reproduce.lock" % os.path.basename(save_dir))
     fd = _own(lock, save_dir)
     try:
         return _read_or_train(net, save_dir, args, warn)
@@ -285,6 +290,11 @@ def _row(net, save_dir, config, log, args):
         raise RuntimeError("%s: the run in %s has no finished epoch yet" % (net, save_dir))
     return build_row(net, config, log, " ".join(train_command(net, args)),
                      _reductions(net, config))
+
+
+def run_folder(net, args):
+    """A run's --save-dir: RUNS/NET for the book's recipe, RUNS/NET-RECIPE for another."""
+    return os.path.join(args.runs_dir, "%s-%s" % (net, args.recipe) if args.recipe else net)
 
 
 def _check_docs_dir(docs_dir):
@@ -345,10 +355,10 @@ def publish(row, key, save_dir, docs_dir):
         release_lock(lock, fd)
 
 
-def _nets(text):
-    """The --net list, or UsageError."""
+def _nets(text, recipe=None):
+    """The --net list (each having the recipe called ``recipe``, if given), or UsageError."""
     from gluon_cnns.errors import UsageError
-    from gluon_cnns.models import list_models
+    from gluon_cnns.models import list_models, model_spec
     nets = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
     if not nets:
         raise UsageError("--net names no net; e.g. --net lenet,lenet_bn")
@@ -356,6 +366,11 @@ def _nets(text):
     if unknown:
         raise UsageError("unknown net(s) %s; see python scripts/train.py --list"
                          % ", ".join(unknown))
+    for net in nets:
+        if recipe is not None and recipe not in model_spec(net).recipes:
+            raise UsageError("%s has no recipe %r (its recipes: %s); see python "
+                             "scripts/train.py --help" % (net, recipe,
+                                                          ", ".join(model_spec(net).recipes)))
     return nets
 
 
@@ -372,7 +387,7 @@ def _check_before_training(nets, args, results):
     from gluon_cnns.errors import UsageError
     reduced = any(v is not None for v in (args.epochs, args.limit_train, args.limit_test))
     for net in nets:
-        key = result_key(net, args.seed)
+        key = result_key(net, args.seed, args.recipe)
         _refuse_irregular(os.path.join(args.docs_dir, plot_name(key)))
         _refuse_replacing_full(results, key, reduced, args.docs_dir, UsageError)
 
@@ -386,7 +401,11 @@ def main(argv=None):
     def warn(line):
         print(line, file=sys.stderr)
     try:
-        nets = _nets(args.net)
+        from gluon_cnns.models import model_spec
+        nets = _nets(args.net, args.recipe)
+        if args.recipe is not None and all(args.recipe == next(iter(model_spec(n).recipes))
+                                           for n in nets):
+            args.recipe = None  # the book's recipe by its name: its usual folder and row
         if args.data_dir is not None:
             check_folder(args.data_dir, "--data-dir", "pass the folder holding the data set's "
                                                       "files (see train.py --data-dir)")
@@ -400,7 +419,7 @@ def main(argv=None):
     for net in nets:
         try:
             row = run_one(net, args, warn)
-            publish(row, result_key(net, args.seed), os.path.join(args.runs_dir, net),
+            publish(row, result_key(net, args.seed, args.recipe), run_folder(net, args),
                     args.docs_dir)
         except (RuntimeError, OSError, ValueError) as e:  # one line: a failed or bad run
             print("%s: error: %s" % (PROG, error_line(e) if str(e).startswith(net) else

@@ -10,6 +10,8 @@ import os
 import shutil
 import time
 
+from tools.beyond_table import beyond_section
+
 # Test accuracy the reference reports for each net. Fashion-MNIST: d2l, MXNet edition,
 # 5 epochs, SGD, Xavier, on a GPU. CIFAR-10: GluonCV's model zoo (200+ epochs).
 BOOK_TEST_ACC = {"lenet_bn": 0.881, "alexnet": 0.867, "vgg11_small": 0.909, "nin": 0.812,
@@ -29,7 +31,7 @@ ROW_KEYS = {"net": _TEXT, "command": _TEXT, "dataset": _TEXT, "epochs": _INT,
             "plot": _TEXT}
 _EXTRA_KEYS = {"epoch_loss": _NUMBERS, "epoch_seconds": _NUMBERS, "peak_rss_mib": _NUMBER,
                "best_test_acc": _NUMBER, "threads": "a list of whole numbers",
-               "resumed": "true or false"}
+               "resumed": "true or false", "recipe": _TEXT, "epoch_cpu_seconds": _NUMBERS}
 _OPTIONAL = {"momentum", "resize", "seed", "peak_rss_mib"} | set(_EXTRA_KEYS)
 # What each epoch's log record must hold for a row, beyond the epoch number.
 _LOG_KEYS = {"loss": _NUMBER, "train_acc": _NUMBER, "test_acc": _NUMBER, "time": _NUMBER}
@@ -72,21 +74,24 @@ def results_problem(results):
         return "it is not a JSON object of rows"
     for key, row in sorted(results.items()):
         problem = row_problem(row)
-        if not problem and key != result_key(row["net"], row["seed"]):
-            problem = "it is the row of %s" % result_key(row["net"], row["seed"])
+        own = result_key(row["net"], row["seed"], row.get("recipe"))
+        if not problem and key != own:
+            problem = "it is the row of %s" % own
         if problem:
             return "its row %r is damaged: %s" % (key, problem)
     return None
 
 
-def result_key(net, seed):
-    """The run's key in results.json: the net for the table's seed 0, else ``NET@seedS``."""
-    return net if not seed else "%s@seed%d" % (net, seed)
+def result_key(net, seed, recipe=None):
+    """The run's key in results.json: the net for the table's seed 0, else ``NET@seedS``;
+    ``NET+RECIPE`` (and ``@seedS``) for a recipe other than the book's."""
+    name = "%s+%s" % (net, recipe) if recipe else net
+    return name if not seed else "%s@seed%d" % (name, seed)
 
 
 def plot_name(key):
     """Where a row's plot goes under the docs folder."""
-    return "results/%s.png" % key.replace("@", "-")
+    return "results/%s.png" % key.replace("@", "-").replace("+", "-")
 
 
 def _median(values):
@@ -118,9 +123,17 @@ def check_log(records, where):
                                % (where, record.get("epoch"), problem))
 
 
+def _recipe(net, config):
+    """The run's recipe name, None for the net's first (the book's): its rows keep their keys."""
+    from gluon_cnns.models import model_spec
+    name = config.get("recipe")
+    return None if name in (None, next(iter(model_spec(net).recipes))) else name
+
+
 def build_row(net, config, log, command, reduced):
     """The result row of one run from its config.json and its epochs' records (checked)."""
     last = log[-1]
+    recipe = _recipe(net, config)
     progress = "" if last["epoch"] >= config["epochs"] else (
         "in progress: %d of %d epochs" % (last["epoch"], config["epochs"]))
     contexts = config.get("contexts")
@@ -133,6 +146,11 @@ def build_row(net, config, log, command, reduced):
            "best_test_acc": max(r["test_acc"] for r in log),
            "sec_per_epoch": _median([r["time"] for r in log]),
            "epoch_seconds": [r["time"] for r in log],
+           # CPU seconds (all threads): what a recipe costs; logs from before they were
+           # kept have none.
+           "epoch_cpu_seconds": ([r["cpu_time"] for r in log]
+                                 if all(_fits(r.get("cpu_time"), _NUMBER) for r in log) else None),
+           "recipe": recipe,
            "threads": _threads(log),
            "peak_rss_mib": max([r["peak_rss_mib"] for r in log if "peak_rss_mib" in r],
                                default=None),
@@ -144,7 +162,7 @@ def build_row(net, config, log, command, reduced):
            "epoch_test_acc": [r["test_acc"] for r in log],
            "epoch_loss": [r["loss"] for r in log],
            "date": last.get("date", time.strftime("%Y-%m-%d"))[:10],
-           "plot": plot_name(result_key(net, config.get("seed")))}
+           "plot": plot_name(result_key(net, config.get("seed"), recipe))}
     problem = row_problem(row)
     if problem:
         raise RuntimeError("%s: config.json cannot make a result row: %s" % (net, problem))
@@ -192,6 +210,8 @@ def render_markdown(results, notes=""):
     order = {name: i for i, name in enumerate(list_models())}
     ranked = sorted(results.values(), key=lambda r: (order.get(r["net"], len(order)),
                                                        r.get("seed") or 0))
+    beyond = [r for r in ranked if r.get("recipe")]
+    ranked = [r for r in ranked if not r.get("recipe")]
     rows = [r for r in ranked if not r.get("seed")]
     reduced = any(r["reduced"] for r in ranked)
     lines = ["# Reproduced results", "", _INTRO % (_REDUCED if reduced else ""), "",
@@ -210,6 +230,7 @@ def render_markdown(results, notes=""):
     lines += ["", "## Commands", ""]
     lines += ["- `%s`: `%s`; %s" % (r["net"], r["command"], _conditions(r)) for r in rows]
     lines += _seed_section(ranked)
+    lines += beyond_section(ranked, beyond, _conditions, BOOK_TEST_ACC)
     lines += ["", "## Curves", ""]
     for r in rows:
         lines += ["`%s`:" % r["net"], "", "![%s](%s)" % (r["net"], r["plot"]), ""]
@@ -252,6 +273,9 @@ def _conditions(r):
         parts.append("train loss per epoch %s" % ", ".join("%.4f" % l for l in r["epoch_loss"]))
     if r.get("epoch_seconds"):
         parts.append("seconds per epoch %s" % ", ".join("%.0f" % t for t in r["epoch_seconds"]))
+    if r.get("epoch_cpu_seconds"):
+        parts.append("CPU seconds per epoch %s" % ", ".join(
+            "%.0f" % t for t in r["epoch_cpu_seconds"]))
     if r.get("threads"):
         parts.append("%s OpenMP thread(s)" % "/".join(map(str, r["threads"])))
     if r.get("peak_rss_mib"):

@@ -36,7 +36,7 @@ OPTIONAL_FILES = ("rng", "ema")
 
 _PROGRESS = {"batch": is_int, "examples": is_int, "nan_skips": is_int,
              "skipped_examples": is_int, "loss_sum": _numbers, "correct": _numbers,
-             "time": _is_number}
+             "time": _is_number, "cpu_time": _is_number}
 
 
 def entry_problem(entry, keys):
@@ -73,7 +73,7 @@ def record_problem(record):
     """The first thing wrong with a log record (one epoch's figures), or None."""
     if not isinstance(record, dict) or not is_int(record.get("epoch"), 1):
         return "a record must be a JSON object with a whole 'epoch' >= 1"
-    for key in ("loss", "train_acc", "test_acc", "time"):
+    for key in ("loss", "train_acc", "test_acc", "time", "cpu_time"):
         if key in record and not _is_number(record[key]):
             return "record %r must be a number" % key
     return None

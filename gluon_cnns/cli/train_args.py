@@ -28,21 +28,32 @@ def _schedule_text(r):
     return text
 
 
+def _extras_text(r):
+    """A recipe's momentum, weight decay and tricks, e.g. "m 0.9, wd 1e-4, smoothing 0.1"."""
+    parts = [("m %g" % r.momentum) if r.momentum else "", ("wd %g" % r.wd) if r.wd else "",
+             "no-wd" if r.no_wd else "", "last-gamma" if r.last_gamma else "",
+             ("smoothing %g" % r.label_smoothing) if r.label_smoothing else "",
+             ("mixup %g" % r.mixup) if r.mixup else "", ("ema %g" % r.ema) if r.ema else ""]
+    return ", ".join(p for p in parts if p) or "-"
+
+
 def _recipe_table():
     """The --help epilog: every net with the recipes its flags default to."""
-    from ..models.registry import list_models, model_spec
+    from ..models.registry import RECIPE_SOURCES, list_models, model_spec
     rows = [("net", "recipe", "dataset", "epochs", "batch", "lr", "optimizer", "resize",
-             "lr schedule")]
+             "lr schedule", "momentum, decay, tricks")]
     for name in list_models():
         for i, (recipe_name, r) in enumerate(model_spec(name).recipes.items()):
             rows.append((name if i == 0 else "", recipe_name + (" *" if i == 0 and len(
                 model_spec(name).recipes) > 1 else ""), r.dataset, str(r.epochs),
                 str(r.batch_size), "%g" % r.lr, r.optimizer, str(r.resize or "-"),
-                _schedule_text(r)))
+                _schedule_text(r), _extras_text(r)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    sources = ["%s: %s" % item for item in RECIPE_SOURCES.items()]
     return ("Recipes (what each net trains with when a flag is left out; * the default of "
-            "--recipe):\n  " + "\n  ".join(lines))
+            "--recipe):\n  " + "\n  ".join(lines) + "\n\nWhere each recipe comes from:\n  "
+            + "\n  ".join(sources))
 
 
 def build_parser():

@@ -110,6 +110,7 @@ class EpochProgress:
         self.batch = int(resume.get("batch", 0))
         self.examples = int(resume.get("examples", 0))
         self.time_before = float(resume.get("time", 0.0))  # seconds of this epoch before a resume
+        self.cpu_before = float(resume.get("cpu_time", 0.0))  # and CPU seconds, all threads
         self.loss_sum = _device_values(resume.get("loss_sum"), ctxs)
         self.correct = _device_values(resume.get("correct"), ctxs)
         # Non-finite batches so far, and (skip) the examples they held. A new
@@ -122,6 +123,7 @@ class EpochProgress:
         # yet seen to be finite, to name the first bad one.
         self._unchecked = []
         self.started = self.checked_at = time.time()
+        self.cpu_started = time.process_time()
 
     def add(self, size, loss_sums, corrects, bad, bads, lr):
         """Count one batch; ``bad`` (on the first context) and ``bads`` (one per
@@ -176,7 +178,7 @@ class EpochProgress:
                 "correct": [float(a.asscalar()) for a in self.correct],
                 "nan_skips": int(self.bad.asscalar()),
                 "skipped_examples": int(self.skipped.asscalar()),
-                "time": self.time_before + time.time() - self.started}
+                "time": self.elapsed(), "cpu_time": self.cpu_elapsed()}
 
 
     def check_now_and_then(self, bad):
@@ -200,6 +202,11 @@ class EpochProgress:
     def elapsed(self):
         """Seconds of this epoch so far, before a resume included."""
         return self.time_before + time.time() - self.started
+
+    def cpu_elapsed(self):
+        """CPU seconds of this epoch so far (every thread of the process, which is what a
+        recipe costs on a shared machine), before a resume included."""
+        return self.cpu_before + time.process_time() - self.cpu_started
 
 
 def _updates_on_kvstore(trainer, ctxs):

@@ -89,7 +89,8 @@ def train(train_data, test_data, net, loss, trainer, ctx, num_epochs, *,
     ``DataBatch`` es (reset before each pass).
 
     Each history record is a dict with keys ``epoch``, ``loss``, ``train_acc``,
-    ``test_acc``, ``time`` (seconds, test evaluation included, as in d2l),
+    ``test_acc``, ``time`` (seconds, test evaluation included, as in d2l), ``cpu_time``
+    (the same span's CPU seconds, all threads),
     ``images_per_sec`` (training only) and ``lr`` (at the end of the epoch),
     and ``nan_skips`` with ``nan_policy="skip"``.
     """
@@ -116,7 +117,8 @@ def train(train_data, test_data, net, loss, trainer, ctx, num_epochs, *,
         record = engine.run_epoch(train_data, state, progress, batch_callback, batch_size)
         with ema.applied() if ema is not None else contextlib.nullcontext():
             test_acc = evaluate_accuracy(test_data, net, ctxs)
-        record.update(epoch=epoch, test_acc=test_acc, time=state.elapsed())
+        record.update(epoch=epoch, test_acc=test_acc, time=state.elapsed(),
+                      cpu_time=state.cpu_elapsed())
         if nan_policy != "skip":
             del record["nan_skips"]
         print(_epoch_line(record), flush=True)

@@ -55,7 +55,7 @@ class Checkpointer:
             self.best = {"test_acc": record["test_acc"], "epoch": epoch, "sha256": sha256}
         self.history.append(dict(
             {k: record[k] for k in ("epoch", "loss", "train_acc", "test_acc", "time",
-                                    "images_per_sec", "lr", "nan_skips") if k in record},
+                                    "cpu_time", "images_per_sec", "lr", "nan_skips") if k in record},
             **self._conditions()))
         self.run_dir.append_log(self.history[-1])
         self.resumed_from, self.batches_run = None, 0

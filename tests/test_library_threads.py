@@ -93,6 +93,18 @@ def test_no_line_for_a_light_net_or_with_the_opt_out():
         assert NOTICE not in err, before
 
 
+def test_a_tool_run_after_mxnet_says_nothing(tmp_path):
+    # The tool sets and prints its own threads: the library's notice is not for it, even
+    # when its main runs in a process that loaded MXNet first (resnet18 is a heavy net).
+    argv = ["--net", "resnet18", "--resize", "28", "--epochs", "1", "--limit-train", "16",
+            "--limit-test", "8", "--batch-size", "8", "--save-dir", str(tmp_path / "run")]
+    _, printed, err = _run("import mxnet\nfrom gluon_cnns.cli.train import main\n"
+                           "print('exit', main(%r))" % argv)
+    assert printed[-1] == "exit 0", err
+    assert "training on cpu(0), %d thread" % MXNET_ALONE in "\n".join(printed)
+    assert NOTICE not in err
+
+
 def test_the_users_thread_count_wins_in_either_order():
     for before in ("import gluon_cnns",
                    "import mxnet, gluon_cnns; gluon_cnns.get_model('resnet18')"):

@@ -16,9 +16,8 @@ A trained run or an export classifies images: ``load_predictor(path).predict(ima
 from ._lazy import lazy_exports
 from ._version import __version__
 from .errors import DataError, ExportError, GluonCNNsError, InputTooSmallError, UnknownModelError
-from .models import list_models, model_spec
-from .models import get_model as _build
-from .threads import apply_at_import, first_use
+from .models import get_model, list_models, model_spec
+from .threads import apply_at_import
 
 # A script that imports the package before mxnet gets the thread policy's cores
 # (gluon_cnns.threads; GLUON_CNNS_THREADS=off leaves MXNet's own count).
@@ -32,15 +31,6 @@ _LAZY = {"AlexNet": ".models", "GoogLeNet": ".models", "LeNet": ".models", "NiNN
          "count_parameters": ".shapes", "flops": ".shapes", "summary": ".shapes",
          "trace": ".shapes", "utils": ".utils", "threads": ".threads", "viz": ".viz"}
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
-
-
-def get_model(name, **kwargs):
-    """Build the network registered as ``name`` (:func:`gluon_cnns.models.get_model`), after
-    the thread policy's first use (:func:`gluon_cnns.threads.first_use`): the net's threads
-    if MXNet is not loaded yet, else one line, once, if MXNet runs on fewer cores."""
-    model_spec(name)  # an unknown name is one UnknownModelError, before anything else
-    first_use(name)
-    return _build(name, **kwargs)
 
 
 __all__ = ["AlexNet", "DataError", "ExportError", "GluonCNNsError", "GoogLeNet",

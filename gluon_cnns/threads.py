@@ -76,8 +76,8 @@ PROC_CGROUP = "/proc/self/cgroup"
 CGROUP_ROOT = "/sys/fs/cgroup"
 
 _applied = {}  # what the last configure() set, for describe_threads()
-# "chosen": a caller chose before MXNet was loaded (configure(), leave()); "work": the
-# last get_model's net (utils.train judges by it); "said": first_use()'s one line.
+# "chosen": a caller chose before MXNet was loaded (configure(), leave()) or a tool runs
+# (chosen_by_tool()); "work": the last get_model's net; "said": first_use()'s one line.
 _state = {}
 
 
@@ -330,6 +330,11 @@ def leave(environ=None):
         _state["chosen"] = True
 
 
+def chosen_by_tool():
+    """A tool chose and prints its threads: no :func:`first_use` line, even after MXNet."""
+    _state["chosen"] = True
+
+
 def policy_on(environ=None, warn=None):
     """Whether :data:`POLICY_VAR` lets the package choose threads: unset, ``on`` or
     ``off``; any other value is one line to ``warn`` and counts as ``off``."""
@@ -384,10 +389,10 @@ def loaded_threads():
 
 
 def first_use(work=None, warn=None):
-    """From ``get_model`` and ``utils.train``, unless a caller chose (:func:`configure`):
-    before MXNet is loaded, the import's choice becomes ``work``'s (one thread for a small
-    net); once it is, if it runs fewer threads than the policy gives ``work``, one line,
-    once per process, naming both counts and the fix. Returns that line, or None."""
+    """From ``get_model`` and ``utils.train``, unless a caller or tool chose (:func:`configure`,
+    :func:`chosen_by_tool`): before MXNet is loaded, the import's choice becomes ``work``'s
+    (one thread for a small net); once it is, if it runs fewer threads than the policy gives
+    ``work``, one line, once per process, naming both counts and the fix. Returns it or None."""
     if "said" in _state or "chosen" in _state or not policy_on(warn=lambda _line: None):
         return None
     if work is None:

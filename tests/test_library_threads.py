@@ -70,9 +70,10 @@ def test_a_garbage_opt_out_value_is_one_line_and_counts_as_off():
                                 "taken as off (import gluon_cnns sets no thread variable)"]
 
 
-def test_mxnet_first_says_once_how_many_cores_it_uses():
-    ran, _, err = _run("import mxnet, gluon_cnns\n"
-                       "gluon_cnns.get_model('resnet20_cifar'); gluon_cnns.get_model('resnet18')")
+@pytest.mark.parametrize("get_model", ["gluon_cnns.get_model", "gluon_cnns.models.get_model"])
+def test_mxnet_first_says_once_how_many_cores_it_uses(get_model):
+    ran, _, err = _run("import mxnet, gluon_cnns.models\n"
+                       "%s('resnet20_cifar'); %s('resnet18')" % (get_model, get_model))
     assert ran == MXNET_ALONE
     said = [line for line in err.splitlines() if NOTICE in line]
     # Once, though two nets were built; none where MXNet's own count is the policy's.
@@ -90,6 +91,18 @@ def test_no_line_for_a_light_net_or_with_the_opt_out():
                            {threads.POLICY_VAR: "off"})):
         _, _, err = _run(before, extra)
         assert NOTICE not in err, before
+
+
+def test_a_tool_run_after_mxnet_says_nothing(tmp_path):
+    # The tool sets and prints its own threads: the library's notice is not for it, even
+    # when its main runs in a process that loaded MXNet first (resnet18 is a heavy net).
+    argv = ["--net", "resnet18", "--resize", "28", "--epochs", "1", "--limit-train", "16",
+            "--limit-test", "8", "--batch-size", "8", "--save-dir", str(tmp_path / "run")]
+    _, printed, err = _run("import mxnet\nfrom gluon_cnns.cli.train import main\n"
+                           "print('exit', main(%r))" % argv)
+    assert printed[-1] == "exit 0", err
+    assert "training on cpu(0), %d thread" % MXNET_ALONE in "\n".join(printed)
+    assert NOTICE not in err
 
 
 def test_the_users_thread_count_wins_in_either_order():
@@ -191,9 +204,10 @@ def test_a_library_section_merges_into_a_saved_report(tmp_path):
     assert "| resnet18 | 64 | 100 (2) | 100 (1) | 50 (2) | 2.00x (2.00-2.00) |" in text
 
 
-def test_a_first_get_model_before_mxnet_chooses_for_its_net():
-    ran, printed, err = _run("import gluon_cnns; gluon_cnns.get_model('lenet_bn'); "
-                             "print(os.environ['OMP_NUM_THREADS'])")
+@pytest.mark.parametrize("get_model", ["gluon_cnns.get_model", "gluon_cnns.models.get_model"])
+def test_a_first_get_model_before_mxnet_chooses_for_its_net(get_model):
+    ran, printed, err = _run("import gluon_cnns.models; %s('lenet_bn'); "
+                             "print(os.environ['OMP_NUM_THREADS'])" % get_model)
     assert (ran, printed) == (1, ["1"]), err
 
 

@@ -56,7 +56,8 @@ def configure_threads(prog, work=None, cpus=None, policy=True):
     before MXNet is imported (gluon_cnns.envcheck, gluon_cnns.threads); None, or the exit
     code 2 after printing the one line of a refused value."""
     from ..envcheck import check_cpu_contexts, check_environment
-    from ..threads import configure, leave
+    from ..threads import chosen_by_tool, configure, leave
+    chosen_by_tool()  # the tool names its threads; the library's notice is not for it
     try:
         check_cpu_contexts(cpus)
         configure(work) if policy else (leave(), check_environment())

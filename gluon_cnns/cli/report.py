@@ -37,7 +37,8 @@ def main(argv=None):
     args, code = parse(build_parser(), argv)
     if args is None:  # --help, or a usage error already printed by the parser
         return code
-    from ..threads import configure
+    from ..threads import chosen_by_tool, configure
+    chosen_by_tool()
     configure()  # before MXNet is imported
     from ..viz.report import write_report
     try:

@@ -3,10 +3,11 @@
 In the manner of GluonCV's ``model_zoo``: each entry also carries the net's
 tutorial recipe, so that ``scripts/train.py --net NAME`` alone reproduces the
 book. Adding a net is one file in this package plus one ``_register`` line.
-Nothing here imports MXNet: the builders are imported when first called.
+Nothing here imports MXNet: the builders are imported when first called, by
+``gluon_cnns.models.get_model`` (which also applies the thread policy, whose
+light-net rule reads the recipes here).
 """
 import difflib
-import numbers
 from collections import OrderedDict, namedtuple
 
 import importlib
@@ -167,23 +168,3 @@ def model_spec(name):
         raise UnknownModelError("unknown network %r; %sknown networks: %s"
                                 % (name, hint, ", ".join(_REGISTRY))) from None
 
-
-def get_model(name, **kwargs):
-    """Build the network registered as ``name``; ``kwargs`` go to its builder (e.g. ``classes``).
-
-    An unknown name raises UnknownModelError; a ``classes`` that is not a
-    positive integer, or an argument the builder does not take, GluonCNNsError.
-    """
-    spec = model_spec(name)
-    classes = kwargs.get("classes", 10)
-    if isinstance(classes, bool) or not isinstance(classes, numbers.Integral) or classes < 1:
-        raise GluonCNNsError("get_model(%r): classes must be a positive integer, got %r"
-                             % (name, classes))
-    try:
-        return spec.builder(**kwargs)
-    except TypeError as err:
-        if "unexpected keyword argument" not in str(err):
-            raise
-        raise GluonCNNsError("get_model(%r) takes no argument %s; see the builder's "
-                             "signature, gluon_cnns.model_spec(%r).builder"
-                             % (name, str(err).rsplit(" ", 1)[-1], name)) from None

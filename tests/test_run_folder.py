@@ -109,6 +109,20 @@ def test_a_lost_best_params_is_written_again(two_epochs, capsys):
     assert "best.params (test acc" in out and "epoch 3)" in out
 
 
+def test_best_params_keeps_the_first_of_equally_good_epochs(tmp_path, capsys):
+    """With lr 1e-30 no float32 weight moves, so the three epochs test alike: best.params is
+    epoch 1's, as GluonCV's scripts keep a model only when it is strictly better."""
+    run_dir = str(tmp_path / "run")
+    assert main(BASE + ["--save-dir", run_dir, "--epochs", "3", "--lr", "1e-30"]) == 0
+    with open(os.path.join(run_dir, "log.jsonl")) as f:
+        accs = [json.loads(line)["test_acc"] for line in f]
+    assert accs[0] == accs[1] == accs[2]
+    with open(os.path.join(run_dir, "checkpoint.json")) as f:
+        entry = json.load(f)
+    assert entry["best_epoch"] == 1
+    assert "best.params (test acc %.3f, epoch 1)" % accs[0] in capsys.readouterr().out
+
+
 def test_a_flipped_bit_in_best_params_is_refused_by_export_and_predict(two_epochs):
     best = os.path.join(two_epochs, "best.params")
     data = bytearray(open(best, "rb").read())

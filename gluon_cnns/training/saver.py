@@ -70,8 +70,7 @@ class Checkpointer:
         stop = self.ctrl_c is not None and self.ctrl_c.requested
         due = (self.every and progress.batch % self.every == 0
                and progress.batch != progress.num_batches)  # the epoch's end saves anyway
-        position = (progress.epoch - 1, progress.batch)
-        if not (due or stop) or position == self._position(self.current):
+        if not (due or stop):  # each call is a newly trained batch: never a saved position
             return
         snapshot = progress.snapshot()  # first: raises if a batch was not finite
         entry = self.run_dir.write_checkpoint(progress.epoch - 1, progress.batch, self.net,

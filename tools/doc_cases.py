@@ -14,6 +14,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FILLED = {
     "python scripts/reproduce.py --net NAME":
         "python scripts/reproduce.py --net lenet_bn",
+    "python scripts/reproduce.py --net NAME --recipe fast":
+        "python scripts/reproduce.py --net lenet_bn --recipe fast",
     "python scripts/reproduce.py --net NAME --seed S --runs-dir DIR":
         "python scripts/reproduce.py --net lenet_bn --seed 1 --runs-dir runs/seeds",
     "python scripts/train.py --save-dir COPY --resume --epochs 10":

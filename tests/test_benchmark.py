@@ -153,9 +153,9 @@ def test_per_net_counts_parse():
 def test_our_peer_worker_times_the_default_prediction_path():
     # The worker as the benchmark runs it, in its own process; 70 images: chunks of 64 and 6.
     from types import SimpleNamespace
-    from gluon_cnns.inference.predict import BATCH_SIZE, FUSE_AFTER
+    from gluon_cnns.inference.predict import BATCH_SIZE, FUSE_FROM
     from tools.benchmark.peer import _sides, run_result, worker_spec
-    opts = SimpleNamespace(warmup=1, repeat=FUSE_AFTER, min_time=0.001, seed=0)
+    opts = SimpleNamespace(warmup=1, repeat=FUSE_FROM, min_time=0.001, seed=0)
     spec = worker_spec("lenet_bn", opts, BATCH_SIZE + 6)
     (_, argv, variables), = [side for side in _sides(spec, sys.executable) if side[0] == "ours"]
     result = run_result(argv, "our lenet_bn worker", variables)

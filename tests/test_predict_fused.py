@@ -12,14 +12,15 @@ import pytest
 import gluon_cnns
 from gluon_cnns.inference import predict, quantize
 from gluon_cnns.inference.export import export_model
-from gluon_cnns.inference.predict import BATCH_SIZE, FUSE_AFTER, FUSED_SHAPES, load_predictor
+from gluon_cnns.inference.predict import BATCH_SIZE, FUSE_FROM, FUSED_SHAPES, load_predictor
 
 SHAPE = (1, 28, 28)
 
 
 @pytest.fixture(scope="module")
 def lenet_bn(tmp_path_factory):
-    """(export prefix, the Gluon net, its imperative probabilities of ``inputs``)."""
+    """(export prefix, the Gluon net, 64 + 6 inputs, the net's imperative probabilities of
+    them)."""
     mx.random.seed(3)
     net = gluon_cnns.get_model("lenet_bn", classes=10)
     net.initialize(mx.init.Xavier())
@@ -58,7 +59,7 @@ def test_a_shape_that_comes_back_runs_fused_with_the_plain_numbers(lenet_bn, mon
         return lambda x: ran.append(x.shape) or fused(x)
     monkeypatch.setattr(quantize, "fuse_for_cpu", counted)
     predictor = load_predictor(prefix)
-    for _ in range(FUSE_AFTER):  # 64 + 6 inputs: each shape runs plain at first
+    for _ in range(FUSE_FROM - 1):  # 64 + 6 inputs: each shape runs plain at first
         assert np.abs(predictor.probabilities(inputs) - expected).max() <= 1e-5
     assert predictor.fused_shapes == [] and ran == []
     for _ in range(2):  # the call that fuses (checked), then one through the fused graphs
@@ -70,13 +71,31 @@ def test_a_shape_that_comes_back_runs_fused_with_the_plain_numbers(lenet_bn, mon
         <= 1e-5
 
 
+def test_a_long_batch_is_fused_at_once_but_not_its_short_last_chunk(lenet_bn, monkeypatch):
+    prefix, net, inputs, _ = lenet_bn
+    many = np.concatenate([inputs[:BATCH_SIZE]] * FUSE_FROM + [inputs[BATCH_SIZE:]])
+    fuse, built = quantize.fuse_for_cpu, []
+    monkeypatch.setattr(quantize, "fuse_for_cpu",
+                        lambda *args: built.append(args[1].shape) or fuse(*args))
+    predictor = load_predictor(prefix)
+    got = predictor.probabilities(many)  # FUSE_FROM chunks of 64, then 6
+    assert built == [(BATCH_SIZE,) + SHAPE] and predictor.fused_shapes == built
+    with mx.autograd.predict_mode():
+        expected = mx.nd.softmax(net(mx.nd.array(many))).asnumpy()
+    assert np.abs(got - expected).max() <= 1e-5
+    # One chunk fewer in a fresh predictor: too few forwards to pay for fusing.
+    fewer = load_predictor(prefix)
+    fewer.probabilities(many[BATCH_SIZE:])
+    assert fewer.fused_shapes == [] and built == [(BATCH_SIZE,) + SHAPE]
+
+
 def test_a_gluon_net_is_fused_too(lenet_bn):
     # What a training run's folder loads: the Gluon net itself, hybridized.
     prefix, net, inputs, expected = lenet_bn
     meta = load_predictor(prefix, fuse=False).meta
     net.hybridize()
     predictor = predict.Predictor(net, meta, "the net")
-    for _ in range(FUSE_AFTER + 2):
+    for _ in range(FUSE_FROM + 1):
         got = predictor.probabilities(inputs)
     assert predictor.fused_shapes == _ragged_shapes()
     assert np.abs(got - expected).max() <= 1e-5
@@ -86,7 +105,7 @@ def test_fused_shapes_are_bounded(lenet_bn):
     prefix, _, inputs, expected = lenet_bn
     predictor = load_predictor(prefix)
     sizes = range(1, FUSED_SHAPES + 3)
-    for _ in range(FUSE_AFTER + 1):
+    for _ in range(FUSE_FROM):
         for n in sizes:
             assert np.abs(predictor.probabilities(inputs[:n]) - expected[:n]).max() <= 1e-5
     assert predictor.fused_shapes == [(n,) + SHAPE for n in sizes[:FUSED_SHAPES]]
@@ -99,7 +118,7 @@ def test_a_net_that_cannot_be_fused_runs_plain(lenet_bn, monkeypatch):
         raise mx.base.MXNetError("MXNetError: no partition for this graph")
     monkeypatch.setattr(quantize, "fuse_for_cpu", refuse)
     predictor = load_predictor(prefix)
-    for _ in range(FUSE_AFTER + 2):
+    for _ in range(FUSE_FROM + 1):
         got = predictor.probabilities(inputs)
         assert np.abs(got - expected).max() <= 1e-5
     assert predictor.fused_shapes == []
@@ -117,7 +136,7 @@ def test_a_fused_graph_with_other_numbers_is_not_used(lenet_bn, monkeypatch):
         return lambda x: net(x) * 1.01
     monkeypatch.setattr(quantize, "fuse_for_cpu", unequal)
     predictor = load_predictor(prefix)
-    for _ in range(FUSE_AFTER + 2):
+    for _ in range(FUSE_FROM + 1):
         got = predictor.probabilities(inputs)
         assert np.array_equal(got, _plain(predictor, inputs))
     assert built == _ragged_shapes() and predictor.fused_shapes == []
@@ -133,7 +152,7 @@ def test_fuse_false_never_fuses(lenet_bn, monkeypatch):
         raise AssertionError("fuse=False fused the net")
     monkeypatch.setattr(quantize, "fuse_for_cpu", never)
     predictor = load_predictor(prefix, fuse=False)
-    for _ in range(FUSE_AFTER + 2):
+    for _ in range(FUSE_FROM + 1):
         got = predictor.probabilities(inputs)
     assert np.array_equal(got, _plain(predictor, inputs))
     assert predictor.fused_shapes == [] and predictor.plain_shapes == {}

@@ -40,7 +40,7 @@ from ..data.decode import ImageError, load_image, to_pixels
 from ..errors import ExportError, GluonCNNsError, error_line
 
 BATCH_SIZE = 64  # images per forward pass: bounds memory for a long list or a large batch
-FUSE_AFTER = 3  # plain forwards of a batch shape before it is fused (see _FusedShapes)
+FUSE_FROM = 8  # forwards of a batch shape, past and still due in this call, worth fusing for
 FUSED_SHAPES = 4  # batch shapes a predictor fuses at most (each holds its own graph)
 FUSE_TOLERANCE = 1e-5  # fused probabilities within this of the plain net's, or plain
 
@@ -188,12 +188,14 @@ class Predictor:
         parts = []
         if batch is not None:
             for start in range(0, batch.shape[0], BATCH_SIZE):
-                parts.append(self._forward(batch[start:start + BATCH_SIZE]))
+                parts.append(self._forward(batch[start:start + BATCH_SIZE],
+                                           _chunks_left(batch.shape[0], start)))
         else:
             images = _as_images(inputs)
             for start in range(0, len(images), BATCH_SIZE):
                 chunk = images[start:start + BATCH_SIZE]
-                parts.append(self._forward(self.batch([self._read(x) for x in chunk])))
+                parts.append(self._forward(self.batch([self._read(x) for x in chunk]),
+                                           _chunks_left(len(images), start)))
         if not parts:
             return np.zeros((0, len(self.classes)), dtype=np.float32)
         return np.concatenate(parts)
@@ -227,13 +229,14 @@ class Predictor:
         """``{batch shape: why}`` of the shapes whose fused graph was refused or unequal."""
         return {} if self._fused is None else dict(self._fused.refused)
 
-    def _forward(self, batch):
-        """The net's softmax of one NCHW float32 NDArray, as numpy."""
+    def _forward(self, batch, left=1):
+        """The net's softmax of one NCHW float32 NDArray, as numpy; ``left``: the chunks of
+        its shape this call runs from this one on."""
         import mxnet as mx
         with self._running(), mx.autograd.pause(train_mode=False):
             batch = batch.as_in_context(self.ctx)
             if self._fused is not None:
-                return self._fused(batch)
+                return self._fused(batch, left)
             return _softmax(self.block, batch)
 
     @contextlib.contextmanager
@@ -246,6 +249,12 @@ class Predictor:
         except mx.base.MXNetError as err:
             raise ExportError("%s does not run on these images: %s"
                               % (self.path, error_line(err))) from None
+
+
+def _chunks_left(total, start):
+    """How many chunks of the size of the one at ``start`` a call of ``total`` inputs runs
+    from there on: the full ones, or the short last one alone."""
+    return (total - start) // BATCH_SIZE if total - start >= BATCH_SIZE else 1
 
 
 def _softmax(block, batch):
@@ -273,22 +282,23 @@ class _FusedShapes:
 
     def __init__(self, block, ctx):
         self.block, self.ctx = block, ctx
-        self.seen = {}  # batch shape -> plain forwards so far
+        self.seen = {}  # batch shape -> its plain forwards so far
         self.graphs = {}  # batch shape -> its fused block
         self.refused = {}  # batch shape -> why it runs plain
 
     def fused_shapes(self):
         return list(self.graphs)
 
-    def __call__(self, batch):
+    def __call__(self, batch, left=1):
         shape = tuple(batch.shape)
         if shape in self.graphs:
             return _softmax(self.graphs[shape], batch)
         plain = _softmax(self.block, batch)
         if shape in self.refused or len(self.graphs) + len(self.refused) >= FUSED_SHAPES:
             return plain
-        self.seen[shape] = self.seen.get(shape, 0) + 1
-        if self.seen[shape] > FUSE_AFTER:
+        seen = self.seen.get(shape, 0)
+        self.seen[shape] = seen + 1
+        if seen + left >= FUSE_FROM:
             self._try(shape, batch, plain)
         return plain
 

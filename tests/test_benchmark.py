@@ -153,17 +153,17 @@ def test_per_net_counts_parse():
 def test_our_peer_worker_times_the_default_prediction_path():
     # The worker as the benchmark runs it, in its own process; 70 images: chunks of 64 and 6.
     from types import SimpleNamespace
-    from gluon_cnns.inference.predict import BATCH_SIZE, FUSE_FROM
+    from gluon_cnns.inference.predict import BATCH_SIZE
     from tools.benchmark.peer import _sides, run_result, worker_spec
-    opts = SimpleNamespace(warmup=1, repeat=FUSE_FROM, min_time=0.001, seed=0)
+    opts = SimpleNamespace(warmup=1, repeat=3, min_time=0.001, seed=0)
     spec = worker_spec("lenet_bn", opts, BATCH_SIZE + 6)
     (_, argv, variables), = [side for side in _sides(spec, sys.executable) if side[0] == "ours"]
     result = run_result(argv, "our lenet_bn worker", variables)
     for figure in ("inference", "inference_fused", "inference_predictor"):
         assert STATS_KEYS <= set(result[figure]) and result[figure]["median"] > 0
-    # One warm-up call, one more, then the timed ones: both chunk shapes ran fused.
-    assert result["inference_predictor"]["fused_shapes"] == [[BATCH_SIZE, 1, 28, 28],
-                                                             [6, 1, 28, 28]]
+    # Which chunk shapes ran fused hangs on how long their forwards took: recorded.
+    assert set(map(tuple, result["inference_predictor"]["fused_shapes"])) <= {
+        (BATCH_SIZE, 1, 28, 28), (6, 1, 28, 28)}
 
 
 def _peer_side(**figures):

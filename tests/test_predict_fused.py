@@ -12,9 +12,20 @@ import pytest
 import gluon_cnns
 from gluon_cnns.inference import predict, quantize
 from gluon_cnns.inference.export import export_model
-from gluon_cnns.inference.predict import BATCH_SIZE, FUSE_FROM, FUSED_SHAPES, load_predictor
+from gluon_cnns.inference.predict import BATCH_SIZE, FUSED_SHAPES, load_predictor
 
 SHAPE = (1, 28, 28)
+FUSE_FROM = 8  # plain forwards of a shape whose time pays for fusing it (see fake_clock)
+
+
+@pytest.fixture(autouse=True)
+def fake_clock(monkeypatch):
+    """Each plain forward takes 1/FUSE_FROM of the time that pays for fusing (a clock that
+    advances by that at each reading): which shapes are fused does not hang on the load of
+    the machine."""
+    readings = iter(range(10 ** 6))
+    monkeypatch.setattr(predict, "FUSE_SECONDS", 1.0)
+    monkeypatch.setattr(predict, "_clock", lambda: next(readings) / FUSE_FROM)
 
 
 @pytest.fixture(scope="module")
@@ -74,16 +85,21 @@ def test_a_shape_that_comes_back_runs_fused_with_the_plain_numbers(lenet_bn, mon
 def test_a_long_batch_is_fused_at_once_but_not_its_short_last_chunk(lenet_bn, monkeypatch):
     prefix, net, inputs, _ = lenet_bn
     many = np.concatenate([inputs[:BATCH_SIZE]] * FUSE_FROM + [inputs[BATCH_SIZE:]])
-    fuse, built = quantize.fuse_for_cpu, []
-    monkeypatch.setattr(quantize, "fuse_for_cpu",
-                        lambda *args: built.append(args[1].shape) or fuse(*args))
+    fuse, built, ran = quantize.fuse_for_cpu, [], []
+
+    def counted(net, example, ctx=None):
+        built.append(example.shape)
+        fused = fuse(net, example, ctx)
+        return lambda x: ran.append(x.shape) or fused(x)
+    monkeypatch.setattr(quantize, "fuse_for_cpu", counted)
     predictor = load_predictor(prefix)
     got = predictor.probabilities(many)  # FUSE_FROM chunks of 64, then 6
     assert built == [(BATCH_SIZE,) + SHAPE] and predictor.fused_shapes == built
+    assert ran == built * FUSE_FROM  # from the first chunk on: its check, then the others
     with mx.autograd.predict_mode():
         expected = mx.nd.softmax(net(mx.nd.array(many))).asnumpy()
     assert np.abs(got - expected).max() <= 1e-5
-    # One chunk fewer in a fresh predictor: too few forwards to pay for fusing.
+    # One chunk fewer in a fresh predictor: too little time to pay for fusing.
     fewer = load_predictor(prefix)
     fewer.probabilities(many[BATCH_SIZE:])
     assert fewer.fused_shapes == [] and built == [(BATCH_SIZE,) + SHAPE]

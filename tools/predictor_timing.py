@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """What the predictor's fused graph costs and gains: a batch shape fused at its first
-forward, as FUSE_FROM decides (the default), and never (``fuse=False``).
+forward, when FUSE_SECONDS of plain forwards pay for it (the default), and never
+(``fuse=False``).
 
     OMP_NUM_THREADS=1 python tools/predictor_timing.py --rounds 5
 
@@ -46,7 +47,7 @@ def export_random(name, shape, folder):
 def first_prediction(prefix, side, X):
     """Seconds from load_predictor to the probabilities of ``X``, and the predictor."""
     from gluon_cnns.inference import predict
-    predict.FUSE_FROM = 1 if side == "fuse_first" else DEFAULT_FROM
+    predict.FUSE_SECONDS = 0.0 if side == "fuse_first" else DEFAULT_SECONDS
     start = time.perf_counter()
     predictor = predict.load_predictor(prefix, fuse=side != "plain")
     predictor.probabilities(X)
@@ -95,15 +96,15 @@ def measure(name, shape, prefix, rounds, sides):
 
 
 def main(argv=None):
-    global DEFAULT_FROM  # pylint: disable=global-statement
+    global DEFAULT_SECONDS  # pylint: disable=global-statement
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--net", choices=sorted(NETS), action="append")
     args = parser.parse_args(argv)
     from gluon_cnns.inference import predict
-    DEFAULT_FROM = predict.FUSE_FROM
-    print("OMP_NUM_THREADS=%s, FUSE_FROM=%d, %d rounds" % (
-        os.environ.get("OMP_NUM_THREADS", "unset"), DEFAULT_FROM, args.rounds))
+    DEFAULT_SECONDS = predict.FUSE_SECONDS
+    print("OMP_NUM_THREADS=%s, FUSE_SECONDS=%g, %d rounds" % (
+        os.environ.get("OMP_NUM_THREADS", "unset"), DEFAULT_SECONDS, args.rounds))
     with tempfile.TemporaryDirectory() as folder:
         for name in args.net or sorted(NETS):
             prefix = export_random(name, NETS[name], folder)
@@ -111,7 +112,7 @@ def main(argv=None):
     return 0
 
 
-DEFAULT_FROM = None
+DEFAULT_SECONDS = None
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -35,12 +35,13 @@ unreadable image, a batch of the wrong shape, ``top_k`` < 1 -- raises a
 """
 import contextlib
 import os
+import time
 
 from ..data.decode import ImageError, load_image, to_pixels
 from ..errors import ExportError, GluonCNNsError, error_line
 
 BATCH_SIZE = 64  # images per forward pass: bounds memory for a long list or a large batch
-FUSE_FROM = 8  # forwards of a batch shape, past and still due in this call, worth fusing for
+FUSE_SECONDS = 0.5  # plain forward time of a batch shape, spent and due, that pays for fusing
 FUSED_SHAPES = 4  # batch shapes a predictor fuses at most (each holds its own graph)
 FUSE_TOLERANCE = 1e-5  # fused probabilities within this of the plain net's, or plain
 
@@ -257,6 +258,9 @@ def _chunks_left(total, start):
     return (total - start) // BATCH_SIZE if total - start >= BATCH_SIZE else 1
 
 
+_clock = time.perf_counter  # times the plain forwards: what fusing would save
+
+
 def _softmax(block, batch):
     import mxnet as mx
     return mx.nd.softmax(block(batch)).asnumpy()
@@ -264,25 +268,34 @@ def _softmax(block, batch):
 
 class _FusedShapes:
     """The probabilities of ``block``, through its fused graph for the batch shapes that
-    come back (CPU only).
+    run long enough to pay for it (CPU only).
 
     A fused graph is built for one batch shape (``static_shape``), so each shape
-    gets its own: on its ``FUSE_AFTER + 1``-th forward, after ``FUSE_AFTER``
-    plain ones, and for at most ``FUSED_SHAPES`` shapes (later ones stay plain).
-    Why not on the first: building one (``optimize_for``) cost about as much as
-    a few plain forwards (docs/SPEED_NOTES.md, "The predictor's fused graph"),
-    so a shape seen once -- one image, the short last chunk of a long list --
-    would be slower fused. That forward runs both graphs on its batch and keeps
-    the fused one only if ``max|a - b| <= FUSE_TOLERANCE * max(1, max|b|)``,
-    where ``a`` and ``b`` are the fused and the plain softmax probabilities (at
-    most 1, so: within 1e-5 each). Unequal, or failing to build or run (a net
-    that cannot be partitioned), the shape runs plain from then on and
-    ``refused`` says why: never other numbers than the plain net's to 1e-5.
+    gets its own, for at most ``FUSED_SHAPES`` shapes (later ones stay plain).
+    A shape is fused once the seconds of its plain forwards so far, with those
+    this call still runs of it (each estimated as long as the current one),
+    reach ``FUSE_SECONDS``: about what building the graph costs and a fused
+    forward saves (docs/SPEED_NOTES.md, "The predictor's fused graph"). Why not
+    at once: on one OpenMP thread of a shared machine, building it
+    (``optimize_for``, the first forward of the static graph) took 0.1-0.2 s for
+    resnet20_cifar and 0.04 s for lenet_bn, against fused forwards 1.3-1.5x and
+    1.2-1.3x as fast as plain ones: fused at once, the first prediction of 1 or
+    64 images was 2-3x slower; resnet20_cifar broke even at 512 images (0.8 s of
+    plain forwards), lenet_bn not within 1024. So one image, a short list, the
+    short last chunk of a long list run plain; a long list, or a loop of calls,
+    runs fused.
+
+    The forward that fuses a shape runs both graphs on its batch and keeps the
+    fused one only if ``max|a - b| <= FUSE_TOLERANCE * max(1, max|b|)``, ``a``
+    and ``b`` the fused and the plain softmax probabilities (at most 1, so:
+    within 1e-5 each); it returns the plain ones. Unequal, or failing to build
+    or run (a net that cannot be partitioned), the shape runs plain from then on
+    and ``refused`` says why: never other numbers than the plain net's to 1e-5.
     """
 
     def __init__(self, block, ctx):
         self.block, self.ctx = block, ctx
-        self.seen = {}  # batch shape -> its plain forwards so far
+        self.spent = {}  # batch shape -> seconds of its plain forwards so far
         self.graphs = {}  # batch shape -> its fused block
         self.refused = {}  # batch shape -> why it runs plain
 
@@ -293,12 +306,13 @@ class _FusedShapes:
         shape = tuple(batch.shape)
         if shape in self.graphs:
             return _softmax(self.graphs[shape], batch)
+        start = _clock()
         plain = _softmax(self.block, batch)
         if shape in self.refused or len(self.graphs) + len(self.refused) >= FUSED_SHAPES:
             return plain
-        seen = self.seen.get(shape, 0)
-        self.seen[shape] = seen + 1
-        if seen + left >= FUSE_FROM:
+        took = _clock() - start
+        self.spent[shape] = self.spent.get(shape, 0.0) + took
+        if self.spent[shape] + (left - 1) * took >= FUSE_SECONDS:
             self._try(shape, batch, plain)
         return plain
 

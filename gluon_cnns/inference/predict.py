@@ -113,11 +113,12 @@ class Predictor:
     normalization, class_names, center_crop); ``block``: the Gluon block;
     ``path``: where it was loaded from.
 
-    On a CPU, a batch shape (N, C, H, W) that keeps coming back runs through
-    oneDNN's fused graph of the net (:func:`~gluon_cnns.inference.fuse_for_cpu`:
-    BatchNorm folded into the convolutions, the residual addition fused) once
-    its probabilities have been checked against the plain net's on that very
-    batch; see :class:`_FusedShapes` for when and how. ``fused_shapes``: the
+    On a CPU, a batch shape (N, C, H, W) that runs long enough to pay for it
+    runs through oneDNN's fused graph of the net
+    (:func:`~gluon_cnns.inference.fuse_for_cpu`: BatchNorm folded into the
+    convolutions, the residual addition fused), once its probabilities have
+    been checked against the plain net's on that very batch; see
+    :class:`_FusedShapes` for when and how. ``fused_shapes``: the
     batch shapes that run fused; ``plain_shapes``: ``{shape: reason}`` of those
     that were tried and run plain. ``fuse=False`` (or a GPU ``ctx``): always plain.
     """
@@ -280,8 +281,8 @@ class _FusedShapes:
     (``optimize_for``, the first forward of the static graph) took 0.1-0.2 s for
     resnet20_cifar and 0.04 s for lenet_bn, against fused forwards 1.3-1.5x and
     1.2-1.3x as fast as plain ones: fused at once, the first prediction of 1 or
-    64 images was 2-3x slower; resnet20_cifar broke even at 512 images (0.8 s of
-    plain forwards), lenet_bn not within 1024. So one image, a short list, the
+    64 images was 2-3.7x slower; resnet20_cifar broke even near 512 images (0.5 s
+    of plain forwards), lenet_bn not within 1024. So one image, a short list, the
     short last chunk of a long list run plain; a long list, or a loop of calls,
     runs fused.
 

@@ -121,6 +121,8 @@ class Predictor:
     :class:`_FusedShapes` for when and how. ``fused_shapes``: the
     batch shapes that run fused; ``plain_shapes``: ``{shape: reason}`` of those
     that were tried and run plain. ``fuse=False`` (or a GPU ``ctx``): always plain.
+    A fused graph holds its own copy of the weights, BatchNorm folded in: after
+    changing ``block``'s parameters, make a new predictor.
     """
 
     def __init__(self, block, meta, path, ctx=None, fuse=True):

@@ -1,6 +1,7 @@
 """Tests of the benchmark, int8 quantization and the bf16 paths (correctness only, no timings)."""
 import json
 import os
+import sys
 
 import mxnet as mx
 import numpy as np
@@ -145,6 +146,56 @@ def test_per_net_counts_parse():
     assert argtypes.for_net(counts, "alexnet", 1) == 10
     assert argtypes.for_net(counts, "vgg11", 1) == 20
     assert argtypes.name_list("none") == []
+
+
+# ---------------------------------------------------------------- PyTorch peer: our side
+
+def test_our_peer_worker_times_the_default_prediction_path():
+    # The worker as the benchmark runs it, in its own process; 70 images: chunks of 64 and 6.
+    from types import SimpleNamespace
+    from gluon_cnns.inference.predict import BATCH_SIZE
+    from tools.benchmark.peer import _sides, run_result, worker_spec
+    opts = SimpleNamespace(warmup=1, repeat=3, min_time=0.001, seed=0)
+    spec = worker_spec("lenet_bn", opts, BATCH_SIZE + 6)
+    (_, argv, variables), = [side for side in _sides(spec, sys.executable) if side[0] == "ours"]
+    result = run_result(argv, "our lenet_bn worker", variables)
+    for figure in ("inference", "inference_fused", "inference_predictor"):
+        assert STATS_KEYS <= set(result[figure]) and result[figure]["median"] > 0
+    # Which chunk shapes ran fused hangs on how long their forwards took: recorded.
+    assert set(map(tuple, result["inference_predictor"]["fused_shapes"])) <= {
+        (BATCH_SIZE, 1, 28, 28), (6, 1, 28, 28)}
+
+
+def _peer_side(**figures):
+    stats = {"median": 100.0, "min": 90.0, "max": 110.0, "samples": [100.0]}
+    side = {"framework": "f", "threads": 2, "params": 10, "learnable_params": 8,
+            "train_step": stats, "inference": dict(stats, median=200.0)}
+    side.update({k: dict(stats, median=v) for k, v in figures.items()})
+    return side
+
+
+def test_peer_record_judges_the_prediction_path_against_pytorch_inference():
+    from tools.benchmark.peer import _peer_record, peer_targets
+    from tools.benchmark.report import _peer_rows
+    spec = {"shape": [128, 3, 32, 32], "kwargs": {}}
+    runs = {"ours": [_peer_side(inference_fused=320.0, inference_predictor=270.0)],
+            "pytorch": [_peer_side()], "pytorch_our_threads": [_peer_side()]}
+    record = _peer_record("resnet20_cifar", spec, runs)
+    assert record["ours"]["inference_predictor"]["median"] == 270.0
+    assert record["inference_predictor_ratio"] == pytest.approx(1.35)  # over PyTorch's 200
+    assert record["inference_predictor_met"] and not record["inference_met"]  # 1.0x < 1.3x
+    rows = peer_targets({"nets": [record]})
+    assert [(r["what"], r["met"]) for r in rows][-1] == (
+        "resnet20_cifar inference through load_predictor vs PyTorch eager", True)
+    header, (row,) = _peer_rows({"nets": [record]})
+    assert header[-1] == "inference ours load_predictor img/s (ours/PyTorch)"
+    assert row[-1] == "270 (270-270) (1.35x)" and row[-2] == "320 (320-320) (1.60x)"
+    # A record measured before the prediction path: no such column, row or target.
+    del runs["ours"][0]["inference_predictor"]
+    old = _peer_record("resnet20_cifar", spec, runs)
+    assert "inference_predictor_ratio" not in old and len(peer_targets({"nets": [old]})) == 2
+    header, (row,) = _peer_rows({"nets": [old]})
+    assert header[-1].startswith("inference ours fuse_for_cpu") and len(row) == len(header)
 
 
 # ---------------------------------------------------------------- GluonCV pairing

@@ -35,24 +35,29 @@ unreadable image, a batch of the wrong shape, ``top_k`` < 1 -- raises a
 """
 import contextlib
 import os
+import time
 
 from ..data.decode import ImageError, load_image, to_pixels
 from ..errors import ExportError, GluonCNNsError, error_line
 
 BATCH_SIZE = 64  # images per forward pass: bounds memory for a long list or a large batch
+FUSE_SECONDS = 0.5  # plain forward time of a batch shape, spent and due, that pays for fusing
+FUSED_SHAPES = 4  # batch shapes a predictor fuses at most (each holds its own graph)
+FUSE_TOLERANCE = 1e-5  # fused probabilities within this of the plain net's, or plain
 
 __all__ = ["BATCH_SIZE", "Predictor", "load_predictor", "ranked"]
 
 
-def load_predictor(path, ctx=None):
+def load_predictor(path, ctx=None, fuse=True):
     """A :class:`Predictor` for ``path``: a training run's ``--save-dir`` or an export prefix
     (``PREFIX.json`` or any other file of the export works too); its net on ``ctx``
-    (default CPU)."""
+    (default CPU). ``fuse=False``: every forward runs the plain hybridized net, never
+    oneDNN's fused graph (see :class:`Predictor`)."""
     if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
         raise GluonCNNsError("load_predictor needs the path of a run folder (--save-dir) or "
                              "an export prefix, e.g. 'exports/lenet'; got %r" % (path,))
     block, meta = _load_net(os.fspath(path), ctx)
-    return Predictor(block, meta, os.fspath(path), ctx)
+    return Predictor(block, meta, os.fspath(path), ctx, fuse=fuse)
 
 
 def _load_net(spec, ctx):
@@ -107,12 +112,25 @@ class Predictor:
     takes, in the terms of an export sidecar (input_size, channels,
     normalization, class_names, center_crop); ``block``: the Gluon block;
     ``path``: where it was loaded from.
+
+    On a CPU, a batch shape (N, C, H, W) that runs long enough to pay for it
+    runs through oneDNN's fused graph of the net
+    (:func:`~gluon_cnns.inference.fuse_for_cpu`: BatchNorm folded into the
+    convolutions, the residual addition fused), once its probabilities have
+    been checked against the plain net's on that very batch; see
+    :class:`_FusedShapes` for when and how. ``fused_shapes``: the
+    batch shapes that run fused; ``plain_shapes``: ``{shape: reason}`` of those
+    that were tried and run plain. ``fuse=False`` (or a GPU ``ctx``): always plain.
+    A fused graph holds its own copy of the weights, BatchNorm folded in: after
+    changing ``block``'s parameters, make a new predictor.
     """
 
-    def __init__(self, block, meta, path, ctx=None):
+    def __init__(self, block, meta, path, ctx=None, fuse=True):
         import mxnet as mx
         self.block, self.meta, self.path = block, meta, path
         self.ctx = ctx or mx.cpu()
+        self._fused = _FusedShapes(block, self.ctx) if fuse and self.ctx.device_type == "cpu" \
+            else None
         self.classes = list(meta["class_names"])
         self.input_shape = (meta["channels"],) + tuple(meta["input_size"])  # (C, H, W)
         self._decode_options = _decode_options(meta)
@@ -174,12 +192,14 @@ class Predictor:
         parts = []
         if batch is not None:
             for start in range(0, batch.shape[0], BATCH_SIZE):
-                parts.append(self._forward(batch[start:start + BATCH_SIZE]))
+                parts.append(self._forward(batch[start:start + BATCH_SIZE],
+                                           _chunks_left(batch.shape[0], start)))
         else:
             images = _as_images(inputs)
             for start in range(0, len(images), BATCH_SIZE):
                 chunk = images[start:start + BATCH_SIZE]
-                parts.append(self._forward(self.batch([self._read(x) for x in chunk])))
+                parts.append(self._forward(self.batch([self._read(x) for x in chunk]),
+                                           _chunks_left(len(images), start)))
         if not parts:
             return np.zeros((0, len(self.classes)), dtype=np.float32)
         return np.concatenate(parts)
@@ -203,11 +223,25 @@ class Predictor:
             hint = "; pass the image files in it" if os.path.isdir(image) else ""
             raise ImageError("%s: %s%s" % (os.fspath(image), err, hint)) from None
 
-    def _forward(self, batch):
-        """The net's softmax of one NCHW float32 NDArray, as numpy."""
+    @property
+    def fused_shapes(self):
+        """The batch shapes that run through the fused graph, in the order they were fused."""
+        return [] if self._fused is None else self._fused.fused_shapes()
+
+    @property
+    def plain_shapes(self):
+        """``{batch shape: why}`` of the shapes whose fused graph was refused or unequal."""
+        return {} if self._fused is None else dict(self._fused.refused)
+
+    def _forward(self, batch, left=1):
+        """The net's softmax of one NCHW float32 NDArray, as numpy; ``left``: the chunks of
+        its shape this call runs from this one on."""
         import mxnet as mx
         with self._running(), mx.autograd.pause(train_mode=False):
-            return mx.nd.softmax(self.block(batch.as_in_context(self.ctx))).asnumpy()
+            batch = batch.as_in_context(self.ctx)
+            if self._fused is not None:
+                return self._fused(batch, left)
+            return _softmax(self.block, batch)
 
     @contextlib.contextmanager
     def _running(self):
@@ -219,6 +253,93 @@ class Predictor:
         except mx.base.MXNetError as err:
             raise ExportError("%s does not run on these images: %s"
                               % (self.path, error_line(err))) from None
+
+
+def _chunks_left(total, start):
+    """How many chunks of the size of the one at ``start`` a call of ``total`` inputs runs
+    from there on: the full ones, or the short last one alone."""
+    return (total - start) // BATCH_SIZE if total - start >= BATCH_SIZE else 1
+
+
+_clock = time.perf_counter  # times the plain forwards: what fusing would save
+
+
+def _softmax(block, batch):
+    import mxnet as mx
+    return mx.nd.softmax(block(batch)).asnumpy()
+
+
+class _FusedShapes:
+    """The probabilities of ``block``, through its fused graph for the batch shapes that
+    run long enough to pay for it (CPU only).
+
+    A fused graph is built for one batch shape (``static_shape``), so each shape
+    gets its own, for at most ``FUSED_SHAPES`` shapes (later ones stay plain).
+    A shape is fused once the seconds of its plain forwards so far, with those
+    this call still runs of it (each estimated as long as the current one),
+    reach ``FUSE_SECONDS``: about what building the graph costs and a fused
+    forward saves (docs/SPEED_NOTES.md, "The predictor's fused graph"). Why not
+    at once: on one OpenMP thread of a shared machine, building it
+    (``optimize_for``, the first forward of the static graph) took 0.1-0.2 s for
+    resnet20_cifar and 0.04 s for lenet_bn, against fused forwards 1.3-1.5x and
+    1.2-1.3x as fast as plain ones: fused at once, the first prediction of 1 or
+    64 images was 2-3.7x slower; resnet20_cifar broke even near 512 images (0.5 s
+    of plain forwards), lenet_bn not within 1024. So one image, a short list, the
+    short last chunk of a long list run plain; a long list, or a loop of calls,
+    runs fused.
+
+    The forward that fuses a shape runs both graphs on its batch and keeps the
+    fused one only if ``max|a - b| <= FUSE_TOLERANCE * max(1, max|b|)``, ``a``
+    and ``b`` the fused and the plain softmax probabilities (at most 1, so:
+    within 1e-5 each); it returns the plain ones. Unequal, or failing to build
+    or run (a net that cannot be partitioned), the shape runs plain from then on
+    and ``refused`` says why: never other numbers than the plain net's to 1e-5.
+    """
+
+    def __init__(self, block, ctx):
+        self.block, self.ctx = block, ctx
+        self.spent = {}  # batch shape -> seconds of its plain forwards so far
+        self.graphs = {}  # batch shape -> its fused block
+        self.refused = {}  # batch shape -> why it runs plain
+
+    def fused_shapes(self):
+        return list(self.graphs)
+
+    def __call__(self, batch, left=1):
+        shape = tuple(batch.shape)
+        if shape in self.graphs:
+            return _softmax(self.graphs[shape], batch)
+        start = _clock()
+        plain = _softmax(self.block, batch)
+        if shape in self.refused or len(self.graphs) + len(self.refused) >= FUSED_SHAPES:
+            return plain
+        took = _clock() - start
+        self.spent[shape] = self.spent.get(shape, 0.0) + took
+        if self.spent[shape] + (left - 1) * took >= FUSE_SECONDS:
+            self._try(shape, batch, plain)
+        return plain
+
+    def _try(self, shape, batch, plain):
+        """Fuse ``block`` for ``shape``, checked on ``batch`` against its ``plain`` answer."""
+        import numpy as np
+        from .quantize import fuse_for_cpu
+        try:
+            fused = fuse_for_cpu(self.block, batch, self.ctx)
+            ours = _softmax(fused, batch)
+        except Exception as err:  # pylint: disable=broad-except
+            # MXNetError, or whatever a net oneDNN cannot partition raises: run it plain.
+            self.refused[shape] = "fusing failed: %s" % error_line(err)
+            return
+        if ours.shape != plain.shape:
+            self.refused[shape] = "the fused graph gives %s outputs, not %s" % (
+                ours.shape, plain.shape)
+            return
+        gap = float(np.abs(ours - plain).max())
+        limit = FUSE_TOLERANCE * max(1.0, float(np.abs(plain).max()))
+        if not gap <= limit:  # NaN too
+            self.refused[shape] = "fused probabilities differ by %.3g (> %.3g)" % (gap, limit)
+            return
+        self.graphs[shape] = fused
 
 
 # ---------------------------------------------------------------- what predict takes

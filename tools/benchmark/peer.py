@@ -7,8 +7,11 @@ would (``gluon_cnns.threads.configure(net)`` before MXNet is imported,
 ``hybridize(static_alloc, static_shape)``); theirs with PyTorch's defaults
 (``torch.get_num_threads()`` threads). Ours also times the net of
 :func:`gluon_cnns.inference.fuse_for_cpu` (BatchNorm folded into the
-convolutions), the package's fp32 CPU inference path; the inference target is
-judged on the plain hybridized net. Each side runs in a fresh process with no
+convolutions), the package's fp32 CPU inference path, and the default prediction
+path: the net exported and ``load_predictor(export).probabilities(X)`` on the same
+batch after one warm-up call (its fused graph where equal, its softmax and copy to
+numpy). The inference target is judged on the plain hybridized net and, where
+measured, on the prediction path. Each side runs in a fresh process with no
 thread variable in its environment, the sides alternating (ours, theirs; then
 theirs, ours; ...) over ``--peer-rounds`` rounds: a change in the machine's
 load hits both alike. PyTorch also runs a third time with the variables our
@@ -76,14 +79,34 @@ def mxnet_worker(spec):
     from gluon_cnns.inference.quantize import fuse_for_cpu
     fused = fuse_for_cpu(net, X)  # the package's fp32 CPU inference (BatchNorm folded)
     (forward_fused,) = measure_throughputs([lambda: fused(X)], *timing)
+    predictor = predictor_throughput(net, spec, X, timing)
     params = list(net.collect_params().values())
     print("RESULT " + json.dumps({
         "framework": "mxnet %s" % mx.__version__, "threads": effective_threads(),
         "thread_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "GOMP_SPINCOUNT")
                        if k in os.environ},
         "train_step": train, "inference": forward, "inference_fused": forward_fused,
+        "inference_predictor": predictor,
         "learnable_params": sum(p.data().size for p in params if p.grad_req != "null"),
         "params": sum(p.data().size for p in params)}))
+
+
+def predictor_throughput(net, spec, X, timing):
+    """Images/s of the default prediction path: ``net`` exported, then
+    ``load_predictor(export).probabilities(X)`` after one warm-up call, as a user's
+    script calls it (its chunks, its fused graph, its softmax and copy to numpy)."""
+    import tempfile
+    from gluon_cnns.inference.export import export_model
+    from gluon_cnns.inference.predict import load_predictor
+    from .timing import measure_throughputs
+    with tempfile.TemporaryDirectory() as folder:
+        prefix = os.path.join(folder, spec["net"])
+        export_model(net, prefix, spec["shape"][1:], formats=("symbol",), net_name=spec["net"])
+        predictor = load_predictor(prefix)
+    predictor.probabilities(X)
+    (figure,) = measure_throughputs([lambda: predictor.probabilities(X)], *timing)
+    figure["fused_shapes"] = [list(shape) for shape in predictor.fused_shapes]
+    return figure
 
 
 def run_result(argv, what, variables=None):
@@ -152,9 +175,9 @@ def _peer_record(name, spec, runs):
             "params": results[0]["params"], "learnable_params": results[0]["learnable_params"],
             "train_step": summarize([r["train_step"]["median"] for r in results]),
             "inference": summarize([r["inference"]["median"] for r in results])}
-        if "inference_fused" in results[0]:
-            record[side]["inference_fused"] = summarize([r["inference_fused"]["median"]
-                                                         for r in results])
+        for figure in ("inference_fused", "inference_predictor"):
+            if figure in results[0]:
+                record[side][figure] = summarize([r[figure]["median"] for r in results])
     record["params_equal"] = (record["ours"]["params"] == record["pytorch"]["params"] and
                               record["ours"]["learnable_params"]
                               == record["pytorch"]["learnable_params"])
@@ -164,9 +187,12 @@ def _peer_record(name, spec, runs):
         record[figure + "_met"] = ratio >= record["target"]
         record[figure + "_ratio_our_threads"] = (
             record["ours"][figure]["median"] / record["pytorch_our_threads"][figure]["median"])
-    if "inference_fused" in record["ours"]:
-        record["inference_fused_ratio"] = (record["ours"]["inference_fused"]["median"]
-                                           / record["pytorch"]["inference"]["median"])
+    for figure in ("inference_fused", "inference_predictor"):
+        if figure in record["ours"]:
+            record[figure + "_ratio"] = (record["ours"][figure]["median"]
+                                         / record["pytorch"]["inference"]["median"])
+    if "inference_predictor" in record["ours"]:
+        record["inference_predictor_met"] = record["inference_predictor_ratio"] >= record["target"]
     return record
 
 
@@ -191,9 +217,12 @@ def bench_peer(names, opts, say=lambda *_: None):
 def peer_targets(section):
     """Target rows: ours / PyTorch eager, training step and inference."""
     rows = []
+    figures = (("train_step", "training step"), ("inference", "inference"),
+               ("inference_predictor", "inference through load_predictor"))
     for r in (section or {}).get("nets", []):
-        for figure, what in (("train_step", "training step"), ("inference", "inference")):
-            rows.append({"what": "%s %s vs PyTorch eager" % (r["net"], what),
-                         "target": r["target"], "measured": r[figure + "_ratio"],
-                         "met": r[figure + "_met"]})
+        for figure, what in figures:
+            if figure + "_ratio" in r:
+                rows.append({"what": "%s %s vs PyTorch eager" % (r["net"], what),
+                             "target": r["target"], "measured": r[figure + "_ratio"],
+                             "met": r[figure + "_met"]})
     return rows

@@ -175,6 +175,9 @@ def _peer_rows(section):
               "inference PyTorch img/s", "ours/PyTorch", "target", "met (train / inference)",
               "ours/PyTorch with our thread variables (train / inference)",
               "inference ours fuse_for_cpu img/s (ours/PyTorch)"]
+    predictor = any("inference_predictor" in r["ours"] for r in section.get("nets", []))
+    if predictor:
+        header.append("inference ours load_predictor img/s (ours/PyTorch)")
     rows = []
     for r in section.get("nets", []):
         o, t = r["ours"], r["pytorch"]
@@ -192,9 +195,16 @@ def _peer_rows(section):
                          "yes" if r["inference_met"] else "NO"),
                      "%.2fx / %.2fx" % (r["train_step_ratio_our_threads"],
                                         r["inference_ratio_our_threads"]),
-                     "-" if "inference_fused" not in o else "%s (%.2fx)" % (
-                         _fmt_stats(o["inference_fused"]), r["inference_fused_ratio"])])
+                     _ratio_cell(r, "inference_fused")] + (
+                         [_ratio_cell(r, "inference_predictor")] if predictor else []))
     return header, rows
+
+
+def _ratio_cell(record, figure):
+    """'2,345 (2,300-2,400) (1.23x)' of our ``figure`` and its ratio to PyTorch, or '-'."""
+    if figure not in record["ours"]:
+        return "-"
+    return "%s (%.2fx)" % (_fmt_stats(record["ours"][figure]), record[figure + "_ratio"])
 
 
 def _ratio_stats(stats):

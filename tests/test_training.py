@@ -102,10 +102,11 @@ def test_train_prints_d2l_lines_and_returns_history(capsys):
     assert len(lines) == 4 and all(EPOCH_LINE.match(l) for l in lines[1:]), lines
     assert [r["epoch"] for r in history] == [1, 2, 3]
     for r in history:
-        assert set(r) == {"epoch", "loss", "train_acc", "test_acc", "time",
+        assert set(r) == {"epoch", "loss", "train_acc", "test_acc", "time", "cpu_time",
                           "images_per_sec", "lr"}
         assert 0 <= r["train_acc"] <= 1 and 0 <= r["test_acc"] <= 1
         assert r["lr"] == 0.5 and r["time"] > 0 and r["images_per_sec"] > 0
+        assert r["cpu_time"] > 0
     assert history[-1]["loss"] < history[0]["loss"]
     assert history[-1]["train_acc"] > 0.6
 

@@ -17,9 +17,10 @@ _HEAD = ["", "## Beyond the book", "",
          "thread, test evaluation included, as run (the machine may have been shared: "
          "compare within a row). Regenerate a row with `python scripts/reproduce.py --net "
          "NAME --recipe fast` (or `tricks`, with `--seed S` for another seed).", "",
-         "| net | target (book) | book recipe: test acc | CPU min | fast recipe: test acc | "
-         "CPU min | fast / book CPU | tricks, book budget: test acc | threads / machine |",
-         "|---|---|---|---|---|---|---|---|---|"]
+         "| net | target | book recipe: test acc | CPU min | fast recipe: test acc | "
+         "CPU min | fast / book CPU | fast reaches the target | tricks, book budget: test acc "
+         "| threads / machine |",
+         "|---|---|---|---|---|---|---|---|---|---|"]
 
 
 def beyond_section(book_rows, beyond_rows, conditions, targets):
@@ -36,11 +37,15 @@ def beyond_section(book_rows, beyond_rows, conditions, targets):
         tricks = _full([r for r in beyond_rows if r["net"] == net and r["recipe"] == "tricks"])
         book_cpu, fast_cpu = _cpu_minutes(book), _cpu_minutes(fast)
         ratio = ("%.2f" % (fast_cpu / book_cpu)) if book_cpu and fast_cpu else "-"
-        target = targets.get(net)
-        lines.append("| `%s` | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-            net, "%.3f" % target if target else "-", _accuracy(book), _minutes(book_cpu),
-            _accuracy(fast), _minutes(fast_cpu), ratio, _accuracy(tricks, book),
-            _where(fast or tricks)))
+        target, where = targets.get(net), "the book's"
+        if target is None and book:   # no book figure: the book recipe's, as run here
+            target, where = _mean(book), "the book recipe's mean"
+        reached = "-" if not (fast and target) else "%s (mean %.3f)" % (
+            "yes" if _mean(fast) >= target else "no", _mean(fast))
+        lines.append("| `%s` | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            net, "%.3f (%s)" % (target, where) if target else "-", _accuracy(book),
+            _minutes(book_cpu), _accuracy(fast), _minutes(fast_cpu), ratio, reached,
+            _accuracy(tricks, book), _where(fast or tricks)))
     lines += ["", "Runs:", ""]
     for r in beyond_rows:
         lines.append("- `%s` (%s, seed %d): `%s`; %s; [curves](%s)" % (
@@ -53,6 +58,10 @@ def _full(rows):
     cells say so)."""
     full = [r for r in rows if not r["reduced"]]
     return sorted(full or rows, key=lambda r: r.get("seed") or 0)
+
+
+def _mean(rows):
+    return sum(r["test_acc"] for r in rows) / len(rows)
 
 
 def _cpu_minutes(rows):

@@ -14,6 +14,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FILLED = {
     "python scripts/reproduce.py --net NAME":
         "python scripts/reproduce.py --net lenet_bn",
+    "python scripts/train.py --net NET --quiet --ctx cpu --seed 0 --save-dir DIR":
+        "python scripts/train.py --net lenet_bn --quiet --ctx cpu --seed 0 --save-dir runs/trial",
     "python scripts/reproduce.py --net NAME --recipe fast":
         "python scripts/reproduce.py --net lenet_bn --recipe fast",
     "python scripts/reproduce.py --net NAME --seed S --runs-dir DIR":

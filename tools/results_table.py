@@ -74,8 +74,8 @@ def results_problem(results):
         return "it is not a JSON object of rows"
     for key, row in sorted(results.items()):
         problem = row_problem(row)
-        own = result_key(row["net"], row["seed"], row.get("recipe"))
-        if not problem and key != own:
+        own = None if problem else result_key(row["net"], row.get("seed"), row.get("recipe"))
+        if own is not None and key != own:
             problem = "it is the row of %s" % own
         if problem:
             return "its row %r is damaged: %s" % (key, problem)

@@ -232,7 +232,7 @@ def test_beyond_the_book_compares_tricks_with_the_book_over_the_same_seeds():
         "| `lenet_bn` |")[1].splitlines()[0].split("|")[:-1]]
     assert cells[0] == "0.881 (the book's)"        # the book's own figure
     assert cells[1] == "mean 0.890 (seeds 0, 1, 2: 0.850, 0.870, 0.950)"
-    assert cells[2:7] == ["not logged", "0.882", "0.2", "-", "yes (mean 0.882)"]
+    assert cells[2:7] == ["not logged", "0.882", "0.2", "-", "yes (mean 0.8820 vs 0.8810)"]
     # (0.88 - 0.85 + 0.89 - 0.87) / 2 = 2.5 points, seed 2 having no tricks run.
     assert cells[7] == "mean 0.885 (seeds 0, 1: 0.880, 0.890); +2.5 points vs the book " \
                        "recipe, same seeds"

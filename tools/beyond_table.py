@@ -40,8 +40,8 @@ def beyond_section(book_rows, beyond_rows, conditions, targets):
         target, where = targets.get(net), "the book's"
         if target is None and book:   # no book figure: the book recipe's, as run here
             target, where = _mean(book), "the book recipe's mean"
-        reached = "-" if not (fast and target) else "%s (mean %.3f)" % (
-            "yes" if _mean(fast) >= target else "no", _mean(fast))
+        reached = "-" if not (fast and target) else "%s (mean %.4f vs %.4f)" % (
+            "yes" if _mean(fast) >= target else "no", _mean(fast), target)
         lines.append("| `%s` | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             net, "%.3f (%s)" % (target, where) if target else "-", _accuracy(book),
             _minutes(book_cpu), _accuracy(fast), _minutes(fast_cpu), ratio, reached,

@@ -39,6 +39,10 @@ class ClassicNet(nn.HybridSequential):
     * ``load_parameters`` also takes files whose structural names differ only
       in numbering (a parameterless block added or removed), matching the
       parameters in order and by shape.
+    * The call that gives deferred parameters their shapes and initial values
+      returns once they are in place, so that reading them right after it
+      (``asnumpy``, ``save_parameters``) gives the same values every time for a
+      seed: see :func:`_wait_for`.
     """
 
     # How many trailing top-level blocks make up the classifier (``output``).
@@ -126,13 +130,18 @@ class ClassicNet(nn.HybridSequential):
             # A hybridized net's first call would print MXNet's "infer_shape error"
             # lines before raising: check first (hooks off, once per channel count).
             self.check_input_shape(x.shape)
+        built = self._active and self._cached_op is not None  # its parameters are in place
+        initial = isinstance(x, mx.nd.NDArray) and not built and _has_deferred_params(self)
         try:
-            return super().forward(x, *args)
+            out = super().forward(x, *args)
         except (mx.base.MXNetError, ValueError) as err:
             if isinstance(err, InputTooSmallError) or not isinstance(x, mx.nd.NDArray):
                 raise
             self.check_input_shape(x.shape)  # raises if the input was too small
             raise
+        if initial:
+            _wait_for(out)
+        return out
 
     # ------------------------------------------------------------ parameters
 
@@ -167,6 +176,28 @@ def _renamed_in_order(loaded, params):
         if shape is not None and all(shape) and tuple(shape) != array.shape:
             return None
     return {name: array for (name, _), (_, array) in zip(ours, theirs)}
+
+
+def _has_deferred_params(block):
+    """True while a parameter of ``block`` or of its children waits for its shape."""
+    return (any(p._deferred_init for p in block.params.values())  # pylint: disable=protected-access
+            or any(_has_deferred_params(child) for child in block._children.values()))
+
+
+def _wait_for(out):
+    """Wait until ``out`` (an NDArray, or a list or tuple of them) is computed.
+
+    In inference mode MXNet 1.9.1's oneDNN Convolution and FullyConnected move a weight
+    still in the plain layout into oneDNN's blocked layout in place, for the next calls
+    (``NDArray::MKLDNNDataReorderAsync`` in src/operator/nn/mkldnn/mkldnn_convolution.cc).
+    The operator schedules that rewrite only when it runs; a read of the weight issued
+    before then (``asnumpy`` and ``save`` wait for the writes scheduled so far, then copy
+    outside the engine) can overlap the rewrite and copy half of each layout. Once the
+    output is computed every such rewrite has been scheduled, and reads wait for it.
+    """
+    for array in out if isinstance(out, (list, tuple)) else [out]:
+        if isinstance(array, mx.nd.NDArray):
+            array.wait_to_read()
 
 
 def _hooks_off(net):

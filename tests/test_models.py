@@ -359,6 +359,7 @@ for _ in range(int(sys.argv[1])):
 """
 
 
+@pytest.mark.slow  # 20 nets built and read in 2 processes: about 16 s
 def test_a_seeded_deep_net_reads_the_same_initial_weights_every_time():
     """Seed, initialize, one forward pass in predict mode, read: the same weights in every
     process and for every net built. Without the wait in ClassicNet.forward about one read

@@ -130,11 +130,8 @@ _register("vgg11_small", "vgg:vgg11_small", "VGG-11 with conv channels / 4, as d
           recipe(lr=0.05, batch_size=128, resize=224))
 _register("nin", "nin:nin", "Network in Network (Lin et al. 2013) with global average pooling",
           recipe(lr=0.1, batch_size=128, resize=224))
-# GoogLeNet has no BatchNorm: with momentum 0.9 its lr is the book's 0.1 / 5 (the book's
-# plain SGD at 0.1 moves as fast as momentum 0.9 at 0.01).
 _register("googlenet", "googlenet:googlenet", "GoogLeNet / Inception v1 (Szegedy et al. 2014), d2l layout",
-          _beyond(recipe(lr=0.1, batch_size=128, resize=96),
-                  dict(resize=64, epochs=3, lr=0.02, wd=0.0, no_wd=False)))
+          recipe(lr=0.1, batch_size=128, resize=96))
 _register("resnet18", "resnet:resnet18", "ResNet-18 (He et al. 2015), d2l layout",
           _beyond(recipe(lr=0.05, batch_size=256, resize=96),
                   dict(resize=64, epochs=3, lr=0.1, last_gamma=True), dict(last_gamma=True)))

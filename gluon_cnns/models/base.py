@@ -131,7 +131,10 @@ class ClassicNet(nn.HybridSequential):
             # lines before raising: check first (hooks off, once per channel count).
             self.check_input_shape(x.shape)
         built = self._active and self._cached_op is not None  # its parameters are in place
-        initial = isinstance(x, mx.nd.NDArray) and not built and _has_deferred_params(self)
+        # Only a predict-mode pass rewrites a fresh (plain-layout) weight: see _wait_for. The
+        # walk over the parameters comes last, off the training path.
+        initial = (isinstance(x, mx.nd.NDArray) and not built
+                   and not mx.autograd.is_training() and _has_deferred_params(self))
         try:
             out = super().forward(x, *args)
         except (mx.base.MXNetError, ValueError) as err:
@@ -189,7 +192,9 @@ def _wait_for(out):
 
     In inference mode MXNet 1.9.1's oneDNN Convolution and FullyConnected move a weight
     still in the plain layout into oneDNN's blocked layout in place, for the next calls
-    (``NDArray::MKLDNNDataReorderAsync`` in src/operator/nn/mkldnn/mkldnn_convolution.cc).
+    (``NDArray::MKLDNNDataReorderAsync`` in src/operator/nn/mkldnn/mkldnn_convolution.cc;
+    in training mode they only move back a weight already in the blocked layout, which a
+    freshly initialized one is not).
     The operator schedules that rewrite only when it runs; a read of the weight issued
     before then (``asnumpy`` and ``save`` wait for the writes scheduled so far, then copy
     outside the engine) can overlap the rewrite and copy half of each layout. Once the

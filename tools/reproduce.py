@@ -75,8 +75,9 @@ def train_command(net, args):
     """The exact ``scripts/train.py`` command line of one run (recipe defaults + reductions)."""
     cmd = ["python", "scripts/train.py", "--net", net, "--seed", str(args.seed), "--quiet",
            "--ctx", args.ctx]
-    for flag, value in (("--recipe", args.recipe), ("--epochs", args.epochs), ("--limit-train", args.limit_train),
-                        ("--limit-test", args.limit_test), ("--data-dir", args.data_dir)):
+    for flag, value in (("--recipe", args.recipe), ("--epochs", args.epochs),
+                        ("--limit-train", args.limit_train), ("--limit-test", args.limit_test),
+                        ("--data-dir", args.data_dir)):
         if value is not None:
             cmd += [flag, str(value)]
     return cmd
@@ -194,10 +195,11 @@ def _check_same_run(net, save_dir, args):
     from gluon_cnns.models import Recipe, model_spec
     from gluon_cnns.artifacts.rundir import RunDir
     config = RunDir(save_dir).read_config()
-    recipe = model_spec(net).recipe_named(args.recipe)
+    spec = model_spec(net)
+    recipe = spec.recipe_named(args.recipe)
     wanted = dict((key, getattr(recipe, key)) for key in Recipe._fields)
-    wanted.update(net=net, seed=args.seed, recipe=args.recipe or next(iter(
-        model_spec(net).recipes)), limit_train=args.limit_train,
+    wanted.update(net=net, seed=args.seed, recipe=args.recipe or spec.recipe_name,
+                  limit_train=args.limit_train,
                   limit_test=args.limit_test, epochs=args.epochs or recipe.epochs,
                   dtype="fp32", hybridize=True, finetune_source=None)
     for key, value in sorted(wanted.items()):
@@ -403,7 +405,7 @@ def main(argv=None):
     try:
         from gluon_cnns.models import model_spec
         nets = _nets(args.net, args.recipe)
-        if args.recipe is not None and all(args.recipe == next(iter(model_spec(n).recipes))
+        if args.recipe is not None and all(args.recipe == model_spec(n).recipe_name
                                            for n in nets):
             args.recipe = None  # the book's recipe by its name: its usual folder and row
         if args.data_dir is not None:

@@ -127,7 +127,7 @@ def _recipe(net, config):
     """The run's recipe name, None for the net's first (the book's): its rows keep their keys."""
     from gluon_cnns.models import model_spec
     name = config.get("recipe")
-    return None if name in (None, next(iter(model_spec(net).recipes))) else name
+    return None if name in (None, model_spec(net).recipe_name) else name
 
 
 def build_row(net, config, log, command, reduced):

@@ -86,7 +86,12 @@ class ModelSpec(namedtuple("ModelSpec", "name where description recipes")):
 
     @property
     def recipe(self):
-        return next(iter(self.recipes.values()))
+        return self.recipes[self.recipe_name]
+
+    @property
+    def recipe_name(self):
+        """The first recipe's name: the default, the book's for the Fashion-MNIST nets."""
+        return next(iter(self.recipes))
 
     def recipe_named(self, name=None):
         """The recipe called ``name`` (default: the first); GluonCNNsError if there is none."""
@@ -118,7 +123,8 @@ def _register(name, where, description, recipes):
 _register("lenet", "lenet:lenet", "LeNet of the MXNet article: ReLU, 20/50 conv filters, Dense 128",
           recipe(lr=0.1, batch_size=256))
 _register("lenet_bn", "lenet:lenet_bn", "d2l batch-normalized LeNet (6/16 filters, 120/84 units, sigmoid)",
-          _beyond(recipe(lr=1.0, batch_size=256), dict(epochs=2, batch_size=128, lr=0.2)))
+          _beyond(recipe(lr=1.0, batch_size=256),
+                  dict(epochs=2, batch_size=128, lr=0.2)))
 _register("alexnet", "alexnet:alexnet", "AlexNet (Krizhevsky et al. 2012), single-tower, Dropout 0.5",
           recipe(lr=0.01, batch_size=128, resize=224))
 _register("vgg11", "vgg:vgg11", "VGG-11 (Simonyan & Zisserman 2014, config A)",

@@ -36,7 +36,7 @@ def run_settings(given, saved=None):
     net = (given.get("net") or saved.get("net") or finetune_net(given.get("finetune"))
            or setting("net").default)
     spec = model_spec(net)  # raises UnknownModelError with close matches
-    recipe_name = given.get("recipe") or saved.get("recipe") or next(iter(spec.recipes))
+    recipe_name = given.get("recipe") or saved.get("recipe") or spec.recipe_name
     recipe = spec.recipe_named(recipe_name)._asdict()
     settings = {"net": net, "recipe": recipe_name}
     for key in (s.name for s in kept_flags() if s.name not in settings):

@@ -54,8 +54,8 @@ class Checkpointer:
                 sha256 = self.run_dir.save_best(self.net)
             self.best = {"test_acc": record["test_acc"], "epoch": epoch, "sha256": sha256}
         self.history.append(dict(
-            {k: record[k] for k in ("epoch", "loss", "train_acc", "test_acc", "time",
-                                    "cpu_time", "images_per_sec", "lr", "nan_skips") if k in record},
+            {k: record[k] for k in ("epoch", "loss", "train_acc", "test_acc", "time", "cpu_time",
+                                    "images_per_sec", "lr", "nan_skips") if k in record},
             **self._conditions()))
         self.run_dir.append_log(self.history[-1])
         self.resumed_from, self.batches_run = None, 0
